@@ -1,0 +1,190 @@
+"""The one pipeline between an `Event` and its stored bytes: encode, seal (hash), decode, upcast.
+
+Every store goes through this module, so the wire format, the hash chain and the handling of
+unknown payload types are the same on memory, file and Redis.
+
+Wire format: one JSON object per event (fields in `Event` order, defaults omitted). The hash of
+an event is SHA-256 over its *canonical* encoding: the same object with `position`, `partition`
+and `hash` left out (the store assigns the position after hashing) and `prev_hash` in. So the
+hash covers the stream, version, id, time, actor and payload, and links to its predecessor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from eventlog.errors import CorruptLog, EventTooLarge, InvalidEvent
+from eventlog.events import (
+    NO_ACTOR,
+    PAYLOAD_TYPES,
+    Actor,
+    Event,
+    UnknownPayload,
+)
+
+DEFAULT_MAX_EVENT_BYTES = 1 << 20  # 1 MiB, configurable per store
+
+
+class _RawEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """`Event` with the payload left as raw JSON: the slow path for unknown/old payloads."""
+
+    id: str
+    stream: str = ""
+    version: int = 0
+    position: int = 0
+    partition: int = 0
+    at: datetime
+    actor: Actor = NO_ACTOR
+    causation_id: str | None = None
+    correlation_id: str | None = None
+    schema: int = 1
+    payload: msgspec.Raw
+    prev_hash: str = ""
+    hash: str = ""
+
+
+class _Tag(msgspec.Struct):
+    type: str
+
+
+_encoder = msgspec.json.Encoder()
+_event_decoder = msgspec.json.Decoder(Event)
+_raw_decoder = msgspec.json.Decoder(_RawEvent)
+_tag_decoder = msgspec.json.Decoder(_Tag)
+_dict_decoder = msgspec.json.Decoder(dict[str, Any])
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+_upcasters: dict[tuple[str, int], Upcaster] = {}
+
+
+def register_upcaster(event_type: str, from_schema: int, fn: Upcaster) -> None:
+    """Teach the decoder to read `event_type` payloads stored at `from_schema` as
+    `from_schema + 1`. Chains run until the payload reaches the code's current schema."""
+    _upcasters[(event_type, from_schema)] = fn
+
+
+def _raw_to_event(raw: _RawEvent, payload: Any) -> Event:
+    return Event(
+        id=raw.id,
+        stream=raw.stream,
+        version=raw.version,
+        position=raw.position,
+        partition=raw.partition,
+        at=raw.at,
+        actor=raw.actor,
+        causation_id=raw.causation_id,
+        correlation_id=raw.correlation_id,
+        schema=raw.schema,
+        payload=payload,
+        prev_hash=raw.prev_hash,
+        hash=raw.hash,
+    )
+
+
+def encode(event: Event) -> bytes:
+    """The stored form of an event (one JSON object, no newline)."""
+    if isinstance(event.payload, UnknownPayload):
+        raw = _RawEvent(
+            id=event.id,
+            stream=event.stream,
+            version=event.version,
+            position=event.position,
+            partition=event.partition,
+            at=event.at,
+            actor=event.actor,
+            causation_id=event.causation_id,
+            correlation_id=event.correlation_id,
+            schema=event.schema,
+            payload=msgspec.Raw(event.payload.raw),
+            prev_hash=event.prev_hash,
+            hash=event.hash,
+        )
+        return _encoder.encode(raw)
+    try:
+        return _encoder.encode(event)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidEvent(f"event {event.id} ({event.type}) is not JSON-encodable: {exc}") from exc
+
+
+def canonical(event: Event) -> bytes:
+    """The bytes the hash covers: the event without position, partition and hash."""
+    return encode(msgspec.structs.replace(event, position=0, partition=0, hash=""))
+
+
+def compute_hash(event: Event) -> str:
+    return hashlib.sha256(canonical(event)).hexdigest()
+
+
+def seal(event: Event, *, stream: str, version: int, prev_hash: str, max_bytes: int | None = None) -> Event:
+    """Give an event its place in a stream and its chain hash (position comes later)."""
+    placed = msgspec.structs.replace(
+        event, stream=stream, version=version, prev_hash=prev_hash, position=0, partition=0, hash=""
+    )
+    body = encode(placed)
+    if max_bytes is not None:
+        check_size(body, max_bytes, placed)
+    return msgspec.structs.replace(placed, hash=hashlib.sha256(body).hexdigest())
+
+
+def check_size(data: bytes, limit: int, event: Event) -> None:
+    if len(data) > limit:
+        raise EventTooLarge(
+            f"event {event.id} ({event.type}) is {len(data)} bytes encoded; the limit is {limit} "
+            "(raise max_event_bytes on the store, or store large blobs elsewhere and log a reference)"
+        )
+
+
+def decode(data: bytes | memoryview, *, upcast: bool = True) -> Event:
+    """Decode one stored event. Unknown payload types come back as `UnknownPayload`; payloads
+    stored at an older schema are upcast unless `upcast=False` (verification wants the bytes
+    as stored)."""
+    try:
+        event = _event_decoder.decode(data)
+    except msgspec.ValidationError:
+        return _decode_slow(data, upcast)
+    except msgspec.DecodeError as exc:
+        raise CorruptLog(f"not a JSON event: {exc}") from exc
+    if upcast and event.schema != type(event.payload).schema and not isinstance(
+        event.payload, UnknownPayload
+    ):
+        return _decode_slow(data, upcast)
+    return event
+
+
+def _decode_slow(data: bytes | memoryview, upcast: bool) -> Event:
+    try:
+        raw = _raw_decoder.decode(data)
+        tag = _tag_decoder.decode(raw.payload).type
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise CorruptLog(f"malformed event: {exc}") from exc
+    cls = PAYLOAD_TYPES.get(tag)
+    if cls is None or cls is UnknownPayload:
+        return _raw_to_event(raw, UnknownPayload(kind=tag, raw=bytes(raw.payload)))
+    if upcast and raw.schema < cls.schema:
+        body = _dict_decoder.decode(raw.payload)
+        schema = raw.schema
+        while schema < cls.schema:
+            fn = _upcasters.get((tag, schema))
+            if fn is None:
+                raise CorruptLog(f"no upcaster for {tag} schema {schema} -> {schema + 1}")
+            body = fn(body)
+            schema += 1
+        body["type"] = tag
+        try:
+            payload = msgspec.convert(body, cls)
+        except msgspec.ValidationError as exc:
+            raise CorruptLog(f"event {raw.id}: upcast {tag} payload is invalid: {exc}") from exc
+        return msgspec.structs.replace(_raw_to_event(raw, payload), schema=cls.schema)
+    # A known tag whose body does not fit the type (or a newer schema): keep it intact.
+    return _raw_to_event(raw, UnknownPayload(kind=tag, raw=bytes(raw.payload)))
+
+
+def to_builtins(event: Event) -> dict[str, Any]:
+    """A plain dict of the event (for JSON output); unknown payloads as their decoded JSON."""
+    result: dict[str, Any] = msgspec.json.decode(encode(event))
+    return result

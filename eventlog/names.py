@@ -1,0 +1,46 @@
+"""Stream names: validation, and a safe way to build them from arbitrary ids.
+
+A stream name is `kind/id` (for example `session/0b6f...`, `user/alice@example.com`). Names
+end up in Redis keys and index files, so they are bounded, printable, free of path tricks and
+of `{}` (Redis Cluster hash-tag syntax, which would move the stream to another slot).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from eventlog.errors import InvalidStreamName
+
+MAX_STREAM_NAME = 256
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f{}\\]")
+
+
+def validate_stream(name: object) -> str:
+    """Return `name` if it is a valid stream name, else raise `InvalidStreamName` saying why."""
+    if not isinstance(name, str):
+        raise InvalidStreamName(f"stream name must be a string, got {type(name).__name__}")
+    if not name:
+        raise InvalidStreamName("stream name is empty")
+    if len(name) > MAX_STREAM_NAME:
+        raise InvalidStreamName(f"stream name is {len(name)} characters; at most {MAX_STREAM_NAME}")
+    bad = _FORBIDDEN.search(name)
+    if bad:
+        raise InvalidStreamName(
+            f"stream name {name[:40]!r} contains {bad.group()!r} at {bad.start()}: "
+            "no whitespace, control characters, braces or backslashes"
+        )
+    if name.startswith("/") or name.endswith("/") or "//" in name:
+        raise InvalidStreamName(f"stream name {name[:40]!r} has an empty path segment")
+    if any(part in (".", "..") for part in name.split("/")):
+        raise InvalidStreamName(f"stream name {name[:40]!r} has a '.' or '..' segment")
+    return name
+
+
+def stream_for(kind: str, ident: str) -> str:
+    """`kind/ident` with `ident` percent-encoded where it would make an invalid name."""
+    safe = quote(ident, safe="-_.:@+=,;!~*'()$&")
+    if safe in (".", ".."):
+        safe = quote(safe, safe="")
+        safe = safe.replace(".", "%2E")
+    return validate_stream(f"{kind}/{safe}")

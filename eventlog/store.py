@@ -1,0 +1,304 @@
+"""The `EventStore` port: what every backend promises, and the checks they all share.
+
+The public methods live here and validate their input once; a backend implements the
+underscored primitives. That keeps each backend module about its storage and nothing else,
+and means a stream name or an oversized event is rejected the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import NamedTuple
+
+import msgspec
+
+from eventlog import codec
+from eventlog.errors import ConcurrencyError, InvalidEvent
+from eventlog.events import Event
+from eventlog.names import validate_stream
+
+
+class StreamHead(NamedTuple):
+    """The last version of a stream and the hash of its last event ("" when empty)."""
+
+    version: int
+    hash: str
+
+
+EMPTY_HEAD = StreamHead(0, "")
+
+
+class Cursor(msgspec.Struct, frozen=True):
+    """A place in the whole log: for each partition, the last position consumed.
+
+    Single-partition stores (memory, file, single Redis) use partition 0 only, so a plain int
+    position converts to and from a cursor losslessly. Text form: "12" or "0:12,1:7".
+    """
+
+    offsets: dict[int, int] = {}
+
+    @classmethod
+    def of(cls, value: Cursor | int | str | None) -> Cursor:
+        if value is None:
+            return cls()
+        if isinstance(value, Cursor):
+            return value
+        if isinstance(value, bool):
+            raise InvalidEvent("a position is an int, a cursor or its text form, not a bool")
+        if isinstance(value, int):
+            if value < 0:
+                raise InvalidEvent(f"position must be >= 0, got {value}")
+            return cls({0: value})
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                if ":" not in text:
+                    return cls.of(int(text))
+                parts = dict(item.split(":", 1) for item in text.split(","))
+                return cls({int(k): int(v) for k, v in parts.items()})
+            except ValueError as exc:
+                raise InvalidEvent(f"not a position: {value!r} (use N or P:N,P:N)") from exc
+        raise InvalidEvent(f"not a position: {value!r}")
+
+    def get(self, partition: int) -> int:
+        return self.offsets.get(partition, 0)
+
+    def covers(self, event: Event) -> bool:
+        """True when `event` is at or before this cursor."""
+        return event.position <= self.offsets.get(event.partition, 0)
+
+    def advanced(self, event: Event) -> Cursor:
+        offsets = dict(self.offsets)
+        if event.position > offsets.get(event.partition, 0):
+            offsets[event.partition] = event.position
+        return Cursor(offsets)
+
+    def __str__(self) -> str:
+        if set(self.offsets) <= {0}:
+            return str(self.offsets.get(0, 0))
+        return ",".join(f"{p}:{n}" for p, n in sorted(self.offsets.items()))
+
+
+Until = Cursor | int | str | datetime | None
+
+
+class EventStore(ABC):
+    """An append-only log of streams of events.
+
+    Guarantees every backend keeps (the conformance suite checks them all):
+    - `append` is atomic per call: all new events are stored, or none are.
+    - versions in a stream are 1, 2, 3, ... with no gaps; positions grow in append order.
+    - appending an event whose id is stored already stores nothing and returns the stored one.
+    - `expected_version` that does not match raises `ConcurrencyError` and writes nothing.
+    - events read back equal the events returned by `append`.
+    """
+
+    max_event_bytes: int = codec.DEFAULT_MAX_EVENT_BYTES
+    partitions: int = 1
+    url: str = ""
+
+    # --- writing --------------------------------------------------------------------------
+
+    def append(
+        self, stream: str, events: Iterable[Event], expected_version: int | None = None
+    ) -> list[Event]:
+        """Append `events` to `stream`; returns them as recorded (version, position, hash)."""
+        validate_stream(stream)
+        batch = _dedupe_batch(stream, events)
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0
+        ):
+            raise InvalidEvent(f"expected_version must be an int >= 0, got {expected_version!r}")
+        if not batch:
+            return []
+        return self._append(stream, batch, expected_version)
+
+    @abstractmethod
+    def _append(self, stream: str, events: list[Event], expected_version: int | None) -> list[Event]:
+        """Store a validated, de-duplicated, non-empty batch atomically."""
+
+    # --- reading --------------------------------------------------------------------------
+
+    def read(self, stream: str, from_version: int = 1, to_version: int | None = None) -> Iterator[Event]:
+        """Events of one stream with `from_version <= version <= to_version`, in order."""
+        validate_stream(stream)
+        return self._read(stream, max(1, from_version), to_version)
+
+    @abstractmethod
+    def _read(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]: ...
+
+    def read_all(self, after: Cursor | int | str | None = None, until: Until = None) -> Iterator[Event]:
+        """Every event after `after`, in log order, streamed (never the whole log in memory).
+
+        `until` stops at a position/cursor (inclusive) or keeps only events at or before a
+        UTC time (`datetime`)."""
+        cursor = Cursor.of(after)
+        if until is None:
+            return self._read_all(cursor, upcast=True)
+        if isinstance(until, datetime):
+            limit_time = until
+            return (e for e in self._read_all(cursor, upcast=True) if e.at <= limit_time)
+        stop = Cursor.of(until)
+        return self._read_all_until(cursor, stop)
+
+    def _read_all_until(self, cursor: Cursor, stop: Cursor) -> Iterator[Event]:
+        single = self.partitions == 1
+        for event in self._read_all(cursor, upcast=True):
+            if stop.covers(event):
+                yield event
+            elif single:
+                return
+
+    @abstractmethod
+    def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]: ...
+
+    def read_all_raw(self, after: Cursor | int | str | None = None) -> Iterator[Event]:
+        """Like `read_all` but payloads exactly as stored (no upcasting): for verification."""
+        return self._read_all(Cursor.of(after), upcast=False)
+
+    def tail(
+        self,
+        after: Cursor | int | str | None = None,
+        *,
+        prefix: str = "",
+        types: Sequence[str] | None = None,
+        stop: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Event]:
+        """Catch up from `after`, then keep yielding new events as they are appended.
+
+        Ends when `stop` is set or, if given, after `timeout` seconds with nothing new."""
+        cursor = Cursor.of(after)
+        wanted = set(types) if types else None
+        idle_since = time.monotonic()
+        while stop is None or not stop.is_set():
+            got = False
+            for event in self._read_all(cursor, upcast=True):
+                cursor = cursor.advanced(event)
+                got = True
+                if event.stream.startswith(prefix) and (wanted is None or event.type in wanted):
+                    yield event
+                if stop is not None and stop.is_set():
+                    return
+            now = time.monotonic()
+            if got:
+                idle_since = now
+            elif timeout is not None and now - idle_since >= timeout:
+                return
+            wait = 0.5 if timeout is None else max(0.0, min(0.5, timeout - (now - idle_since)))
+            self._wait_for_append(cursor, wait, stop)
+
+    def _wait_for_append(self, cursor: Cursor, seconds: float, stop: threading.Event | None) -> None:
+        """Block until something may have been appended after `cursor` (or `seconds` pass)."""
+        if stop is not None:
+            stop.wait(min(seconds, 0.05))
+        else:
+            time.sleep(min(seconds, 0.05))
+
+    def streams(self, prefix: str = "") -> list[str]:
+        """Names of the streams that hold at least one event, sorted, starting with `prefix`."""
+        return sorted(s for s in self._streams() if s.startswith(prefix))
+
+    @abstractmethod
+    def _streams(self) -> Iterable[str]: ...
+
+    def head(self, stream: str) -> StreamHead:
+        validate_stream(stream)
+        return self._head(stream)
+
+    @abstractmethod
+    def _head(self, stream: str) -> StreamHead: ...
+
+    def last_position(self) -> Cursor:
+        """The cursor just after the newest event (what `tail` would start from to see only
+        new events)."""
+        cursor = Cursor()
+        for event in self._read_all(cursor, upcast=False):
+            cursor = cursor.advanced(event)
+        return cursor
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files, locks and connections. Idempotent."""
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+def _dedupe_batch(stream: str, events: Iterable[Event]) -> list[Event]:
+    batch: list[Event] = []
+    seen: set[str] = set()
+    for event in events:
+        if not isinstance(event, Event):
+            raise InvalidEvent(f"append takes Event objects, got {type(event).__name__}")
+        if event.stream and event.stream != stream:
+            raise InvalidEvent(f"event {event.id} names stream {event.stream!r}, appended to {stream!r}")
+        if not isinstance(event.id, str) or not event.id or len(event.id) > 128:
+            raise InvalidEvent("event id must be a non-empty string of at most 128 characters")
+        if event.id in seen:
+            continue
+        seen.add(event.id)
+        batch.append(event)
+    return batch
+
+
+class SealedBatch(NamedTuple):
+    """A batch ready to store: the new events sealed into the chain, the stored twins of
+    duplicates, and where each result comes from (index into `new` or a stored event)."""
+
+    new: list[Event]
+    results: list[Event | int]
+    head: StreamHead
+
+
+def seal_batch(
+    stream: str,
+    events: list[Event],
+    head: StreamHead,
+    expected_version: int | None,
+    stored: Callable[[str], Event | None],
+    max_event_bytes: int,
+) -> SealedBatch:
+    """The shared core of an append for stores that hold a lock while appending.
+
+    Duplicates (ids already stored) are returned as stored; if every event is a duplicate the
+    call succeeds whatever `expected_version` says (it is a retry of a write that landed).
+    """
+    results: list[Event | int] = []
+    fresh: list[Event] = []
+    for event in events:
+        existing = stored(event.id)
+        if existing is not None:
+            results.append(existing)
+        else:
+            results.append(len(fresh))
+            fresh.append(event)
+    if fresh and expected_version is not None and expected_version != head.version:
+        raise ConcurrencyError(stream, expected_version, head.version)
+    version, prev = head
+    sealed: list[Event] = []
+    for event in fresh:
+        version += 1
+        event = codec.seal(event, stream=stream, version=version, prev_hash=prev, max_bytes=max_event_bytes)
+        prev = event.hash
+        sealed.append(event)
+    return SealedBatch(sealed, results, StreamHead(version, prev))
+
+
+def resolve(batch: SealedBatch, positioned: Sequence[Event]) -> list[Event]:
+    """The results of an append in call order, given the new events with their positions."""
+    return [positioned[r] if isinstance(r, int) else r for r in batch.results]
