@@ -1,0 +1,465 @@
+"""`JsonlStore`: the embedded default. Append-only segment files, one JSON event per line.
+
+Layout of the directory (0700; every file 0600):
+
+    00000001.jsonl   segment files, rolled at `segment_bytes`; each line is one event
+    LOCK             flock'ed exclusively by a writer, shared by a reader catching up
+    index.msgpack    the saved StreamIndex (a cache: deleting it only costs a rescan)
+    *.torn-<time>    bytes of a torn last line found at open, kept for inspection
+
+Several processes may append to one directory: every append takes the exclusive lock, first
+indexes what others appended since (so versions and hashes chain correctly), then writes its
+whole batch with one `write` on an O_APPEND descriptor. Readers take the shared lock only to
+catch their index up, so they never see half a batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from eventlog import codec
+from eventlog.errors import CorruptLog, EventLogError, StoreUnavailable
+from eventlog.events import Event
+from eventlog.jsonl_index import MISSING, StreamIndex, unpack
+from eventlog.store import Cursor, EventStore, StreamHead, resolve, seal_batch
+
+log = logging.getLogger("eventlog.jsonl")
+
+FsyncPolicy = Literal["always", "batch", "never"]
+DEFAULT_SEGMENT_BYTES = 64 << 20
+
+
+class _Row(msgspec.Struct):
+    """The fields the index needs from a line (msgspec skips the rest)."""
+
+    id: str
+    stream: str
+    version: int
+    position: int
+    hash: str = ""
+
+
+_row_decoder = msgspec.json.Decoder(_Row)
+
+
+class JsonlStore(EventStore):
+    """The file store. See the module docstring for the layout and the locking protocol."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: FsyncPolicy = "batch",
+        max_event_bytes: int = codec.DEFAULT_MAX_EVENT_BYTES,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        batch_ms: float = 50.0,
+        batch_events: int = 100,
+    ) -> None:
+        if fsync not in ("always", "batch", "never"):
+            raise EventLogError(f"fsync must be always, batch or never, not {fsync!r}")
+        self.path = Path(path).absolute()
+        self.url = f"file://{self.path}"
+        self.fsync = fsync
+        self.max_event_bytes = max_event_bytes
+        self.segment_bytes = segment_bytes
+        self.batch_seconds = batch_ms / 1000.0
+        self.batch_events = batch_events
+        self.recovered: list[str] = []  # torn tails moved aside at open
+        self.corrupt: list[tuple[int, int, str]] = []  # (segment, offset, why) skipped lines
+        self._thread_lock = threading.RLock()
+        self._closed = False
+        self._dirty = 0
+        self._flusher: threading.Thread | None = None
+        self._flush_wanted = threading.Event()
+        self._read_fds: dict[int, int] = {}
+        self._ids: dict[str, dict[str, int]] = {}  # stream -> {event id: version}, loaded lazily
+        self._make_dir()
+        self._lock_fd = _open_private(self.path / "LOCK", os.O_RDWR | os.O_CREAT)
+        self.index = StreamIndex.load(self.path / "index.msgpack") or StreamIndex()
+        self._append_fd = -1
+        self._append_segment = 0
+        with self._exclusive():
+            if not self._index_is_consistent():
+                self.index = StreamIndex()
+            self._catch_up(repair=True)
+
+    # --- files and locks ------------------------------------------------------------------
+
+    def _make_dir(self) -> None:
+        try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the log directory {self.path}: {exc.strerror}") from exc
+        mode = stat.S_IMODE(self.path.stat().st_mode)
+        if mode & 0o077:
+            log.warning("log directory %s is mode %o; it should be 0700 (chmod 700 it)", self.path, mode)
+        for child in self.path.glob("*.jsonl"):
+            child_mode = stat.S_IMODE(child.stat().st_mode)
+            if child_mode & 0o077:
+                log.warning("log file %s is mode %o; it should be 0600", child, child_mode)
+
+    def segment_path(self, segment: int) -> Path:
+        return self.path / f"{segment:08d}.jsonl"
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._thread_lock:
+            self._check_open()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _shared(self) -> Iterator[None]:
+        with self._thread_lock:
+            self._check_open()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EventLogError(f"store {self.path} is closed")
+
+    def _read_fd(self, segment: int) -> int:
+        fd = self._read_fds.get(segment)
+        if fd is None:
+            fd = self._read_fds[segment] = os.open(self.segment_path(segment), os.O_RDONLY)
+        return fd
+
+    # --- the index ------------------------------------------------------------------------
+
+    def _index_is_consistent(self) -> bool:
+        """A loaded index is trusted only if the files still hold what it says they hold."""
+        idx = self.index
+        if idx.count == 0:
+            return idx.end_offset == 0 and idx.end_segment == 1
+        try:
+            if self.segment_path(idx.end_segment).stat().st_size < idx.end_offset:
+                return False
+            segment, offset = unpack(idx.last_location)
+            fd = self._read_fd(segment)
+            line = os.pread(fd, self.max_event_bytes + 4096, offset).split(b"\n", 1)[0]
+            return _row_decoder.decode(line).position == idx.count
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            return False
+
+    def _catch_up(self, *, repair: bool = False) -> None:
+        """Index every complete line appended (by anyone) since the index's end.
+
+        With `repair` (only under the exclusive lock, so no writer is mid-write) an incomplete
+        last line is a torn write from a crash: it is moved aside and the segment truncated."""
+        idx = self.index
+        while True:
+            path = self.segment_path(idx.end_segment)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size > idx.end_offset:
+                self._index_range(idx.end_segment, idx.end_offset, size, repair)
+            # A writer only starts segment n+1 once n is complete, so when it exists we
+            # have read all of n and move on.
+            if not self.segment_path(idx.end_segment + 1).exists():
+                return
+            idx.end_segment += 1
+            idx.end_offset = 0
+
+    def _index_range(self, segment: int, start: int, end: int, repair: bool) -> None:
+        idx = self.index
+        fd = self._read_fd(segment)
+        offset = start
+        while offset < end:
+            chunk = os.pread(fd, min(end - offset, 8 << 20), offset)
+            if not chunk:
+                break
+            cut = chunk.rfind(b"\n")
+            if cut < 0:
+                if len(chunk) < end - offset:  # a line longer than the chunk: read it whole
+                    chunk = os.pread(fd, end - offset, offset)
+                    cut = chunk.rfind(b"\n")
+                if cut < 0:
+                    if repair:
+                        self._quarantine_tail(segment, offset, chunk)
+                    break
+            pos = 0
+            body = chunk[: cut + 1]
+            while pos < len(body):
+                nl = body.index(b"\n", pos)
+                line = body[pos:nl]
+                self._index_line(segment, offset + pos, line)
+                pos = nl + 1
+            offset += cut + 1
+            idx.end_offset = offset
+        idx.end_segment = segment
+
+    def _index_line(self, segment: int, offset: int, line: bytes) -> None:
+        try:
+            row = _row_decoder.decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            if line.strip():
+                self.corrupt.append((segment, offset, str(exc)))
+                log.warning("skipping unreadable line in %s at byte %d: %s", self.segment_path(segment), offset, exc)
+            return
+        self.index.add(row.stream, row.version, row.position, row.hash, segment, offset, len(line))
+        ids = self._ids.get(row.stream)
+        if ids is not None:
+            ids[row.id] = row.version
+
+    def _quarantine_tail(self, segment: int, offset: int, data: bytes) -> None:
+        """Move a torn last line aside (never delete data) and truncate the segment there."""
+        path = self.segment_path(segment)
+        aside = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{offset}")
+        fd = _open_private(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.truncate(path, offset)
+        message = f"torn last line in {path.name} at byte {offset} ({len(data)} bytes) moved to {aside.name}"
+        self.recovered.append(message)
+        log.warning("%s; every complete event before it is intact", message)
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _stored_ids(self, stream: str) -> dict[str, int]:
+        ids = self._ids.get(stream)
+        if ids is None:
+            ids = {}
+            locs = self.index.locations.get(stream)
+            if locs is not None:
+                lengths = self.index.lengths[stream]
+                for version, (location, length) in enumerate(zip(locs, lengths), start=1):
+                    if location == MISSING:
+                        continue
+                    segment, offset = unpack(location)
+                    line = os.pread(self._read_fd(segment), length, offset)
+                    ids[_row_decoder.decode(line).id] = version
+            self._ids[stream] = ids
+        return ids
+
+    def _append(self, stream: str, events: list[Event], expected_version: int | None) -> list[Event]:
+        with self._exclusive():
+            self._catch_up()
+            ids = self._stored_ids(stream)
+
+            def stored(event_id: str) -> Event | None:
+                version = ids.get(event_id)
+                return None if version is None else next(self._read_locked(stream, version, version))
+
+            batch = seal_batch(stream, events, self.index.head(stream), expected_version, stored,
+                               self.max_event_bytes)
+            if not batch.new:
+                return resolve(batch, [])
+            first = self.index.count + 1
+            positioned = [msgspec.structs.replace(e, position=first + i) for i, e in enumerate(batch.new)]
+            lines = [codec.encode(e) for e in positioned]
+            self._write_lines(lines)
+            segment, offset = self.index.end_segment, self.index.end_offset
+            for event, line in zip(positioned, lines):
+                self.index.add(stream, event.version, event.position, event.hash, segment, offset, len(line))
+                ids[event.id] = event.version
+                offset += len(line) + 1
+            self.index.end_offset = offset
+            return resolve(batch, positioned)
+
+    def _write_lines(self, lines: list[bytes]) -> None:
+        data = b"\n".join(lines) + b"\n"
+        idx = self.index
+        if idx.end_offset > 0 and idx.end_offset + len(data) > self.segment_bytes:
+            self._roll()
+        if self._append_fd < 0 or self._append_segment != idx.end_segment:
+            self._open_append_fd()
+        start = idx.end_offset
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._append_fd, view)
+                view = view[written:]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.truncate(self.segment_path(idx.end_segment), start)  # leave no partial line
+            raise StoreUnavailable(f"writing to {self.segment_path(idx.end_segment)} failed: {exc}") from exc
+        self._after_write(len(lines))
+
+    def _open_append_fd(self) -> None:
+        if self._append_fd >= 0:
+            os.close(self._append_fd)
+        segment = self.index.end_segment
+        path = self.segment_path(segment)
+        created = not path.exists()
+        self._append_fd = _open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self._append_segment = segment
+        if created and self.fsync != "never":
+            _fsync_dir(self.path)
+
+    def _roll(self) -> None:
+        """Start a new segment; the index is saved so a reopen skips the sealed segments."""
+        self._sync_now()
+        self.index.end_segment += 1
+        self.index.end_offset = 0
+        self._open_append_fd()
+        self.index.save(self.path / "index.msgpack")
+
+    def _after_write(self, n: int) -> None:
+        if self.fsync == "always":
+            os.fdatasync(self._append_fd)
+        elif self.fsync == "batch":
+            self._dirty += n
+            if self._dirty >= self.batch_events:
+                self._sync_now()
+            else:
+                self._ensure_flusher()
+                self._flush_wanted.set()
+
+    def _sync_now(self) -> None:
+        if self._dirty and self._append_fd >= 0:
+            os.fdatasync(self._append_fd)
+        self._dirty = 0
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="eventlog-jsonl-fsync", daemon=True)
+            self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        """Group commit: whatever was written in the last `batch_ms` is fsynced together."""
+        while not self._closed:
+            self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            time.sleep(self.batch_seconds)
+            with self._thread_lock:
+                if not self._closed:
+                    self._sync_now()
+
+    def flush(self) -> None:
+        """Make everything appended so far durable now (fsync), whatever the policy."""
+        with self._thread_lock:
+            self._dirty = max(self._dirty, 1)
+            self._sync_now()
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _read(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]:
+        with self._shared():
+            self._catch_up()
+            events = list(self._read_locked(stream, from_version, to_version))
+        return iter(events)
+
+    def _read_locked(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]:
+        locs = self.index.locations.get(stream)
+        if locs is None:
+            return
+        lengths = self.index.lengths[stream]
+        stop = len(locs) if to_version is None else min(len(locs), to_version)
+        for i in range(from_version - 1, stop):
+            if locs[i] == MISSING:
+                continue  # unreadable line, reported in self.corrupt
+            segment, offset = unpack(locs[i])
+            yield codec.decode(os.pread(self._read_fd(segment), lengths[i], offset))
+
+    def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]:
+        start_after = after.get(0)
+        with self._shared():
+            self._catch_up()
+            if start_after >= self.index.count:
+                return
+            segment, offset = self.index.start_of(start_after)
+            end_segment, end_offset = self.index.end_segment, self.index.end_offset
+        while segment <= end_segment:
+            limit = end_offset if segment == end_segment else None
+            for line in _lines(self.segment_path(segment), offset, limit):
+                try:
+                    event = codec.decode(line, upcast=upcast)
+                except CorruptLog:
+                    continue  # reported once, at indexing time (self.corrupt)
+                if event.position > start_after:
+                    yield event
+            segment += 1
+            offset = 0
+
+    def _streams(self) -> Iterable[str]:
+        with self._shared():
+            self._catch_up()
+            return list(self.index.locations)
+
+    def _head(self, stream: str) -> StreamHead:
+        with self._shared():
+            self._catch_up()
+            return self.index.head(stream)
+
+    def last_position(self) -> Cursor:
+        with self._shared():
+            self._catch_up()
+            return Cursor({0: self.index.count})
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        with self._exclusive():
+            self._catch_up()
+            self._dirty = max(self._dirty, 1 if self._append_fd >= 0 else 0)
+            self._sync_now()
+            with contextlib.suppress(OSError):
+                self.index.save(self.path / "index.msgpack")
+            self._closed = True
+        self._flush_wanted.set()
+        for fd in [self._append_fd, *self._read_fds.values()]:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._read_fds.clear()
+        self._append_fd = -1
+        os.close(self._lock_fd)
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.glob("*.jsonl"))
+
+
+def _lines(path: Path, offset: int, limit: int | None) -> Iterator[bytes]:
+    """Complete lines of a segment from `offset` up to `limit`, read in 1 MiB chunks."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        remaining = None if limit is None else limit - offset
+        rest = b""
+        while remaining is None or remaining > 0:
+            size = 1 << 20 if remaining is None else min(1 << 20, remaining)
+            chunk = f.read(size)
+            if not chunk:
+                break
+            if remaining is not None:
+                remaining -= len(chunk)
+            parts = (rest + chunk).split(b"\n")
+            rest = parts.pop()
+            yield from parts
+
+
+def _open_private(path: Path, flags: int) -> int:
+    """Open (creating 0600) a file of the store."""
+    return os.open(path, flags, 0o600)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
