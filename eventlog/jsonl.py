@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 import msgspec
 
@@ -32,6 +33,7 @@ from eventlog import codec
 from eventlog.errors import CorruptLog, EventLogError, StoreUnavailable
 from eventlog.events import Event
 from eventlog.jsonl_index import MISSING, StreamIndex, unpack
+from eventlog.names import validate_stream
 from eventlog.store import Cursor, EventStore, StreamHead, resolve, seal_batch
 
 log = logging.getLogger("eventlog.jsonl")
@@ -429,6 +431,26 @@ class JsonlStore(EventStore):
         self._read_fds.clear()
         self._append_fd = -1
         os.close(self._lock_fd)
+
+    def put_blob(self, name: str, data: bytes) -> None:
+        """Blobs are files under `blobs/` (0600), written atomically (tmp + rename)."""
+        path = self._blob_path(name)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = _open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def get_blob(self, name: str) -> bytes | None:
+        try:
+            return self._blob_path(name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _blob_path(self, name: str) -> Path:
+        validate_stream(name)
+        return self.path / "blobs" / quote(name, safe="")
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.glob("*.jsonl"))

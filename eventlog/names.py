@@ -44,3 +44,22 @@ def stream_for(kind: str, ident: str) -> str:
         safe = quote(safe, safe="")
         safe = safe.replace(".", "%2E")
     return validate_stream(f"{kind}/{safe}")
+
+
+def session_stream(session_id: str) -> str:
+    """Where a session's events live: its row, state, summary and runs."""
+    return stream_for("session", session_id)
+
+
+def user_stream(user_id: str | None) -> str:
+    """Where a user's memories live (memories with no user go to `memories/anonymous`)."""
+    return stream_for("user", user_id) if user_id else "memories/anonymous"
+
+
+def workflow_stream(workflow: str, session_id: str | None) -> str:
+    return stream_for("workflow", f"{workflow}/{session_id}" if session_id else workflow)
+
+
+def record_stream(table: str) -> str:
+    """Rows of Agno's other tables (metrics, knowledge, evals, traces, ...)."""
+    return stream_for("records", table)

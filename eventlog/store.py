@@ -222,6 +222,25 @@ class EventStore(ABC):
             cursor = cursor.advanced(event)
         return cursor
 
+    # --- small side data (projection snapshots) -------------------------------------------
+
+    def put_blob(self, name: str, data: bytes) -> None:
+        """Keep a small named blob beside the log (projection snapshots). Not part of the
+        log: not hashed, not replayed, and safe to lose (it is rebuilt from the log)."""
+        validate_stream(name)
+        self._blobs()[name] = bytes(data)
+
+    def get_blob(self, name: str) -> bytes | None:
+        validate_stream(name)
+        return self._blobs().get(name)
+
+    def _blobs(self) -> dict[str, bytes]:
+        blobs: dict[str, bytes] | None = getattr(self, "_blob_dict", None)
+        if blobs is None:
+            blobs = {}
+            self._blob_dict = blobs
+        return blobs
+
     # --- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -1,0 +1,60 @@
+"""A projection is a fold: an initial state and `apply(state, event) -> state`.
+
+The same `apply` serves a full rebuild, the live runner and a time-travel query, so there is
+no second code path that could drift. For speed `apply` may update the state it is given and
+return it; it must depend on nothing but (state, event), so folding the same events into a
+fresh `initial()` always gives the same state. Events a projection does not handle (including
+payload types this version does not know) return the state untouched.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import ClassVar, Generic, TypeVar
+
+import msgspec
+
+from eventlog import Event
+
+S = TypeVar("S")
+
+
+class Projection(ABC, Generic[S]):
+    """One read model. `name` keys its snapshots; bump `schema` whenever the state's shape or
+    the meaning of `apply` changes, so old snapshots are discarded instead of trusted."""
+
+    name: ClassVar[str]
+    schema: ClassVar[int] = 1
+    state_type: ClassVar[type]
+
+    @abstractmethod
+    def initial(self) -> S: ...
+
+    @abstractmethod
+    def apply(self, state: S, event: Event) -> S: ...
+
+    def fold(self, events: Iterable[Event], state: S | None = None) -> S:
+        """Apply `events` in order to `state` (a fresh initial state when None)."""
+        current = self.initial() if state is None else state
+        apply = self.apply
+        for event in events:
+            current = apply(current, event)
+        return current
+
+    def encode_state(self, state: S) -> bytes:
+        return msgspec.msgpack.encode(state)
+
+    def decode_state(self, data: bytes) -> S:
+        result: S = msgspec.msgpack.decode(data, type=self.state_type)
+        return result
+
+
+def epoch(at: datetime) -> int:
+    """Whole seconds since the epoch, the unit Agno's rows use for created_at/updated_at."""
+    return int(at.timestamp())
+
+
+def epoch_now() -> int:
+    return int(datetime.now(timezone.utc).timestamp())

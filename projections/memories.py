@@ -1,0 +1,168 @@
+"""User context: what agents remembered about each user, who wrote it, and when it changed.
+
+Indexed by memory id and by user, so a per-user query touches only that user's memories
+(Agno's `get_user_memories` on 10k memories of 100 users reads 100, not 10,000).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from eventlog import (
+    Event,
+    UserMemoriesCleared,
+    UserMemoryAdded,
+    UserMemoryDeleted,
+    UserMemoryUpdated,
+)
+from projections.fold import Projection, epoch
+from projections.sessions import page_rows
+
+
+class MemoryRow(msgspec.Struct, kw_only=True):
+    memory_id: str
+    user_id: str | None = None
+    memory: Any = None
+    topics: list[str] = []
+    input: str | None = None
+    fields: dict[str, Any] = {}
+    agent_id: str | None = None
+    team_id: str | None = None
+    run_id: str | None = None
+    created_at: int = 0
+    updated_at: int = 0
+    created_by: str | None = None  # agent (or team) that first wrote it
+    updated_by: str | None = None
+    event_id: str = ""
+    changes: int = 0
+
+
+class MemoriesState(msgspec.Struct):
+    memories: dict[str, MemoryRow] = {}
+    by_user: dict[str, dict[str, None]] = {}  # user ("" for none) -> memory ids, insertion-ordered
+
+
+class UserMemoriesProjection(Projection[MemoriesState]):
+    name = "memories"
+    schema = 1
+    state_type = MemoriesState
+
+    def initial(self) -> MemoriesState:
+        return MemoriesState({}, {})
+
+    def apply(self, state: MemoriesState, event: Event) -> MemoriesState:
+        p = event.payload
+        if isinstance(p, (UserMemoryAdded, UserMemoryUpdated)):
+            now = epoch(event.at)
+            writer = event.actor.agent_id or event.actor.team_id
+            old = state.memories.get(p.memory_id)
+            if old is not None and old.user_id != p.user_id:
+                _unlink(state, old)
+            row = MemoryRow(
+                memory_id=p.memory_id,
+                user_id=p.user_id,
+                memory=p.memory,
+                topics=list(p.topics),
+                input=p.input,
+                fields=dict(p.fields),
+                agent_id=p.fields.get("agent_id") or event.actor.agent_id,
+                team_id=p.fields.get("team_id") or event.actor.team_id,
+                run_id=event.actor.run_id,
+                created_at=old.created_at if old is not None else int(p.fields.get("created_at") or now),
+                updated_at=int(p.fields.get("updated_at") or now),
+                created_by=old.created_by if old is not None else writer,
+                updated_by=writer,
+                event_id=event.id,
+                changes=(old.changes + 1) if old is not None else 1,
+            )
+            state.memories[p.memory_id] = row
+            state.by_user.setdefault(p.user_id or "", {})[p.memory_id] = None
+        elif isinstance(p, UserMemoryDeleted):
+            gone = state.memories.pop(p.memory_id, None)
+            if gone is not None:
+                _unlink(state, gone)
+        elif isinstance(p, UserMemoriesCleared):
+            if p.user_id is None:
+                state.memories.clear()
+                state.by_user.clear()
+            else:
+                for memory_id in state.by_user.pop(p.user_id, {}):
+                    state.memories.pop(memory_id, None)
+        return state
+
+
+def _unlink(state: MemoriesState, row: MemoryRow) -> None:
+    ids = state.by_user.get(row.user_id or "")
+    if ids is not None:
+        ids.pop(row.memory_id, None)
+        if not ids:
+            del state.by_user[row.user_id or ""]
+
+
+def query_memories(
+    state: MemoriesState,
+    *,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    team_id: str | None = None,
+    topics: list[str] | None = None,
+    search_content: str | None = None,
+    sort_by: str | None = None,
+    sort_order: str | None = None,
+    limit: int | None = None,
+    page: int | None = None,
+) -> tuple[list[MemoryRow], int]:
+    """Filter (user first, through the index), sort (default updated_at desc), page."""
+    if user_id is not None:
+        candidates = [state.memories[m] for m in state.by_user.get(user_id, {})]
+    else:
+        candidates = list(state.memories.values())
+    wanted = set(topics) if topics else None
+    needle = search_content.lower() if search_content else None
+    rows = [
+        r
+        for r in candidates
+        if (agent_id is None or r.agent_id == agent_id)
+        and (team_id is None or r.team_id == team_id)
+        and (wanted is None or wanted.intersection(r.topics))
+        and (needle is None or needle in str(r.memory).lower())
+    ]
+    total = len(rows)
+    key = sort_by or "updated_at"
+    reverse = (sort_order or "desc").lower() != "asc"
+    rows.sort(key=lambda r: _value(r, key), reverse=reverse)
+    return page_rows(rows, limit, page), total
+
+
+def _value(row: MemoryRow, key: str) -> tuple[int, Any]:
+    value = getattr(row, key, None)
+    if value is None:
+        value = row.fields.get(key)
+    return (0, "") if value is None else (1, value if not isinstance(value, (list, dict)) else str(value))
+
+
+def memory_topics(state: MemoriesState, user_id: str | None = None) -> list[str]:
+    rows = (
+        (state.memories[m] for m in state.by_user.get(user_id, {}))
+        if user_id is not None
+        else state.memories.values()
+    )
+    seen: dict[str, None] = {}
+    for row in rows:
+        for topic in row.topics:
+            seen[topic] = None
+    return list(seen)
+
+
+def memory_stats(state: MemoriesState, user_id: str | None = None) -> list[dict[str, Any]]:
+    """Per user: how many memories and when the last one changed, newest first."""
+    stats = []
+    for user, ids in state.by_user.items():
+        if not user or (user_id is not None and user != user_id) or not ids:
+            continue
+        last = max(state.memories[m].updated_at for m in ids)
+        stats.append({"user_id": user, "total_memories": len(ids), "last_memory_updated_at": last})
+    stats.sort(key=lambda s: s["last_memory_updated_at"], reverse=True)
+    return stats
