@@ -197,9 +197,10 @@ class RecordDeleted(Payload, tag="record.deleted"):
 class ChainCheckpoint(Payload, tag="log.checkpoint"):
     """The chain heads of every stream at a point, so verification can resume from here."""
 
-    up_to_position: int
-    heads: dict[str, str] = {}
-    root: str = ""
+    up_to: str  # the cursor (text form) this checkpoint covers
+    events: int = 0
+    heads: dict[str, str] = {}  # stream -> "<version>:<hash>"
+    root: str = ""  # SHA-256 over the sorted heads: print it, compare a copy against it later
 
 
 class UserForgotten(Payload, tag="user.forgotten"):

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
@@ -21,6 +21,9 @@ from eventlog import codec
 from eventlog.errors import ConcurrencyError, InvalidEvent
 from eventlog.events import Event
 from eventlog.names import validate_stream
+
+if TYPE_CHECKING:
+    from eventlog.integrity import VerifyReport
 
 
 class StreamHead(NamedTuple):
@@ -221,6 +224,12 @@ class EventStore(ABC):
         for event in self._read_all(cursor, upcast=False):
             cursor = cursor.advanced(event)
         return cursor
+
+    def verify(self, *, resume: bool = False, expect_root: str | None = None) -> VerifyReport:
+        """Check every hash, chain link and position; see `eventlog.integrity`."""
+        from eventlog.integrity import verify
+
+        return verify(self, resume=resume, expect_root=expect_root)
 
     # --- small side data (projection snapshots) -------------------------------------------
 
