@@ -15,6 +15,7 @@ from projections.memories import (
     memory_topics,
     query_memories,
 )
+from projections.records import RecordsProjection, RecordsState
 from projections.runner import ProjectionRunner
 from projections.sessions import SessionRow, SessionsProjection, SessionsState, query_sessions
 from projections.timetravel import (
@@ -34,7 +35,7 @@ from projections.workflows import WorkflowRow, WorkflowsProjection, WorkflowsSta
 def all_projections() -> list[Projection]:  # type: ignore[type-arg]
     """A fresh instance of every read model, for a runner that serves them all."""
     return [SessionsProjection(), ConversationProjection(), UserMemoriesProjection(),
-            WorkflowsProjection(), ActorsProjection()]
+            WorkflowsProjection(), ActorsProjection(), RecordsProjection()]
 
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "PointNotFound",
     "Projection",
     "ProjectionRunner",
+    "RecordsProjection",
+    "RecordsState",
     "SessionRow",
     "SessionsProjection",
     "SessionsState",
