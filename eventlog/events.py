@@ -40,7 +40,7 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag
 # --- sessions -------------------------------------------------------------------------------
 
 
-class SessionStarted(Payload, tag="session.started"):
+class SessionStarted(Payload, frozen=True, tag="session.started"):
     """A session row was created (Agno session: agent, team or workflow)."""
 
     session_id: str
@@ -54,16 +54,16 @@ class SessionStarted(Payload, tag="session.started"):
     created_at: int | None = None
 
 
-class SessionRenamed(Payload, tag="session.renamed"):
+class SessionRenamed(Payload, frozen=True, tag="session.renamed"):
     session_id: str
     name: str
 
 
-class SessionDeleted(Payload, tag="session.deleted"):
+class SessionDeleted(Payload, frozen=True, tag="session.deleted"):
     session_id: str
 
 
-class SessionStateChanged(Payload, tag="session.state_changed"):
+class SessionStateChanged(Payload, frozen=True, tag="session.state_changed"):
     """Only the keys that changed: `set` holds new values, `removed` the keys dropped."""
 
     session_id: str
@@ -71,19 +71,19 @@ class SessionStateChanged(Payload, tag="session.state_changed"):
     removed: list[str] = []
 
 
-class SessionSummaryChanged(Payload, tag="session.summary_changed"):
+class SessionSummaryChanged(Payload, frozen=True, tag="session.summary_changed"):
     session_id: str
     summary: JSON = None
 
 
-class SessionFieldsChanged(Payload, tag="session.fields_changed"):
+class SessionFieldsChanged(Payload, frozen=True, tag="session.fields_changed"):
     """Other top-level session columns that changed (metadata, agent_data, ...), new values."""
 
     session_id: str
     fields: dict[str, JSON] = {}
 
 
-class SessionForked(Payload, tag="session.forked"):
+class SessionForked(Payload, frozen=True, tag="session.forked"):
     """This session was created as a copy of `origin_session_id` up to `origin_version`."""
 
     session_id: str
@@ -93,7 +93,7 @@ class SessionForked(Payload, tag="session.forked"):
     origin_event_id: str | None = None
 
 
-class RunRecorded(Payload, tag="run.recorded"):
+class RunRecorded(Payload, frozen=True, tag="run.recorded"):
     """A run (one agent/team/workflow turn) was recorded or updated; `run` is Agno's dict."""
 
     session_id: str
@@ -101,12 +101,12 @@ class RunRecorded(Payload, tag="run.recorded"):
     run: dict[str, JSON] = {}
 
 
-class RunDeleted(Payload, tag="run.deleted"):
+class RunDeleted(Payload, frozen=True, tag="run.deleted"):
     session_id: str
     run_id: str
 
 
-class MessageAppended(Payload, tag="message.appended"):
+class MessageAppended(Payload, frozen=True, tag="message.appended"):
     """A conversation message outside of Agno's run objects (the facade's conversation log)."""
 
     session_id: str
@@ -117,7 +117,7 @@ class MessageAppended(Payload, tag="message.appended"):
     name: str | None = None
 
 
-class SessionIdSaved(Payload, tag="session_id.saved"):
+class SessionIdSaved(Payload, frozen=True, tag="session_id.saved"):
     """The facade's `save_session_id`: which session to resume under `key`."""
 
     session_id: str
@@ -127,7 +127,7 @@ class SessionIdSaved(Payload, tag="session_id.saved"):
 # --- user memories --------------------------------------------------------------------------
 
 
-class UserMemoryAdded(Payload, tag="memory.added"):
+class UserMemoryAdded(Payload, frozen=True, tag="memory.added"):
     memory_id: str
     user_id: str | None = None
     memory: JSON = None
@@ -136,7 +136,7 @@ class UserMemoryAdded(Payload, tag="memory.added"):
     fields: dict[str, JSON] = {}
 
 
-class UserMemoryUpdated(Payload, tag="memory.updated"):
+class UserMemoryUpdated(Payload, frozen=True, tag="memory.updated"):
     memory_id: str
     user_id: str | None = None
     memory: JSON = None
@@ -146,12 +146,12 @@ class UserMemoryUpdated(Payload, tag="memory.updated"):
     fields: dict[str, JSON] = {}
 
 
-class UserMemoryDeleted(Payload, tag="memory.deleted"):
+class UserMemoryDeleted(Payload, frozen=True, tag="memory.deleted"):
     memory_id: str
     user_id: str | None = None
 
 
-class UserMemoriesCleared(Payload, tag="memory.cleared"):
+class UserMemoriesCleared(Payload, frozen=True, tag="memory.cleared"):
     """All memories of `user_id` (or of everyone when None) were removed."""
 
     user_id: str | None = None
@@ -160,13 +160,13 @@ class UserMemoriesCleared(Payload, tag="memory.cleared"):
 # --- workflows ------------------------------------------------------------------------------
 
 
-class WorkflowStateSaved(Payload, tag="workflow.state_saved"):
+class WorkflowStateSaved(Payload, frozen=True, tag="workflow.state_saved"):
     workflow: str
     session_id: str | None = None
     state: dict[str, JSON] = {}
 
 
-class WorkflowStepCompleted(Payload, tag="workflow.step_completed"):
+class WorkflowStepCompleted(Payload, frozen=True, tag="workflow.step_completed"):
     workflow: str
     step: int
     session_id: str | None = None
@@ -178,7 +178,7 @@ class WorkflowStepCompleted(Payload, tag="workflow.step_completed"):
 # --- everything else Agno stores ------------------------------------------------------------
 
 
-class RecordUpserted(Payload, tag="record.upserted"):
+class RecordUpserted(Payload, frozen=True, tag="record.upserted"):
     """A row of one of Agno's other tables (metrics, knowledge, evals, traces, ...)."""
 
     table: str
@@ -186,7 +186,7 @@ class RecordUpserted(Payload, tag="record.upserted"):
     record: dict[str, JSON] = {}
 
 
-class RecordDeleted(Payload, tag="record.deleted"):
+class RecordDeleted(Payload, frozen=True, tag="record.deleted"):
     table: str
     key: str
 
@@ -194,7 +194,7 @@ class RecordDeleted(Payload, tag="record.deleted"):
 # --- integrity and erasure ------------------------------------------------------------------
 
 
-class ChainCheckpoint(Payload, tag="log.checkpoint"):
+class ChainCheckpoint(Payload, frozen=True, tag="log.checkpoint"):
     """The chain heads of every stream at a point, so verification can resume from here."""
 
     up_to: str  # the cursor (text form) this checkpoint covers
@@ -203,14 +203,14 @@ class ChainCheckpoint(Payload, tag="log.checkpoint"):
     root: str = ""  # SHA-256 over the sorted heads: print it, compare a copy against it later
 
 
-class UserForgotten(Payload, tag="user.forgotten"):
+class UserForgotten(Payload, frozen=True, tag="user.forgotten"):
     """The user's encryption key was destroyed; their encrypted fields are unreadable."""
 
     user_id: str
     reason: str | None = None
 
 
-class UnknownPayload(Payload, tag="unknown.kept"):
+class UnknownPayload(Payload, frozen=True, tag="unknown.kept"):
     """A payload type this version does not know, kept as its original JSON bytes.
 
     The codec writes `raw` back verbatim, so a newer writer's event survives a round trip
@@ -329,7 +329,7 @@ def new_event(
 ) -> Event:
     """An event ready to append: id and time filled in, schema taken from the payload type."""
     return Event(
-        payload=payload,
+        payload=payload,  # type: ignore[arg-type]  # any Payload subclass is in the union
         id=id or new_id(),
         at=at or utcnow(),
         actor=actor or NO_ACTOR,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -70,8 +71,8 @@ class _Walker:
         self.checkpoints = 0
 
     def check(self, event: Event) -> Break | None:
-        here = {"stream": event.stream, "version": event.version, "id": event.id,
-                "position": event.position, "partition": event.partition}
+        here: dict[str, Any] = {"stream": event.stream, "version": event.version, "id": event.id,
+                                "position": event.position, "partition": event.partition}
         expected_pos = self.cursor.get(event.partition) + 1
         if event.position != expected_pos:
             kind = "removed" if event.position > expected_pos else "reordered"

@@ -158,11 +158,11 @@ def memory_topics(state: MemoriesState, user_id: str | None = None) -> list[str]
 
 def memory_stats(state: MemoriesState, user_id: str | None = None) -> list[dict[str, Any]]:
     """Per user: how many memories and when the last one changed, newest first."""
-    stats = []
+    stats: list[dict[str, Any]] = []
     for user, ids in state.by_user.items():
         if not user or (user_id is not None and user != user_id) or not ids:
             continue
         last = max(state.memories[m].updated_at for m in ids)
         stats.append({"user_id": user, "total_memories": len(ids), "last_memory_updated_at": last})
-    stats.sort(key=lambda s: s["last_memory_updated_at"], reverse=True)
+    stats.sort(key=lambda s: int(s["last_memory_updated_at"]), reverse=True)
     return stats

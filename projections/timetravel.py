@@ -120,15 +120,17 @@ class Models(msgspec.Struct):
     workflows: WorkflowsState
 
 
-_MODEL_PROJECTIONS = (SessionsProjection(), ConversationProjection(), UserMemoriesProjection(),
-                      WorkflowsProjection())
-
-
 def models_at(store: EventStore, point: Point, *, stream: str | None = None) -> Models:
-    states = [p.initial() for p in _MODEL_PROJECTIONS]
+    """Every read model at `point`, folded in one pass over the events."""
+    sessions, conversation = SessionsProjection(), ConversationProjection()
+    memories, workflows = UserMemoriesProjection(), WorkflowsProjection()
+    models = Models(sessions.initial(), conversation.initial(), memories.initial(), workflows.initial())
     for event in events_at(store, point, stream=stream):
-        states = [p.apply(s, event) for p, s in zip(_MODEL_PROJECTIONS, states)]
-    return Models(*states)
+        sessions.apply(models.sessions, event)
+        conversation.apply(models.conversation, event)
+        memories.apply(models.memories, event)
+        workflows.apply(models.workflows, event)
+    return models
 
 
 def diff(store: EventStore, a: Point, b: Point, *, session_id: str | None = None) -> list[Change]:
@@ -228,7 +230,7 @@ def fork_session(store: EventStore, session_id: str, at: Point, new_session_id: 
     for event in events:
         payload = event.payload
         if getattr(payload, "session_id", None) == session_id:
-            payload = msgspec.structs.replace(payload, session_id=new_id_)  # type: ignore[type-var]
+            payload = msgspec.structs.replace(payload, session_id=new_id_)
         if isinstance(payload, RunRecorded) and payload.run.get("session_id") == session_id:
             payload = msgspec.structs.replace(payload, run={**payload.run, "session_id": new_id_})
         copies.append(

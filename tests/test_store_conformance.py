@@ -26,9 +26,9 @@ from eventlog import (
     SessionStateChanged,
     UnknownPayload,
     UserMemoryAdded,
+    codec,
     new_event,
 )
-from eventlog import codec
 
 
 def msg(session: str = "s1", text: str = "hi", **kw: object) -> object:
