@@ -58,3 +58,19 @@ def epoch(at: datetime) -> int:
 
 def epoch_now() -> int:
     return int(datetime.now(timezone.utc).timestamp())
+
+
+def epoch_of(value: object, default: int) -> int:
+    """Seconds since the epoch from an int, float or ISO string (Agno writes all three);
+    `default` when the value is missing or unreadable, so a fold never fails on it."""
+    if isinstance(value, bool) or value is None:
+        return default
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return default
+        return int(parsed.timestamp())
+    return default

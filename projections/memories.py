@@ -17,7 +17,7 @@ from eventlog import (
     UserMemoryDeleted,
     UserMemoryUpdated,
 )
-from projections.fold import Projection, epoch
+from projections.fold import Projection, epoch, epoch_of
 from projections.sessions import page_rows
 
 
@@ -70,8 +70,8 @@ class UserMemoriesProjection(Projection[MemoriesState]):
                 agent_id=p.fields.get("agent_id") or event.actor.agent_id,
                 team_id=p.fields.get("team_id") or event.actor.team_id,
                 run_id=event.actor.run_id,
-                created_at=old.created_at if old is not None else int(p.fields.get("created_at") or now),
-                updated_at=int(p.fields.get("updated_at") or now),
+                created_at=old.created_at if old is not None else epoch_of(p.fields.get("created_at"), now),
+                updated_at=epoch_of(p.fields.get("updated_at"), now),
                 created_by=old.created_by if old is not None else writer,
                 updated_by=writer,
                 event_id=event.id,

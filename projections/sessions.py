@@ -35,6 +35,7 @@ class SessionRow(msgspec.Struct, kw_only=True):
     user_id: str | None = None
     name: str | None = None
     state: dict[str, Any] = {}
+    has_state: bool = False  # whether a state was ever recorded (even an empty one)
     summary: Any = None
     fields: dict[str, Any] = {}
     created_at: int = 0
@@ -47,6 +48,8 @@ class SessionRow(msgspec.Struct, kw_only=True):
 class SessionsState(msgspec.Struct):
     sessions: dict[str, SessionRow] = {}
 
+
+_ROW_ATTRS = frozenset({"session_type", "agent_id", "team_id", "workflow_id", "user_id"})
 
 _SESSION_EVENTS = (
     SessionStarted,
@@ -94,6 +97,7 @@ class SessionsProjection(Projection[SessionsState]):
                 stream=event.stream,
                 forked_from=row.forked_from if row is not None else None,
                 state=dict(row.state) if row is not None else {},
+                has_state=row.has_state if row is not None else False,
             )
             state.sessions[sid] = row
         elif row is None:
@@ -108,10 +112,15 @@ class SessionsProjection(Projection[SessionsState]):
             for key in p.removed:
                 row.state.pop(key, None)
             row.state.update(p.set)
+            row.has_state = True
         elif isinstance(p, SessionSummaryChanged):
             row.summary = p.summary
         elif isinstance(p, SessionFieldsChanged):
-            row.fields.update(p.fields)
+            for key, value in p.fields.items():
+                if key in _ROW_ATTRS:
+                    setattr(row, key, value)
+                else:
+                    row.fields[key] = value
         elif isinstance(p, SessionForked):
             row.forked_from = p.origin_session_id
         row.updated_at = max(row.updated_at, now)

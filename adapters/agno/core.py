@@ -1,0 +1,122 @@
+"""The plumbing every EventLogDb table shares: the store, the live read models, and writes.
+
+Writes are appended to the log and then folded in (read-your-writes); reads catch the read
+models up first (cheap: only what others appended since) and answer from folded state, never
+by replaying the log. A time-travel view folds the log up to a point once and never moves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from eventlog import Actor, EventStore, InvalidEvent, Payload, ReadOnlyStore, new_event, open_store
+from eventlog.events import Event
+from projections import ProjectionRunner, all_projections
+from projections.timetravel import Point, events_at, parse_point
+
+log = logging.getLogger("adapters.agno")
+
+
+class EventLogCore:
+    """Store + runner + write path. Mixed into `EventLogDb` with the per-table methods."""
+
+    store: EventStore
+    runner: ProjectionRunner
+    read_only: bool
+
+    def _init_core(self, url: str | None, store: EventStore | None, *, snapshots: bool,
+                   at: Point | str | None) -> None:
+        self._owns_store = store is None
+        self.store = store if store is not None else open_store(url)
+        self._write_lock = threading.RLock()
+        self.read_only = at is not None
+        self.point = parse_point(at) if isinstance(at, str) else at
+        if self.point is None:
+            self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=snapshots)
+            self.runner.catch_up()
+        else:
+            self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
+            for event in events_at(self.store, self.point):
+                self.runner.apply(event)
+
+    # --- reading --------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[dict[str, Any]]:
+        """The read models, caught up with the log and held still while the caller reads."""
+        if self.point is None:
+            self.runner.catch_up()  # errors propagate: Agno needs read failures to raise
+        with self.runner.lock:
+            yield self.runner.states
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _emit(self, stream: str, payloads: Sequence[Payload], actor: Actor,
+              causation_id: str | None = None) -> list[Event]:
+        """Append the payloads as one atomic batch and fold them in before returning."""
+        if self.read_only:
+            raise ReadOnlyStore(f"this EventLogDb is a read-only view as of {self.point!s}")
+        if not payloads:
+            return []
+        events = [new_event(p, actor=actor, causation_id=causation_id) for p in payloads]
+        try:
+            recorded = self.store.append(stream, events)
+        except InvalidEvent as exc:
+            if "not JSON-encodable" not in str(exc):
+                raise
+            # Agno objects sometimes carry values JSON cannot hold (datetimes in nested dicts,
+            # enums, pydantic models): store their string forms, as Agno's JsonDb does.
+            events = [_jsonable_event(e) for e in events]
+            recorded = self.store.append(stream, events)
+        self.runner.catch_up()
+        return recorded
+
+    def close(self) -> None:
+        """Save snapshots of the read models (so the next start is quick) and release."""
+        if self.point is None and not self.read_only:
+            try:
+                self.runner.save_snapshots()
+            except Exception as exc:  # a snapshot is an optimisation; never fail close on it
+                log.warning("could not save projection snapshots: %s", exc)
+        self.runner.stop()
+        if self._owns_store:
+            self.store.close()
+
+
+def _jsonable_event(event: Event) -> Event:
+    import msgspec
+
+    payload = event.payload
+    plain = json.loads(json.dumps(msgspec.structs.asdict(payload), default=_default))
+    plain.pop("type", None)
+    return msgspec.structs.replace(event, payload=type(payload)(**plain))
+
+
+def _default(value: Any) -> Any:
+    for attr in ("model_dump", "to_dict"):
+        fn = getattr(value, attr, None)
+        if callable(fn):
+            return fn()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    return str(value)
+
+
+def actor_of(row: dict[str, Any], *, session_id: str | None = None, run_id: str | None = None,
+             user_id: str | None = None) -> Actor:
+    """Who is writing: the agent/team/workflow/user named by the Agno object being written."""
+    return Actor(
+        agent_id=row.get("agent_id"),
+        team_id=row.get("team_id"),
+        workflow_id=row.get("workflow_id"),
+        user_id=user_id if user_id is not None else row.get("user_id"),
+        session_id=session_id if session_id is not None else row.get("session_id"),
+        run_id=run_id,
+    )

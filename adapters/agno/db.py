@@ -1,0 +1,59 @@
+"""`EventLogDb`: Agno's database interface on top of the event log.
+
+    agent = Agent(model=..., db=EventLogDb())              # file store by default
+    team = Team(members=[...], db=EventLogDb("redis://localhost:6379/0"))
+
+Every write becomes typed events carrying who wrote it (agent, team, workflow, user, session,
+run); every read is served from read models folded from the log. `as_of(point)` gives a
+read-only view of the past that an Agent or AgentOS can be pointed at, and `fork_session`
+continues a conversation from an earlier turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agno.db.base import BaseDb
+from agno.db.in_memory import InMemoryDb
+
+from adapters.agno.memories import MemoryMethods
+from adapters.agno.records import RecordMethods, _RowsJsonDb
+from adapters.agno.sessions import SessionMethods
+from eventlog import EventStore, redact_url
+from projections.timetravel import Point
+
+
+class EventLogDb(SessionMethods, MemoryMethods, RecordMethods, BaseDb):
+    """An Agno `BaseDb` whose storage is the event log (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        store: EventStore | None = None,
+        id: str | None = None,
+        snapshots: bool = True,
+        at: Point | str | None = None,
+    ) -> None:
+        """`url` as for `eventlog.open_store` (None: the environment's defaults, the file store
+        if nothing is set); or an open `store` to share (teams, tests). `at` makes this a
+        read-only view of the state as it was at that event id, position or UTC time."""
+        super().__init__(id=id)
+        self._run_cache = {}
+        self._mirror = InMemoryDb()
+        self._json_mirror = _RowsJsonDb()
+        self._init_core(url, store, snapshots=snapshots, at=at)
+
+    def as_of(self, point: Point | str) -> EventLogDb:
+        """A read-only EventLogDb showing the state just after `point` (event id, position,
+        or UTC time). Writes to it raise `ReadOnlyStore`; the log is not touched."""
+        return EventLogDb(store=self.store, at=point, snapshots=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data.update({"type": "eventlog", "url": redact_url(self.store.url)})
+        return data
+
+    def __repr__(self) -> str:
+        view = f", at={self.point!s}" if self.point is not None else ""
+        return f"EventLogDb({redact_url(self.store.url)!r}{view})"

@@ -1,0 +1,350 @@
+"""EventLogDb's sessions and runs: Agno's session rows and run rows, as events and back.
+
+Behaviour follows Agno's InMemoryDb (the reference the parity test compares against): owner
+guards, `runs_limit`, `include_runs`, sorting with `apply_sorting`, 1-based pages, and the
+same return shapes. Agent sessions reuse deserialized run objects between reads, so a turn's
+`get_session` cost does not grow with the length of the conversation.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from agno.db.base import SessionType
+from agno.db.in_memory.utils import apply_sorting
+from agno.db.utils import deserialize_history_run, deserialize_session, deserialize_sessions, filter_context_runs
+from agno.session import AgentSession, TeamSession, WorkflowSession
+
+from adapters.agno.core import EventLogCore, actor_of, log
+from adapters.agno.rows import session_deltas, session_row
+from eventlog import RunDeleted, RunRecorded, SessionDeleted, SessionRenamed
+from eventlog.names import session_stream
+from projections import ConversationState, SessionRow, SessionsState, fork_session
+from projections.timetravel import Point
+
+
+def _type_value(session_type: SessionType | str | None) -> str | None:
+    if session_type is None:
+        return None
+    return session_type.value if isinstance(session_type, SessionType) else str(session_type)
+
+
+def _page(rows: list[Any], limit: int | None, page: int | None) -> list[Any]:
+    if limit is None:
+        return rows
+    start = (page - 1) * limit if page is not None else 0
+    return rows[start : start + limit]
+
+
+class SessionMethods(EventLogCore):
+    _run_cache: dict[str, dict[str, tuple[str, Any]]]
+
+    # --- helpers --------------------------------------------------------------------------
+
+    @staticmethod
+    def _runs_of(states: dict[str, Any], session_id: str) -> list[dict[str, Any]]:
+        conv: ConversationState = states["conversation"]
+        c = conv.sessions.get(session_id)
+        return [entry.run for entry in c.runs] if c is not None else []
+
+    def _row_dict(self, states: dict[str, Any], row: SessionRow, *, with_runs: bool = True,
+                  runs_limit: int | None = None) -> dict[str, Any]:
+        runs = self._runs_of(states, row.session_id) if with_runs else []
+        if runs_limit is not None:
+            runs = filter_context_runs(runs)[-runs_limit:]
+        return session_row(row, copy.deepcopy(runs) if runs else None)
+
+    def _agent_session(self, states: dict[str, Any], row: SessionRow) -> AgentSession | None:
+        """An AgentSession whose runs are shared, already-deserialized objects (see module)."""
+        session = AgentSession.from_dict(session_row(row, None))
+        if session is None:
+            return None
+        conv: ConversationState = states["conversation"]
+        entries = conv.sessions[row.session_id].runs if row.session_id in conv.sessions else []
+        old = self._run_cache.get(row.session_id, {})
+        fresh: dict[str, tuple[str, Any]] = {}
+        runs = []
+        for entry in entries:
+            cached = old.get(entry.run_id)
+            if cached is None or cached[0] != entry.event_id:
+                cached = (entry.event_id, deserialize_history_run(copy.deepcopy(entry.run)))
+            fresh[entry.run_id] = cached
+            if cached[1] is not None:
+                runs.append(cached[1])
+        self._run_cache[row.session_id] = fresh
+        session.runs = runs
+        return session
+
+    # --- sessions -------------------------------------------------------------------------
+
+    def get_session(
+        self,
+        session_id: str,
+        session_type: SessionType | None = None,
+        user_id: str | None = None,
+        deserialize: bool | None = True,
+        runs_limit: int | None = None,
+    ) -> AgentSession | TeamSession | WorkflowSession | dict[str, Any] | None:
+        with self._reading() as states:
+            sessions: SessionsState = states["sessions"]
+            row = sessions.sessions.get(session_id)
+            if row is None or (user_id is not None and row.user_id != user_id):
+                return None
+            if (deserialize and runs_limit is None and row.session_type == SessionType.AGENT.value
+                    and (session_type is None or session_type == SessionType.AGENT)):
+                agent_session = self._agent_session(states, row)
+                if agent_session is not None:
+                    return agent_session
+            data = self._row_dict(states, row, runs_limit=runs_limit)
+        if not deserialize:
+            return data
+        return deserialize_session(session_type, data)
+
+    def get_sessions(
+        self,
+        session_type: SessionType | None = None,
+        user_id: str | None = None,
+        component_id: str | None = None,
+        session_name: str | None = None,
+        start_timestamp: int | None = None,
+        end_timestamp: int | None = None,
+        limit: int | None = None,
+        page: int | None = None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
+        deserialize: bool | None = True,
+        include_runs: bool = True,
+    ) -> Any:
+        kind = _type_value(session_type)
+        with self._reading() as states:
+            rows: list[SessionRow] = []
+            for row in states["sessions"].sessions.values():
+                if user_id is not None and row.user_id != user_id:
+                    continue
+                if component_id is not None and not _owned_by(row, kind, component_id):
+                    continue
+                if start_timestamp is not None and row.created_at < start_timestamp:
+                    continue
+                if end_timestamp is not None and row.created_at > end_timestamp:
+                    continue
+                if session_name is not None and session_name.lower() not in (row.name or "").lower():
+                    continue
+                if kind is not None and row.session_type != kind:
+                    continue
+                rows.append(row)
+            dicts = [self._row_dict(states, r, with_runs=include_runs) for r in rows]
+        total = len(dicts)
+        dicts = _page(apply_sorting(dicts, sort_by, sort_order), limit, page)
+        if not deserialize:
+            return dicts, total
+        return deserialize_sessions(session_type, dicts)
+
+    def rename_session(
+        self,
+        session_id: str,
+        session_type: SessionType | None,
+        session_name: str,
+        user_id: str | None = None,
+        deserialize: bool | None = True,
+    ) -> Any:
+        with self._write_lock:
+            with self._reading() as states:
+                row = states["sessions"].sessions.get(session_id)
+                if row is None or (session_type is not None and row.session_type != _type_value(session_type)):
+                    return None
+                if user_id is not None and row.user_id != user_id:
+                    return None
+                actor = actor_of({"agent_id": row.agent_id, "team_id": row.team_id,
+                                  "workflow_id": row.workflow_id, "user_id": row.user_id}, session_id=session_id)
+            self._emit(session_stream(session_id), [SessionRenamed(session_id=session_id, name=session_name)], actor)
+            with self._reading() as states:
+                data = self._row_dict(states, states["sessions"].sessions[session_id])
+        if not deserialize:
+            return data
+        return deserialize_session(session_type, data)
+
+    def upsert_session(self, session: Any, deserialize: bool | None = True) -> Any:
+        new = session.to_dict(include_runs=False)
+        if isinstance(session, AgentSession):
+            new["session_type"] = SessionType.AGENT.value
+        elif isinstance(session, TeamSession):
+            new["session_type"] = SessionType.TEAM.value
+        elif isinstance(session, WorkflowSession):
+            new["session_type"] = SessionType.WORKFLOW.value
+        sid = new["session_id"]
+        with self._write_lock:
+            with self._reading() as states:
+                old: SessionRow | None = states["sessions"].sessions.get(sid)
+            if old is not None and old.user_id is not None and old.user_id != new.get("user_id"):
+                return None  # owner guard: an owned session is only writable by its owner
+            payloads: list[Any] = session_deltas(new, old)
+            self._emit(session_stream(sid), payloads, actor_of(new, session_id=sid))
+            if old is None:
+                for run in session.runs or []:  # a first insert may carry runs (imports, restores)
+                    self.upsert_run(run, sid)
+            with self._reading() as states:
+                row = states["sessions"].sessions[sid]
+                data = session_row(row, None)
+        if not deserialize:
+            data["runs"] = [r if isinstance(r, dict) else r.to_dict() for r in session.runs or []]
+            return data
+        result = deserialize_session(None, data)
+        result.runs = session.runs
+        return result
+
+    def upsert_sessions(self, sessions: list[Any], deserialize: bool | None = True,
+                        preserve_updated_at: bool = False) -> list[Any]:
+        results = []
+        for session in sessions:
+            if session is not None:
+                result = self.upsert_session(session, deserialize=deserialize)
+                if result is not None:
+                    results.append(result)
+        return results
+
+    def delete_session(self, session_id: str, user_id: str | None = None) -> bool:
+        with self._write_lock:
+            with self._reading() as states:
+                row = states["sessions"].sessions.get(session_id)
+                if row is None or (user_id is not None and row.user_id != user_id):
+                    return False
+                actor = actor_of({"agent_id": row.agent_id, "team_id": row.team_id,
+                                  "workflow_id": row.workflow_id, "user_id": row.user_id}, session_id=session_id)
+            self._emit(session_stream(session_id), [SessionDeleted(session_id=session_id)], actor)
+            self._run_cache.pop(session_id, None)
+            return True
+
+    def delete_sessions(self, session_ids: list[str], user_id: str | None = None) -> None:
+        for session_id in session_ids:
+            self.delete_session(session_id, user_id=user_id)
+
+    # --- runs -----------------------------------------------------------------------------
+
+    def upsert_run(self, run: Any, session_id: str, user_id: str | None = None,
+                   run_index: int | None = None) -> None:
+        run_dict = copy.deepcopy(run if isinstance(run, dict) else run.to_dict())
+        run_id = run_dict.get("run_id")
+        if run_id is None:
+            raise ValueError("Run must have a run_id")
+        with self._write_lock:
+            with self._reading() as states:
+                row = states["sessions"].sessions.get(session_id)
+                if row is None:
+                    log.debug("upsert_run: session %s not found; skipping", session_id)
+                    return
+                conv = states["conversation"].sessions.get(session_id)
+                i = conv.run_index(run_id) if conv is not None else -1
+                if i >= 0:
+                    previous = conv.runs[i].run
+                    if "run_index" in previous:
+                        run_dict["run_index"] = previous["run_index"]
+                elif run_index is not None and "run_index" not in run_dict:
+                    run_dict["run_index"] = run_index
+                owner = row.user_id
+            actor = actor_of(run_dict, session_id=session_id, run_id=run_id,
+                             user_id=user_id if user_id is not None else owner)
+            self._emit(session_stream(session_id), [RunRecorded(session_id=session_id, run_id=run_id, run=run_dict)],
+                       actor)
+
+    def _find_run(self, states: dict[str, Any], run_id: str) -> tuple[SessionRow, dict[str, Any]] | None:
+        for sid, conv in states["conversation"].sessions.items():
+            i = conv.run_index(run_id)
+            if i >= 0 and sid in states["sessions"].sessions:
+                return states["sessions"].sessions[sid], conv.runs[i].run
+        return None
+
+    def get_run(self, run_id: str, deserialize: bool | None = True) -> Any:
+        from agno.db.utils import deserialize_run, get_run_type
+
+        with self._reading() as states:
+            found = self._find_run(states, run_id)
+            if found is None:
+                return None
+            run = copy.deepcopy(found[1])
+        if not deserialize:
+            return run
+        return deserialize_run(get_run_type(run), run)
+
+    def get_runs(
+        self,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        team_id: str | None = None,
+        workflow_id: str | None = None,
+        status: Any | None = None,
+        limit: int | None = None,
+        page: int | None = None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
+        deserialize: bool | None = True,
+    ) -> Any:
+        from agno.db.utils import deserialize_run, get_run_type
+
+        expected = getattr(status, "value", status)
+        rows: list[dict[str, Any]] = []
+        with self._reading() as states:
+            for sid, row in states["sessions"].sessions.items():
+                if session_id is not None and sid != session_id:
+                    continue
+                if user_id is not None and row.user_id != user_id:
+                    continue
+                for run in self._runs_of(states, sid):
+                    if ((agent_id is None or run.get("agent_id") == agent_id)
+                            and (team_id is None or run.get("team_id") == team_id)
+                            and (workflow_id is None or run.get("workflow_id") == workflow_id)
+                            and (expected is None or run.get("status") == expected)):
+                        rows.append(copy.deepcopy(run))
+        total = len(rows)
+        if sort_by is not None:
+            rows = apply_sorting(rows, sort_by, sort_order)
+        else:
+            rows.sort(key=lambda r: (r.get("run_index") or 0, r.get("created_at") or 0))
+        rows = _page(rows, limit, page if page is not None else None)
+        if not deserialize:
+            return rows, total
+        return [deserialize_run(get_run_type(r), r) for r in rows]
+
+    def delete_run(self, run_id: str) -> bool:
+        with self._write_lock:
+            with self._reading() as states:
+                found = self._find_run(states, run_id)
+            if found is None:
+                return False
+            row = found[0]
+            self._emit(session_stream(row.session_id), [RunDeleted(session_id=row.session_id, run_id=run_id)],
+                       actor_of(found[1], session_id=row.session_id, run_id=run_id, user_id=row.user_id))
+            return True
+
+    def delete_runs(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            self.delete_run(run_id)
+
+    # --- time travel ----------------------------------------------------------------------
+
+    def fork_session(self, session_id: str, at: Point | str | None = None,
+                     new_session_id: str | None = None) -> str:
+        """Copy `session_id` up to `at` (default: now) into a new session and return its id.
+
+        An agent given the new id carries on from that earlier turn; the original session is
+        untouched, and the new one records where it came from (`session.forked`)."""
+        from projections.timetravel import parse_point
+
+        point = parse_point(at) if isinstance(at, str) else at
+        if point is None:
+            point = self.store.last_position()
+        with self._write_lock:
+            new_id = fork_session(self.store, session_id, point, new_session_id)
+            self.runner.catch_up()
+        return new_id
+
+
+def _owned_by(row: SessionRow, kind: str | None, component_id: str) -> bool:
+    if kind == SessionType.AGENT.value:
+        return row.agent_id == component_id
+    if kind == SessionType.TEAM.value:
+        return row.team_id == component_id
+    if kind == SessionType.WORKFLOW.value:
+        return row.workflow_id == component_id
+    return component_id in (row.agent_id, row.team_id, row.workflow_id)
