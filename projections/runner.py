@@ -121,6 +121,12 @@ class ProjectionRunner:
         with self.lock:
             yield self.states[name]
 
+    @contextmanager
+    def reading_all(self) -> Iterator[dict[str, Any]]:
+        """Every projection's state by name, consistent while held."""
+        with self.lock:
+            yield self.states
+
     # --- snapshots ------------------------------------------------------------------------
 
     def save_snapshots(self) -> None:

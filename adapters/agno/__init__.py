@@ -4,4 +4,13 @@ model that needs no network or key) and `AgentFactory` (agents and teams sharing
 from adapters.agno.db import EventLogDb
 from adapters.agno.model import OfflineModel
 
-__all__ = ["EventLogDb", "OfflineModel"]
+__all__ = ["AgentFactory", "EventLogDb", "OfflineModel"]
+
+
+def __getattr__(name: str) -> object:
+    # AgentFactory pulls in the facade; import it on first use to keep `import adapters.agno` light
+    if name == "AgentFactory":
+        from adapters.agno.factory import AgentFactory
+
+        return AgentFactory
+    raise AttributeError(name)

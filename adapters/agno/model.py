@@ -8,6 +8,7 @@ memory tool is offered and the user asks it to remember something ("remember tha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -70,7 +71,10 @@ class OfflineModel(Model):
         if last is not None and last.role == "tool":
             results = [_text(m) for m in messages if m.role == "tool"][-3:]
             return ModelResponse(role="assistant", content=f"Done: {'; '.join(results)}")
+        system = " ".join(_text(m) for m in messages if m.role == "system")
         users = [m for m in messages if m.role == "user"]
+        if "delegate_task_to_member" in tool_names or "delegate_task_to_members" in tool_names:
+            return self._delegate(system, _text(users[-1]) if users else "", tool_names)
         current = _text(users[-1]) if users else ""
         earlier = [_text(m) for m in users[:-1]]
         fact = extract_fact(" ".join(_text(m) for m in users[-3:])) if users else None
@@ -80,7 +84,6 @@ class OfflineModel(Model):
             return self._call("update_user_memory", {"task": f"Add a memory: {fact}"})
         if "add_memory" in tool_names:
             return ModelResponse(role="assistant", content="No new memories.")
-        system = " ".join(_text(m) for m in messages if m.role == "system")
         parts = [f"[{self.id}] You said: {current!r}."]
         if earlier:
             parts.append(f"Earlier in this session ({len(earlier)} messages) you said: {earlier[0]!r}.")
@@ -94,14 +97,23 @@ class OfflineModel(Model):
                 parts.append(f"I remember about you: {'; '.join(facts[:5])}.")
         return ModelResponse(role="assistant", content=" ".join(parts))
 
+    def _delegate(self, system: str, task: str, tool_names: set[Any]) -> ModelResponse:
+        """As a team leader: hand the task to every member, in roster order."""
+        if "delegate_task_to_members" in tool_names:
+            return self._call("delegate_task_to_members", {"task": task})
+        members = re.findall(r'<member id="([^"]+)"', system)
+        return self._calls([("delegate_task_to_member", {"member_id": m, "task": task}) for m in members])
+
     def _call(self, name: str, arguments: dict[str, Any]) -> ModelResponse:
-        call_id = f"call_{name}_{abs(hash(json.dumps(arguments, sort_keys=True))) % 10**8}"
-        return ModelResponse(
-            role="assistant",
-            content="",
-            tool_calls=[{"id": call_id, "type": "function",
-                         "function": {"name": name, "arguments": json.dumps(arguments)}}],
-        )
+        return self._calls([(name, arguments)])
+
+    def _calls(self, calls: list[tuple[str, dict[str, Any]]]) -> ModelResponse:
+        tool_calls = []
+        for i, (name, arguments) in enumerate(calls):
+            digest = hashlib.sha256(json.dumps([name, arguments], sort_keys=True).encode()).hexdigest()[:12]
+            tool_calls.append({"id": f"call_{i}_{digest}", "type": "function",
+                               "function": {"name": name, "arguments": json.dumps(arguments)}})
+        return ModelResponse(role="assistant", content="", tool_calls=tool_calls)
 
     # --- the Model interface --------------------------------------------------------------
 
