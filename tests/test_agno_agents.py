@@ -70,8 +70,12 @@ def test_team_shares_one_memory_and_audit_names_each_agent(db_url: str) -> None:
     written = {e.actor.agent_id for e in audit(db.store, user_id="bob") if e.type == "run.recorded"}
     assert {"planner", "coder"} <= written
     assert {e.actor.agent_id for e in audit(db.store, agent_id="coder")} == {"coder"}
-    memory_writers = {m.agent_id for m in db.get_user_memories(user_id="bob")}  # type: ignore[union-attr]
-    assert memory_writers == {"planner", "coder"}
+    memories = db.get_user_memories(user_id="bob")
+    assert memories and {m.memory for m in memories} == {"I use vim"}  # type: ignore[union-attr]
+    # the memory names the member that wrote it, and the log agrees
+    writers = {m.agent_id for m in memories}  # type: ignore[union-attr]
+    assert writers <= {"planner", "coder"}
+    assert {e.actor.agent_id for e in audit(db.store, user_id="bob") if e.type == "memory.added"} == writers
     team_session = db.get_session("t1")
     assert type(team_session).__name__ == "TeamSession"
     db.close()

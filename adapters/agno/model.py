@@ -77,10 +77,12 @@ class OfflineModel(Model):
             return self._delegate(system, _text(users[-1]) if users else "", tool_names)
         current = _text(users[-1]) if users else ""
         earlier = [_text(m) for m in users[:-1]]
-        fact = extract_fact(" ".join(_text(m) for m in users[-3:])) if users else None
+        fact = extract_fact(current)
+        if fact and fact.lower() in system.lower():
+            fact = None  # already remembered: a real model would not add it twice
         if fact and "add_memory" in tool_names:
             return self._call("add_memory", {"memory": fact, "topics": topics_for(fact)})
-        if fact and "update_user_memory" in tool_names and extract_fact(current):
+        if fact and "update_user_memory" in tool_names:
             return self._call("update_user_memory", {"task": f"Add a memory: {fact}"})
         if "add_memory" in tool_names:
             return ModelResponse(role="assistant", content="No new memories.")
