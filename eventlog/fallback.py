@@ -1,0 +1,265 @@
+"""`FallbackStore`: Redis first; the file store while Redis is away; back to Redis after.
+
+While the primary raises `StoreUnavailable`, appends go to the secondary and succeed. A
+health-check thread notices when the primary is back and runs `sync()`, which replays the
+secondary's pending events into the primary in log order. Replays are appends by event id,
+so an interrupted sync rerun stores nothing twice; a checkpoint (the secondary position
+already replayed) just saves work. New appends keep going to the secondary until it is
+drained, so each stream's order is preserved, then switch back under the append lock.
+
+Versions of events taken while degraded are provisional: the primary re-seals them (new
+version, new chain hash) when they are replayed; the ids stay. `expected_version` while
+degraded is checked against what this process can see (best effort across processes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import msgspec
+
+from eventlog.errors import StoreUnavailable
+from eventlog.events import Event
+from eventlog.open import redact_url
+from eventlog.store import Cursor, EventStore, StreamHead
+
+log = logging.getLogger("eventlog.fallback")
+
+
+class SyncSummary(msgspec.Struct, kw_only=True):
+    replayed: int = 0  # newly stored in the primary
+    already_present: int = 0  # ids the primary had already (a rerun, or another syncer)
+    remaining: int = 0  # still pending (sync stopped early)
+    complete: bool = True
+
+
+class FallbackStore(EventStore):
+    """Primary (Redis) with a secondary (file) for when it is unreachable."""
+
+    def __init__(self, primary: EventStore, secondary: EventStore, *, health_interval: float = 1.0,
+                 auto_sync: bool = True) -> None:
+        self.primary = primary
+        self.secondary = secondary
+        self.url = f"fallback({redact_url(primary.url)} -> {redact_url(secondary.url)})"
+        self.max_event_bytes = min(primary.max_event_bytes, secondary.max_event_bytes)
+        self.partitions = primary.partitions
+        self._lock = threading.RLock()
+        self._degraded = False
+        self._stop = threading.Event()
+        self._synced = Cursor.of(self._load_checkpoint())
+        self._health_interval = health_interval
+        self._thread: threading.Thread | None = None
+        if auto_sync:
+            self._thread = threading.Thread(target=self._health_loop, name="eventlog-fallback", daemon=True)
+            self._thread.start()
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded
+
+    def pending(self) -> int:
+        """Events in the secondary not yet replayed into the primary."""
+        return sum(1 for _ in self.secondary.read_all(after=self._synced))
+
+    def _mark_degraded(self, exc: Exception) -> None:
+        if not self._degraded:
+            self._degraded = True
+            log.warning("primary %s unavailable (%s); appending to %s until it returns",
+                        redact_url(self.primary.url), exc, self.secondary.url)
+
+    # --- checkpoint -----------------------------------------------------------------------
+
+    def _checkpoint_path(self) -> Path | None:
+        path = getattr(self.secondary, "path", None)
+        return Path(path) / "sync.checkpoint" if path is not None else None
+
+    def _load_checkpoint(self) -> str | None:
+        path = self._checkpoint_path()
+        try:
+            return path.read_text().strip() if path is not None else None
+        except FileNotFoundError:
+            return None
+
+    def _save_checkpoint(self) -> None:
+        path = self._checkpoint_path()
+        if path is None:
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(str(self._synced))
+        os.replace(tmp, path)
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _append(self, stream: str, events: list[Event], expected_version: int | None) -> list[Event]:
+        with self._lock:
+            if not self._degraded and not self._has_pending():
+                try:
+                    return self.primary.append(stream, events, expected_version)
+                except StoreUnavailable as exc:
+                    self._mark_degraded(exc)
+            if expected_version is not None and self._union_head(stream).version != expected_version:
+                from eventlog.errors import ConcurrencyError
+
+                raise ConcurrencyError(stream, expected_version, self._union_head(stream).version)
+            return self.secondary.append(stream, events)
+
+    def _has_pending(self) -> bool:
+        return next(iter(self.secondary.read_all(after=self._synced)), None) is not None
+
+    def sync(self, progress: Callable[[int, int], None] | None = None) -> SyncSummary:
+        """Replay pending secondary events into the primary, in order, idempotently.
+
+        `progress(done, total)` is called as it goes; raising from it stops the sync (what was
+        replayed stays replayed, and a rerun continues). Raises `StoreUnavailable` if the
+        primary is still away."""
+        summary = SyncSummary()
+        with self._lock:
+            pending = list(self.secondary.read_all(after=self._synced))
+            total = len(pending)
+            before = self.primary.last_position() if pending else Cursor()
+            done = 0
+            i = 0
+            while i < total:
+                j = i
+                while j < total and pending[j].stream == pending[i].stream and j - i < 500:
+                    j += 1
+                batch = pending[i:j]
+                stored = self.primary.append(batch[0].stream, [_unsealed(e) for e in batch])
+                for recorded in stored:  # stored before this sync began => it was already there
+                    if recorded.position > before.get(recorded.partition):
+                        summary.replayed += 1
+                    else:
+                        summary.already_present += 1
+                for event in batch:
+                    self._synced = self._synced.advanced(event)
+                self._save_checkpoint()
+                done += len(batch)
+                i = j
+                if progress is not None:
+                    try:
+                        progress(done, total)
+                    except BaseException:
+                        summary.remaining = total - done
+                        summary.complete = False
+                        raise
+            if self._degraded:
+                self._degraded = False
+                log.warning("primary %s is back; %d pending events replayed", redact_url(self.primary.url), total)
+        return summary
+
+    def _health_loop(self) -> None:
+        while not self._stop.wait(self._health_interval):
+            if not self._degraded and not self._has_pending_safe():
+                continue
+            try:
+                self.primary.head("health/check")
+            except StoreUnavailable:
+                continue
+            except Exception:  # never let the checker die
+                log.exception("fallback health check failed")
+                continue
+            try:
+                self.sync()
+            except StoreUnavailable:
+                continue
+            except Exception:
+                log.exception("automatic sync failed; will retry")
+
+    def _has_pending_safe(self) -> bool:
+        try:
+            return self._has_pending()
+        except Exception:
+            return False
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _pending_events(self, stream: str | None = None) -> list[Event]:
+        events = self.secondary.read_all(after=self._synced)
+        return [e for e in events if stream is None or e.stream == stream]
+
+    def _union_head(self, stream: str) -> StreamHead:
+        pending = self._pending_events(stream)
+        try:
+            head = self.primary.head(stream)
+        except StoreUnavailable:
+            head = StreamHead(0, "")
+            known = list(self.secondary.read(stream))
+            return StreamHead(len(known), known[-1].hash if known else "")
+        if pending:
+            return StreamHead(head.version + len(pending), pending[-1].hash)
+        return head
+
+    def _read(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]:
+        try:
+            primary = list(self.primary.read(stream))
+        except StoreUnavailable:
+            primary = None
+        if primary is None:
+            events = list(self.secondary.read(stream))
+        else:
+            seen = {e.id for e in primary}
+            extra = [e for e in self._pending_events(stream) if e.id not in seen]
+            head = len(primary)
+            events = primary + [msgspec.structs.replace(e, version=head + k + 1) for k, e in enumerate(extra)]
+        return iter([e for e in events
+                     if e.version >= from_version and (to_version is None or e.version <= to_version)])
+
+    def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]:
+        """The primary's log; while events are pending, followed by those not yet in it
+        (their positions are the secondary's, so resume a degraded read from the start)."""
+        try:
+            yield from self.primary._read_all(after, upcast=upcast)
+            reachable = True
+        except StoreUnavailable:
+            reachable = False
+        if not self._degraded and reachable and not self._has_pending_safe():
+            return
+        yield from self.secondary._read_all(self._synced, upcast=upcast)
+
+    def _streams(self) -> Iterable[str]:
+        names = set(self.secondary.streams()) if self._degraded or self._has_pending_safe() else set()
+        with contextlib.suppress(StoreUnavailable):
+            names.update(self.primary.streams())
+        return names
+
+    def _head(self, stream: str) -> StreamHead:
+        return self._union_head(stream)
+
+    def last_position(self) -> Cursor:
+        try:
+            return self.primary.last_position()
+        except StoreUnavailable:
+            return self.secondary.last_position()
+
+    def put_blob(self, name: str, data: bytes) -> None:
+        try:
+            self.primary.put_blob(name, data)
+        except StoreUnavailable:
+            self.secondary.put_blob(name, data)
+
+    def get_blob(self, name: str) -> bytes | None:
+        try:
+            return self.primary.get_blob(name)
+        except StoreUnavailable:
+            return self.secondary.get_blob(name)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.primary.close()
+        self.secondary.close()
+
+
+def _unsealed(event: Event) -> Event:
+    """The event as a caller would append it: the primary assigns its own place and chain."""
+    return msgspec.structs.replace(event, stream="", version=0, position=0, partition=0, prev_hash="", hash="")
