@@ -124,7 +124,12 @@ class RedisStreamStore(EventStore):
         self._append_script = client.register_script(APPEND_LUA)
         self._read_script = client.register_script(READ_STREAM_LUA)
         self._closed = False
-        self._check_config()
+        self._config_checked = False
+        try:
+            self._check_config()
+        except StoreUnavailable as exc:
+            # Redis may be down at start (the fallback store carries on); check on first use.
+            log.warning("%s", exc)
 
     # --- construction ---------------------------------------------------------------------
 
@@ -168,6 +173,7 @@ class RedisStreamStore(EventStore):
             self._call(lambda: self.client.hsetnx(key, "format", FORMAT))
             stored = self._call(lambda: self.client.hgetall(key))
         have = int(stored.get(b"partitions", self.partitions))
+        self._config_checked = have == self.partitions
         if have != self.partitions:
             raise EventLogError(
                 f"this log ({self.url}, prefix {self.prefix!r}) has {have} partitions; opened with "
@@ -194,13 +200,19 @@ class RedisStreamStore(EventStore):
     def _call(self, fn: Callable[[], T]) -> T:
         if self._closed:
             raise EventLogError(f"store {self.url} is closed")
+        if not self._config_checked and not getattr(self, "_checking", False):
+            self._checking = True
+            try:
+                self._check_config()
+            finally:
+                self._checking = False
         try:
             return fn()
+        except rex.AuthenticationError as exc:  # (a ConnectionError subclass: test it first)
+            raise StoreUnavailable(f"Redis at {self.url} refused the credentials: {_redacted(str(exc))}") from None
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis at {self.url} is unavailable: {type(exc).__name__}: "
                                    f"{_redacted(str(exc))}") from None
-        except rex.AuthenticationError as exc:
-            raise StoreUnavailable(f"Redis at {self.url} refused the credentials: {_redacted(str(exc))}") from None
         except rex.ResponseError as exc:
             message = str(exc)
             if "NOAUTH" in message or "WRONGPASS" in message or "NOPERM" in message:

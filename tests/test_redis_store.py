@@ -1,0 +1,138 @@
+"""The Redis store beyond the conformance suite: atomicity, stale heads, partitions, auth,
+foreign entries, a server that goes away. Real redis-server; fakeredis only for a fast check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis
+
+from eventlog import ConcurrencyError, CorruptLog, MessageAppended, StoreUnavailable, new_event, open_store
+from eventlog.redis_store import RedisStreamStore
+from tests.redis_server import RedisServer
+
+
+def msg(text: str, session: str = "s1"):  # type: ignore[no-untyped-def]
+    return new_event(MessageAppended(session_id=session, role="user", content=text))
+
+
+def test_conflicting_batch_writes_nothing(redis_url: str) -> None:
+    store = open_store(redis_url)
+    store.append("session/s1", [msg("a")])
+    with pytest.raises(ConcurrencyError):
+        store.append("session/s1", [msg("b"), msg("c")], expected_version=0)
+    client = redis.Redis.from_url(redis_url)
+    assert client.xlen("el:{el:0}:log") == 1
+    assert client.llen("el:{el:0}:s:session/s1") == 1
+    assert store.head("session/s1").version == 1
+
+
+def test_two_writers_with_stale_heads_keep_one_chain(redis_url: str) -> None:
+    a, b = open_store(redis_url), open_store(redis_url)
+    for i in range(20):
+        (a if i % 3 else b).append("session/shared", [msg(str(i))])
+    chain = list(a.read("session/shared"))
+    assert [e.version for e in chain] == list(range(1, 21))
+    assert all(y.prev_hash == x.hash for x, y in zip(chain, chain[1:]))
+    assert a.verify().ok
+
+
+def test_partitions_merge_and_resume(redis_url: str) -> None:
+    store = open_store(f"{redis_url}?partitions=4&prefix=p4")
+    assert isinstance(store, RedisStreamStore) and store.partitions == 4
+    ids = [store.append(f"session/s{i % 7}", [msg(str(i), f"s{i % 7}")])[0] for i in range(40)]
+    assert {store.partition_of(f"session/s{i}") for i in range(7)} != {0}
+    everything = list(store.read_all())
+    assert sorted(e.id for e in everything) == sorted(e.id for e in ids)
+    assert everything == list(store.read_all())  # deterministic merge
+    from eventlog import Cursor
+
+    cursor = Cursor()
+    for e in everything[:15]:
+        cursor = cursor.advanced(e)
+    rest = list(store.read_all(after=str(cursor)))
+    assert [e.id for e in rest] == [e.id for e in everything[15:]]
+    assert store.verify().ok
+    with pytest.raises(Exception, match="partitions"):
+        open_store(f"{redis_url}?partitions=2&prefix=p4")
+
+
+def test_auth_and_password_never_in_errors(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "auth", extra=["--requirepass", "s3cr3t-pw"]).start()
+    try:
+        ok = open_store(f"redis://:s3cr3t-pw@127.0.0.1:{server.port}/2")
+        ok.append("session/s1", [msg("x")])
+        assert "s3cr3t-pw" not in ok.url and "***" in ok.url
+        assert len(list(ok.read("session/s1"))) == 1
+        assert redis.Redis(port=server.port, password="s3cr3t-pw", db=2).exists("el:config")
+        bad = open_store(f"redis://:wrong-pw@127.0.0.1:{server.port}/0")  # opening defers the check
+        with pytest.raises(StoreUnavailable) as info:
+            bad.append("session/s1", [msg("y")])
+        assert "wrong-pw" not in str(info.value) and "credentials" in str(info.value)
+    finally:
+        server.kill()
+
+
+def test_rediss_url_configures_tls() -> None:
+    client = redis.Redis.from_url("rediss://:pw@127.0.0.1:1/0?ssl_ca_certs=/tmp/ca.pem")
+    kwargs = client.connection_pool.connection_kwargs
+    assert client.connection_pool.connection_class.__name__ == "SSLConnection"
+    assert kwargs["ssl_ca_certs"] == "/tmp/ca.pem"
+    remote = open_store("rediss://:pw-secret@127.0.0.1:1/0?ssl_ca_certs=/tmp/ca.pem")
+    assert remote.client.connection_pool.connection_class.__name__ == "SSLConnection"  # type: ignore[attr-defined]
+    with pytest.raises(StoreUnavailable) as info:  # nothing listens on port 1
+        list(remote.read_all())
+    assert "pw-secret" not in str(info.value)
+
+
+def test_foreign_garbage_entries_are_skipped_and_reported(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = open_store(redis_url)
+    kept = store.append("session/s1", [msg("good")])
+    client = redis.Redis.from_url(redis_url)
+    client.incr("el:{el:0}:seq")
+    client.xadd("el:{el:0}:log", {"x": "no e field"}, id="0-2")
+    client.incr("el:{el:0}:seq")
+    client.xadd("el:{el:0}:log", {"e": b"\xff not json"}, id="0-3")
+    later = store.append("session/s2", [msg("after", "s2")])
+    assert [e.id for e in store.read_all()] == [kept[0].id, later[0].id]
+    assert "skipping unreadable entry" in caplog.text
+    assert list(store.read("session/s1")) == kept
+    report = store.verify()
+    assert not report.ok and report.first_break is not None and report.first_break.kind == "removed"
+    client.rpush("el:{el:0}:s:session/s1", 3)
+    with pytest.raises(CorruptLog):
+        list(store.read("session/s1"))
+
+
+def test_server_gone_raises_store_unavailable(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "gone").start()
+    store = open_store(server.url)
+    store.append("session/s1", [msg("x")])
+    server.kill()
+    with pytest.raises(StoreUnavailable):
+        store.append("session/s1", [msg("y")])
+    with pytest.raises(StoreUnavailable):
+        list(store.read_all())
+
+
+def test_blobs_live_beside_the_log(redis_url: str) -> None:
+    store = open_store(redis_url)
+    store.put_blob("snapshot/sessions", b"\x00\x01")
+    assert open_store(redis_url).get_blob("snapshot/sessions") == b"\x00\x01"
+
+
+def test_info_reports_persistence(redis_url: str) -> None:
+    store = open_store(redis_url)
+    info = store.info()  # type: ignore[attr-defined]
+    assert info["redis_version"] and info["aof_enabled"] is False and "maxmemory_policy" in info
+
+
+def test_fakeredis_quick_unit_round_trip() -> None:
+    fakeredis = pytest.importorskip("fakeredis")
+    store = RedisStreamStore(fakeredis.FakeRedis(), url="redis://fake")
+    recorded = store.append("session/s1", [msg("a"), msg("b")])
+    assert list(store.read("session/s1")) == recorded
+    assert store.append("session/s1", recorded) == recorded
+    assert msgspec.json.decode(msgspec.json.encode(recorded[0].payload))["content"] == "a"
