@@ -128,7 +128,8 @@ class RecordMethods(EventLogCore):
         with self._write_lock:
             with self._reading() as states:
                 existing = self._table(states, "knowledge").get(str(knowledge_row.id))
-            if existing is not None and knowledge_row.user_id is not None and existing.get("user_id") != knowledge_row.user_id:
+            owner = knowledge_row.user_id
+            if existing is not None and owner is not None and existing.get("user_id") != owner:
                 raise ValueError(f"Knowledge content {knowledge_row.id} not found")
             self._put("knowledge", str(knowledge_row.id), row)
         return knowledge_row
