@@ -1,0 +1,129 @@
+"""Rebuilding every projection from the log vs raw typed msgspec decoding of the same data.
+
+file: our `ProjectionRunner(all_projections()).catch_up()` over a file store vs reading the
+same segment lines and decoding each into `Event` (msgspec, typed). Redis: the same fold
+over `read_all` vs raw XRANGE pages + typed decode. Peak memory (max RSS of a child process
+doing only the rebuild) shows the rebuild streams instead of loading the log.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import redis
+
+from benchmarks._common import Result, Settings, fmt_rate, pct, rate, redis_server, tempdir, timed
+from eventlog import (
+    Actor,
+    Event,
+    RunRecorded,
+    SessionStarted,
+    SessionStateChanged,
+    UserMemoryAdded,
+    UserMemoryUpdated,
+    new_event,
+    open_store,
+)
+from eventlog.names import session_stream, user_stream
+
+
+def populate(store, n: int, seed: int = 7) -> None:  # type: ignore[no-untyped-def]
+    """A realistic mix: sessions with runs and state changes, users with memories."""
+    rnd = random.Random(seed)
+    written = 0
+    s = 0
+    while written < n:
+        s += 1
+        sid, uid = f"s{s}", f"u{s % 100}"
+        actor = Actor(agent_id=rnd.choice(["planner", "coder", "reviewer"]), user_id=uid, session_id=sid)
+        batch = [new_event(SessionStarted(session_id=sid, user_id=uid, agent_id=actor.agent_id), actor=actor)]
+        for t in range(min(48, n - written - 2)):
+            batch.append(new_event(RunRecorded(session_id=sid, run_id=f"{sid}-r{t}",
+                                               run={"content": "answer " * 8, "status": "COMPLETED",
+                                                    "messages": [{"role": "user", "content": "q " * 10}]}), actor=actor))
+            if t % 8 == 0:
+                batch.append(new_event(SessionStateChanged(session_id=sid, set={"turn": t}), actor=actor))
+        store.append(session_stream(sid), batch)
+        mem = [new_event(UserMemoryAdded(memory_id=f"m{s}", user_id=uid, memory="likes tea", topics=["food"]), actor=actor),
+               new_event(UserMemoryUpdated(memory_id=f"m{s}", user_id=uid, memory="likes green tea"), actor=actor)]
+        store.append(user_stream(uid), mem)
+        written += len(batch) + len(mem)
+
+
+def _raw_file(path: Path) -> int:
+    decoder = msgspec.json.Decoder(Event)
+    n = 0
+    for seg in sorted(path.glob("*.jsonl")):
+        with open(seg, "rb") as f:
+            for line in f:
+                decoder.decode(line)
+                n += 1
+    return n
+
+
+def _fold(url: str) -> int:
+    from projections import ProjectionRunner, all_projections
+
+    store = open_store(url)
+    runner = ProjectionRunner(store, all_projections(), use_snapshots=False)
+    n = runner.catch_up()
+    store.close()
+    return n
+
+
+def child_rss(url: str) -> float:
+    """Max RSS (MiB) of a fresh process that only rebuilds the projections."""
+    code = ("import resource, sys; from benchmarks.replay import _fold; n = _fold(sys.argv[1]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=1800,
+                         cwd=str(Path(__file__).resolve().parents[1]), check=True).stdout
+    return int(out.strip().splitlines()[-1]) / 1024
+
+
+def run(settings: Settings) -> Result:
+    n = 5000 if settings.quick else 1_000_000
+    result = Result("replay", f"Replay: rebuild all projections from {n:,} events",
+                    ["store", "raw typed decode", "rebuild all projections", "ours/raw", "target", "peak RSS (child)"])
+    with tempdir() as d:
+        url = str(d / "log") + "?fsync=never"
+        store = open_store(url)
+        populate(store, n)
+        store.close()
+        raw = rate(n, timed(lambda: _raw_file(d / "log")))
+        ours = rate(n, timed(lambda: _fold(url)))
+        rss = child_rss(url)
+        result.rows.append(["file", fmt_rate(raw), fmt_rate(ours), pct(ours, raw), ">= 50%", f"{rss:.0f} MiB"])
+    with redis_server() as server:
+        store = open_store(server.url)
+        populate(store, n if settings.quick else 200_000)
+        m = sum(1 for _ in store.read_all())
+        store.close()
+        client = redis.Redis(port=server.port)
+        decoder = msgspec.json.Decoder(Event)
+
+        def raw_redis() -> None:
+            start = "-"
+            while True:
+                page = client.xrange("el:{el:0}:log", start, "+", count=1000)
+                for _, fields in page:
+                    decoder.decode(fields[b"e"])
+                if len(page) < 1000:
+                    return
+                start = "(" + page[-1][0].decode()
+
+        raw = rate(m, timed(raw_redis))
+        ours = rate(m, timed(lambda: _fold(server.url)))
+        result.rows.append([f"redis ({m:,} events)", fmt_rate(raw), fmt_rate(ours), pct(ours, raw), ">= 50%", "-"])
+    result.notes.append("projections: sessions, conversation, memories, workflows, actors, records — all at once")
+    result.notes.append(f"this process: max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(json.dumps(_fold(sys.argv[1])))
