@@ -279,9 +279,10 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
 
 def payload_type(payload: Payload) -> str:
     """The tag of a payload, known or not."""
-    if isinstance(payload, UnknownPayload):
-        return payload.kind
-    return TYPE_OF[type(payload)]
+    tag = TYPE_OF.get(type(payload))
+    if tag is None or tag == "unknown.kept":
+        return payload.kind if isinstance(payload, UnknownPayload) else str(tag)
+    return tag
 
 
 TYPE_OF: dict[type[Payload], str] = {cls: tag for tag, cls in PAYLOAD_TYPES.items()}

@@ -92,14 +92,20 @@ class ActorsProjection(Projection[ActorsState]):
 
     def apply(self, state: ActorsState, event: Event) -> ActorsState:
         a = event.actor
-        for kind, ident in (("agent", a.agent_id), ("team", a.team_id), ("user", a.user_id),
-                            ("workflow", a.workflow_id)):
-            if ident is None:
+        if a.agent_id is None and a.team_id is None and a.user_id is None and a.workflow_id is None:
+            return state
+        kind_of = event.type
+        actors = state.actors
+        for key in (f"agent:{a.agent_id}" if a.agent_id is not None else None,
+                    f"team:{a.team_id}" if a.team_id is not None else None,
+                    f"user:{a.user_id}" if a.user_id is not None else None,
+                    f"workflow:{a.workflow_id}" if a.workflow_id is not None else None):
+            if key is None:
                 continue
-            count = state.actors.get(f"{kind}:{ident}")
+            count = actors.get(key)
             if count is None:
-                count = state.actors[f"{kind}:{ident}"] = ActorCount(first_at=event.at)
+                count = actors[key] = ActorCount(first_at=event.at)
             count.events += 1
-            count.types[event.type] = count.types.get(event.type, 0) + 1
+            count.types[kind_of] = count.types.get(kind_of, 0) + 1
             count.last_at = event.at
         return state

@@ -41,12 +41,10 @@ class Conversation(msgspec.Struct, kw_only=True):
     session_id: str
     runs: list[RunEntry] = []
     messages: list[MessageEntry] = []
+    index: dict[str, int] = {}  # run id -> place in `runs`
 
     def run_index(self, run_id: str) -> int:
-        for i in range(len(self.runs) - 1, -1, -1):  # recent runs are the ones updated
-            if self.runs[i].run_id == run_id:
-                return i
-        return -1
+        return self.index.get(run_id, -1)
 
     def last_runs(self, n: int | None) -> list[RunEntry]:
         if n is None:
@@ -60,8 +58,9 @@ class ConversationState(msgspec.Struct):
 
 class ConversationProjection(Projection[ConversationState]):
     name = "conversation"
-    schema = 1
+    schema = 2
     state_type = ConversationState
+    handles = (RunRecorded, MessageAppended, RunDeleted, SessionDeleted)
 
     def initial(self) -> ConversationState:
         return ConversationState({})
@@ -80,10 +79,11 @@ class ConversationProjection(Projection[ConversationState]):
                 event_id=event.id,
                 version=event.version,
             )
-            i = conv.run_index(p.run_id)
+            i = conv.index.get(p.run_id, -1)
             if i >= 0:
                 conv.runs[i] = entry
             else:
+                conv.index[p.run_id] = len(conv.runs)
                 conv.runs.append(entry)
         elif isinstance(p, MessageAppended):
             _conversation(state, p.session_id).messages.append(
@@ -104,6 +104,7 @@ class ConversationProjection(Projection[ConversationState]):
                 i = conv_or_none.run_index(p.run_id)
                 if i >= 0:
                     del conv_or_none.runs[i]
+                    conv_or_none.index = {r.run_id: k for k, r in enumerate(conv_or_none.runs)}
         elif isinstance(p, SessionDeleted):
             state.sessions.pop(p.session_id, None)
         return state
@@ -112,5 +113,5 @@ class ConversationProjection(Projection[ConversationState]):
 def _conversation(state: ConversationState, session_id: str) -> Conversation:
     conv = state.sessions.get(session_id)
     if conv is None:
-        conv = state.sessions[session_id] = Conversation(session_id=session_id, runs=[], messages=[])
+        conv = state.sessions[session_id] = Conversation(session_id=session_id, runs=[], messages=[], index={})
     return conv

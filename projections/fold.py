@@ -28,6 +28,9 @@ class Projection(ABC, Generic[S]):
     name: ClassVar[str]
     schema: ClassVar[int] = 1
     state_type: ClassVar[type]
+    # The payload types `apply` acts on (None: all). Only an optimisation: the runner skips
+    # calling `apply` for other types, which `apply` would return untouched anyway.
+    handles: ClassVar[tuple[type, ...] | None] = None
 
     @abstractmethod
     def initial(self) -> S: ...

@@ -48,6 +48,7 @@ class UserMemoriesProjection(Projection[MemoriesState]):
     name = "memories"
     schema = 1
     state_type = MemoriesState
+    handles = (UserMemoryAdded, UserMemoryUpdated, UserMemoryDeleted, UserMemoriesCleared)
 
     def initial(self) -> MemoriesState:
         return MemoriesState({}, {})

@@ -23,6 +23,7 @@ class RecordsProjection(Projection[RecordsState]):
     name = "records"
     schema = 1
     state_type = RecordsState
+    handles = (RecordUpserted, RecordDeleted)
 
     def initial(self) -> RecordsState:
         return RecordsState({})

@@ -40,7 +40,8 @@ class ProjectionRunner:
         self.store = store
         self.projections = {p.name: p for p in projections}
         self.states: dict[str, Any] = {p.name: p.initial() for p in projections}
-        self.cursors: dict[str, Cursor] = {p.name: Cursor() for p in projections}
+        # per projection: partition -> last position applied (mutable, updated per event)
+        self._offsets: dict[str, dict[int, int]] = {p.name: {} for p in projections}
         self.lock = threading.RLock()
         self.applied = 0
         self._stop = threading.Event()
@@ -52,34 +53,75 @@ class ProjectionRunner:
     # --- folding --------------------------------------------------------------------------
 
     @property
+    def cursors(self) -> dict[str, Cursor]:
+        """Each projection's cursor (the last event it has applied)."""
+        with self.lock:
+            return {name: Cursor(dict(offsets)) for name, offsets in self._offsets.items()}
+
+    @property
     def cursor(self) -> Cursor:
         """The cursor every projection has reached (the least advanced one)."""
         with self.lock:
-            cursors = list(self.cursors.values())
-        if not cursors:
+            offsets = list(self._offsets.values())
+        if not offsets:
             return Cursor()
-        partitions = set().union(*(c.offsets for c in cursors))
-        return Cursor({p: min(c.get(p) for c in cursors) for p in partitions})
+        partitions = set().union(*offsets)
+        return Cursor({p: min(o.get(p, 0) for o in offsets) for p in partitions})
 
     def apply(self, event: Event) -> None:
         """Apply one event to every projection that has not seen it (idempotent)."""
         with self.lock:
-            for name, projection in self.projections.items():
-                cursor = self.cursors[name]
-                if cursor.covers(event):
-                    continue
-                self.states[name] = projection.apply(self.states[name], event)
-                self.cursors[name] = cursor.advanced(event)
-            self.applied += 1
+            self._apply(event)
             self._applied_event.notify_all()
+
+    def _apply(self, event: Event) -> None:
+        partition, position = event.partition, event.position
+        states = self.states
+        for name, projection in self.projections.items():
+            offsets = self._offsets[name]
+            if position <= offsets.get(partition, 0):
+                continue  # this projection has it already (live thread and catch-up overlap)
+            states[name] = projection.apply(states[name], event)
+            offsets[partition] = position
+        self.applied += 1
 
     def catch_up(self) -> int:
         """Fold everything appended since the last call; returns how many events were read."""
-        n = 0
         with self.lock:  # one catch-up at a time, so events are applied in log order
-            for event in self.store.read_all(after=self.cursor):
-                self.apply(event)
+            offsets = list(self._offsets.values())
+            if offsets and all(o == offsets[0] for o in offsets[1:]):
+                n = self._catch_up_aligned()
+            else:
+                n = 0
+                for event in self.store.read_all(after=self.cursor):
+                    self._apply(event)
+                    n += 1
+            if n:
+                self._applied_event.notify_all()
+        return n
+
+    def _catch_up_aligned(self) -> int:
+        """The common case — every projection at the same cursor — without per-projection
+        cursor checks: one comparison-free loop, cursors written once at the end."""
+        states = self.states
+        reached = dict(next(iter(self._offsets.values())))
+        routes: dict[type, list[tuple[str, Any]]] = {}
+        n = 0
+        try:
+            for event in self.store.read_all(after=Cursor(dict(reached))):
+                kind = type(event.payload)
+                targets = routes.get(kind)
+                if targets is None:
+                    targets = routes[kind] = [(name, p.apply) for name, p in self.projections.items()
+                                              if p.handles is None or issubclass(kind, p.handles)]
+                for name, apply in targets:
+                    states[name] = apply(states[name], event)
+                reached[event.partition] = event.position
                 n += 1
+        finally:
+            for name in self._offsets:
+                self._offsets[name] = dict(reached)
+            self.applied += n
         return n
 
     # --- following ------------------------------------------------------------------------
@@ -133,7 +175,7 @@ class ProjectionRunner:
         """Save every projection's state with its cursor beside the log."""
         with self.lock:
             snaps = [
-                Snapshot(name=name, schema=p.schema, cursor=str(self.cursors[name]),
+                Snapshot(name=name, schema=p.schema, cursor=str(Cursor(dict(self._offsets[name]))),
                          state=p.encode_state(self.states[name]))
                 for name, p in self.projections.items()
             ]
@@ -160,7 +202,7 @@ class ProjectionRunner:
                 continue
             with self.lock:
                 self.states[name] = state
-                self.cursors[name] = cursor
+                self._offsets[name] = dict(cursor.offsets)
 
     def close(self) -> None:
         self.stop()

@@ -68,6 +68,7 @@ class SessionsProjection(Projection[SessionsState]):
     name = "sessions"
     schema = 1
     state_type = SessionsState
+    handles = _SESSION_EVENTS
 
     def initial(self) -> SessionsState:
         return SessionsState({})

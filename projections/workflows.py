@@ -56,6 +56,7 @@ class WorkflowsProjection(Projection[WorkflowsState]):
     name = "workflows"
     schema = 1
     state_type = WorkflowsState
+    handles = (WorkflowStateSaved, WorkflowStepCompleted)
 
     def initial(self) -> WorkflowsState:
         return WorkflowsState({})
