@@ -85,6 +85,7 @@ class JsonlStore(EventStore):
         self._flusher: threading.Thread | None = None
         self._flush_wanted = threading.Event()
         self._read_fds: dict[int, int] = {}
+        self._segment_names: dict[int, str] = {}
         self._ids: dict[str, dict[str, int]] = {}  # stream -> {event id: version}, loaded lazily
         self._make_dir()
         self._lock_fd = _open_private(self.path / "LOCK", os.O_RDWR | os.O_CREAT)
@@ -114,6 +115,13 @@ class JsonlStore(EventStore):
     def segment_path(self, segment: int) -> Path:
         return self.path / f"{segment:08d}.jsonl"
 
+    def _segment_name(self, segment: int) -> str:
+        """The segment's path as a string, cached: the hot path stats it on every call."""
+        name = self._segment_names.get(segment)
+        if name is None:
+            name = self._segment_names[segment] = os.path.join(self.path, f"{segment:08d}.jsonl")
+        return name
+
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         with self._thread_lock:
@@ -141,7 +149,7 @@ class JsonlStore(EventStore):
     def _read_fd(self, segment: int) -> int:
         fd = self._read_fds.get(segment)
         if fd is None:
-            fd = self._read_fds[segment] = os.open(self.segment_path(segment), os.O_RDONLY)
+            fd = self._read_fds[segment] = os.open(self._segment_name(segment), os.O_RDONLY)
         return fd
 
     # --- the index ------------------------------------------------------------------------
@@ -168,16 +176,18 @@ class JsonlStore(EventStore):
         last line is a torn write from a crash: it is moved aside and the segment truncated."""
         idx = self.index
         while True:
-            path = self.segment_path(idx.end_segment)
             try:
-                size = path.stat().st_size
+                if self._append_fd >= 0 and self._append_segment == idx.end_segment:
+                    size = os.fstat(self._append_fd).st_size
+                else:
+                    size = os.stat(self._segment_name(idx.end_segment)).st_size
             except FileNotFoundError:
                 size = 0
             if size > idx.end_offset:
                 self._index_range(idx.end_segment, idx.end_offset, size, repair)
             # A writer only starts segment n+1 once n is complete, so when it exists we
             # have read all of n and move on.
-            if not self.segment_path(idx.end_segment + 1).exists():
+            if not os.path.exists(self._segment_name(idx.end_segment + 1)):
                 return
             idx.end_segment += 1
             idx.end_offset = 0
