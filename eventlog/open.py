@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from eventlog.errors import InvalidURL
@@ -72,8 +73,13 @@ def default_url() -> tuple[str, str | None]:
     return str(default_dir()), None
 
 
-def open_store(url: str | None = None, *, fallback: str | EventStore | None = None) -> EventStore:
-    """Open the store a URL names; with no URL, the one the environment configures."""
+def open_store(url: str | None = None, *, fallback: str | EventStore | None = None,
+               encrypt: bool | None = None, key_dir: str | None = None) -> EventStore:
+    """Open the store a URL names; with no URL, the one the environment configures.
+
+    `encrypt` (default: EVENTLOG_ENCRYPT) turns on per-user encryption of personal data for
+    crypto-shredding; keys go to `key_dir` (default: EVENTLOG_KEY_DIR, else beside the log:
+    `<dir>/keys` for the file store, a separate key space for Redis)."""
     if url is None:
         url, env_fallback = default_url()
         if fallback is None:
@@ -81,13 +87,35 @@ def open_store(url: str | None = None, *, fallback: str | EventStore | None = No
     if not isinstance(url, str) or not url.strip():
         raise InvalidURL("store URL is empty (try memory://, a directory path, or redis://host:6379/0)")
     url = url.strip()
-    primary = _open_one(url)
-    if fallback is None:
-        return primary
-    from eventlog.fallback import FallbackStore
+    store = _open_one(url)
+    if fallback is not None:
+        from eventlog.fallback import FallbackStore
 
-    secondary = fallback if isinstance(fallback, EventStore) else _open_one(fallback)
-    return FallbackStore(primary, secondary)
+        secondary = fallback if isinstance(fallback, EventStore) else _open_one(fallback)
+        store = FallbackStore(store, secondary)
+    if encrypt is None:
+        encrypt = env_flag("EVENTLOG_ENCRYPT")
+    if encrypt:
+        from eventlog.encrypted import EncryptedStore
+
+        store = EncryptedStore(store, _key_store(store, key_dir or os.environ.get("EVENTLOG_KEY_DIR") or None))
+    return store
+
+
+def _key_store(store: EventStore, key_dir: str | None) -> Any:
+    """Keys apart from the log: a directory, else the store's own side (see open_store)."""
+    from eventlog.crypto import FileKeyStore, MemoryKeyStore, RedisKeyStore
+
+    if key_dir:
+        return FileKeyStore(key_dir)
+    primary = getattr(store, "primary", store)
+    path = getattr(primary, "path", None)
+    if path is not None:
+        return FileKeyStore(Path(path) / "keys")
+    client = getattr(primary, "client", None)
+    if client is not None:
+        return RedisKeyStore(client, prefix=f"{getattr(primary, 'prefix', 'el')}-keys")
+    return MemoryKeyStore()
 
 
 def _open_one(url: str) -> EventStore:

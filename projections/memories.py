@@ -12,11 +12,13 @@ import msgspec
 
 from eventlog import (
     Event,
+    UserForgotten,
     UserMemoriesCleared,
     UserMemoryAdded,
     UserMemoryDeleted,
     UserMemoryUpdated,
 )
+from eventlog.crypto import ERASED
 from projections.fold import Projection, epoch, epoch_of
 from projections.sessions import page_rows
 
@@ -48,7 +50,7 @@ class UserMemoriesProjection(Projection[MemoriesState]):
     name = "memories"
     schema = 1
     state_type = MemoriesState
-    handles = (UserMemoryAdded, UserMemoryUpdated, UserMemoryDeleted, UserMemoriesCleared)
+    handles = (UserMemoryAdded, UserMemoryUpdated, UserMemoryDeleted, UserMemoriesCleared, UserForgotten)
 
     def initial(self) -> MemoriesState:
         return MemoriesState({}, {})
@@ -84,6 +86,12 @@ class UserMemoriesProjection(Projection[MemoriesState]):
             gone = state.memories.pop(p.memory_id, None)
             if gone is not None:
                 _unlink(state, gone)
+        elif isinstance(p, UserForgotten):
+            # The user's key is gone: what was folded from their encrypted fields is erased
+            # too, so a live read model agrees with a rebuild.
+            for memory_id in state.by_user.get(p.user_id, {}):
+                row = state.memories[memory_id]
+                row.memory, row.input = ERASED, None
         elif isinstance(p, UserMemoriesCleared):
             if p.user_id is None:
                 state.memories.clear()

@@ -49,6 +49,20 @@ class EventLogDb(SessionMethods, MemoryMethods, RecordMethods, BaseDb):
         or UTC time). Writes to it raise `ReadOnlyStore`; the log is not touched."""
         return EventLogDb(store=self.store, at=point, snapshots=False)
 
+    def forget_user(self, user_id: str, reason: str | None = None) -> None:
+        """Crypto-shred a user (needs a store opened with encryption): destroy their key, record
+        it, and rebuild the read models so nothing decrypted earlier stays in memory."""
+        forget = getattr(self.store, "forget_user", None)
+        if forget is None:
+            raise ValueError("forget_user needs an encrypted store: open_store(url, encrypt=True) or EVENTLOG_ENCRYPT=1")
+        forget(user_id, reason)
+        from projections import ProjectionRunner, all_projections
+
+        with self._write_lock:
+            self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
+            self.runner.catch_up()
+            self._run_cache.clear()
+
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
         data.update({"type": "eventlog", "url": redact_url(self.store.url)})

@@ -1,0 +1,166 @@
+"""`EncryptedStore`: crypto-shredding as one stage of the pipeline, around any store.
+
+Fields that hold personal data are encrypted with the key of the user the event is about
+(`actor.user_id`, else the payload's `user_id`) before the inner store seals and hashes them,
+and decrypted on the way out. `forget_user` destroys the key and appends `user.forgotten`;
+from then on those fields read as "[erased]" on every read, rebuild and time-travel query,
+while `verify()` — which reads the stored ciphertext — still passes.
+
+Encrypted fields: memory text (memory, old_memory, input), message content, run content /
+messages / input / reasoning, session state values, session summaries, workflow state values
+and step outputs, plus any `extra_fields` the caller names. Stream names, ids, actors and times
+stay in clear (they are what audit and ordering need); see docs/security.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import msgspec
+
+from eventlog.crypto import ENC, ERASED, KeyStore, decrypt_value, encrypt_value, is_encrypted
+from eventlog.events import (
+    Actor,
+    Event,
+    MessageAppended,
+    RunRecorded,
+    SessionStateChanged,
+    SessionSummaryChanged,
+    UserForgotten,
+    UserMemoryAdded,
+    UserMemoryUpdated,
+    WorkflowStateSaved,
+    WorkflowStepCompleted,
+    new_event,
+)
+from eventlog.names import user_stream
+from eventlog.store import Cursor, EventStore, StreamHead
+
+FIELDS: dict[type, tuple[str, ...]] = {
+    UserMemoryAdded: ("memory", "input"),
+    UserMemoryUpdated: ("memory", "old_memory", "input"),
+    MessageAppended: ("content",),
+    SessionSummaryChanged: ("summary",),
+    WorkflowStepCompleted: ("output",),
+}
+VALUE_MAPS: dict[type, str] = {SessionStateChanged: "set", WorkflowStateSaved: "state"}
+RUN_KEYS = ("content", "messages", "input", "reasoning_content")
+
+Transform = Callable[[Any, str], Any]
+
+
+class EncryptedStore(EventStore):
+    """Wraps `inner`; see the module docstring."""
+
+    def __init__(self, inner: EventStore, keys: KeyStore,
+                 extra_fields: Mapping[type, tuple[str, ...]] | None = None) -> None:
+        self.inner = inner
+        self.keys = keys
+        self.url = inner.url
+        self.partitions = inner.partitions
+        self.max_event_bytes = inner.max_event_bytes
+        self.fields = {**FIELDS}
+        for cls, names in (extra_fields or {}).items():
+            self.fields[cls] = tuple(dict.fromkeys((*self.fields.get(cls, ()), *names)))
+
+    # --- the transform --------------------------------------------------------------------
+
+    @staticmethod
+    def user_of(event: Event) -> str | None:
+        return event.actor.user_id or getattr(event.payload, "user_id", None)
+
+    def _transform(self, event: Event, fn: Transform) -> Event:
+        p: Any = event.payload
+        changes: dict[str, Any] = {}
+        for name in self.fields.get(type(p), ()):
+            value = getattr(p, name, None)
+            if value is not None:
+                changes[name] = fn(value, name)
+        mapped = VALUE_MAPS.get(type(p))
+        if mapped is not None:
+            values = getattr(p, mapped)
+            if values:
+                changes[mapped] = {k: fn(v, f"{mapped}.{k}") for k, v in values.items()}
+        if isinstance(p, RunRecorded):
+            run = dict(p.run)
+            for key in RUN_KEYS:
+                if run.get(key) is not None:
+                    run[key] = fn(run[key], f"run.{key}")
+            changes["run"] = run
+        if not changes:
+            return event
+        return msgspec.structs.replace(event, payload=msgspec.structs.replace(p, **changes))
+
+    def encrypt(self, event: Event) -> Event:
+        user = self.user_of(event)
+        if user is None:
+            return event
+        key = self.keys.get_or_create(user)
+        return self._transform(event, lambda v, path: encrypt_value(key, v, f"{event.id}/{path}".encode()))
+
+    def decrypt(self, event: Event, cache: dict[str, bytes | None] | None = None) -> Event:
+        user = self.user_of(event)
+        if user is None:
+            return event
+        keys = cache if cache is not None else {}
+        if user not in keys:
+            keys[user] = self.keys.get(user)
+        key = keys[user]
+        return self._transform(
+            event, lambda v, path: decrypt_value(key, v, f"{event.id}/{path}".encode()) if is_encrypted(v) else v
+        )
+
+    # --- the port -------------------------------------------------------------------------
+
+    def _append(self, stream: str, events: list[Event], expected_version: int | None) -> list[Event]:
+        recorded = self.inner.append(stream, [self.encrypt(e) for e in events], expected_version)
+        cache: dict[str, bytes | None] = {}
+        return [self.decrypt(e, cache) for e in recorded]
+
+    def _read(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]:
+        cache: dict[str, bytes | None] = {}
+        return (self.decrypt(e, cache) for e in self.inner.read(stream, from_version, to_version))
+
+    def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]:
+        cache: dict[str, bytes | None] = {}
+        for event in self.inner._read_all(after, upcast=upcast):
+            yield self.decrypt(event, cache)
+
+    def read_all_raw(self, after: Cursor | int | str | None = None) -> Iterator[Event]:
+        """Stored bytes as they are (ciphertext): what the hash chain covers."""
+        return self.inner.read_all_raw(after)
+
+    def _streams(self) -> Iterable[str]:
+        return self.inner.streams()
+
+    def _head(self, stream: str) -> StreamHead:
+        return self.inner.head(stream)
+
+    def last_position(self) -> Cursor:
+        return self.inner.last_position()
+
+    def put_blob(self, name: str, data: bytes) -> None:
+        """Snapshots would hold decrypted data past an erasure, so none are kept."""
+
+    def get_blob(self, name: str) -> bytes | None:
+        return None
+
+    @property
+    def corrupt(self) -> Any:
+        return getattr(self.inner, "corrupt", None)
+
+    def __getattr__(self, name: str) -> Any:  # pending(), sync(), info(), path, size_bytes() ...
+        return getattr(self.inner, name)
+
+    def forget_user(self, user_id: str, reason: str | None = None) -> Event:
+        """Destroy the user's key and record that it was destroyed. Irreversible."""
+        self.keys.destroy(user_id)
+        event = new_event(UserForgotten(user_id=user_id, reason=reason), actor=Actor(user_id=None))
+        return self.inner.append(user_stream(user_id), [event])[0]
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+__all__ = ["ENC", "ERASED", "EncryptedStore"]
