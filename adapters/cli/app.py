@@ -131,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), "a point is an event id, a position (N) or an ISO time")
     except EventLogError as exc:
         return _fail(str(exc), "")
+    except OSError as exc:  # a file named on the command line that cannot be read or written
+        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), "check the path and permissions")
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
