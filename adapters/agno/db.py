@@ -54,7 +54,8 @@ class EventLogDb(SessionMethods, MemoryMethods, RecordMethods, BaseDb):
         it, and rebuild the read models so nothing decrypted earlier stays in memory."""
         forget = getattr(self.store, "forget_user", None)
         if forget is None:
-            raise ValueError("forget_user needs an encrypted store: open_store(url, encrypt=True) or EVENTLOG_ENCRYPT=1")
+            raise ValueError("forget_user needs an encrypted store: "
+                             "open_store(url, encrypt=True) or EVENTLOG_ENCRYPT=1")
         forget(user_id, reason)
         from projections import ProjectionRunner, all_projections
 
