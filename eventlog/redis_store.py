@@ -101,6 +101,7 @@ class _Config(msgspec.Struct):
     prefix: str = "el"
     partitions: int = 1
     max_event_bytes: int = codec.DEFAULT_MAX_EVENT_BYTES
+    wait_replicas: int = 0
 
 
 class RedisStreamStore(EventStore):
@@ -108,7 +109,7 @@ class RedisStreamStore(EventStore):
 
     def __init__(self, client: Any, *, prefix: str = "el", partitions: int = 1,
                  max_event_bytes: int = codec.DEFAULT_MAX_EVENT_BYTES, url: str = "redis://",
-                 cluster: bool = False) -> None:
+                 cluster: bool = False, wait_replicas: int = 0) -> None:
         if partitions < 1 or partitions > 1024:
             raise InvalidURL(f"partitions must be 1..1024, got {partitions}")
         if not prefix or any(c in prefix for c in "{}: \t\n"):
@@ -119,6 +120,9 @@ class RedisStreamStore(EventStore):
         self.max_event_bytes = max_event_bytes
         self.url = redact_url(url)
         self.cluster = cluster
+        # With N > 0 an append returns only after N replicas have it (Redis WAIT), so a
+        # failover cannot lose an acknowledged event. 0: asynchronous replication (faster).
+        self.wait_replicas = wait_replicas
         self._heads: dict[str, StreamHead] = {}
         self._lock = threading.Lock()
         self._append_script = client.register_script(APPEND_LUA)
@@ -144,6 +148,7 @@ class RedisStreamStore(EventStore):
                 prefix=query.pop("prefix", "el"),
                 partitions=int(query.pop("partitions", "0") or 0),
                 max_event_bytes=int(query.pop("max_event_bytes", codec.DEFAULT_MAX_EVENT_BYTES)),
+                wait_replicas=int(query.pop("wait_replicas", "0") or 0),
             )
         except ValueError as exc:
             raise InvalidURL(f"bad option in {redact_url(url)}: {exc}") from exc
@@ -162,7 +167,7 @@ class RedisStreamStore(EventStore):
         except (ValueError, TypeError) as exc:
             raise InvalidURL(f"cannot use {redact_url(url)}: {exc}") from exc
         return cls(client, prefix=config.prefix, partitions=partitions, max_event_bytes=config.max_event_bytes,
-                   url=url, cluster=cluster)
+                   url=url, cluster=cluster, wait_replicas=config.wait_replicas)
 
     def _check_config(self) -> None:
         """The partition count is fixed for a log's lifetime: streams are placed by it."""
@@ -261,6 +266,8 @@ class RedisStreamStore(EventStore):
             status = reply[0]
             if status == b"OK":
                 first = int(reply[1])
+                if self.wait_replicas:
+                    self._wait_replicas(log_key)
                 with self._lock:
                     self._heads[stream] = StreamHead(version, prev)
                 for offset, (i, event) in enumerate(zip(pending, sealed)):
@@ -282,6 +289,18 @@ class RedisStreamStore(EventStore):
         else:  # pragma: no cover - 64 lost races in a row
             raise StoreUnavailable(f"stream {stream!r}: too much contention, append not confirmed")
         return [stored[i] for i in range(len(events))]
+
+    def _wait_replicas(self, key: str) -> None:
+        def wait() -> int:
+            if self.cluster:
+                node = self.client.get_node_from_key(key)
+                return int(self.client.execute_command("WAIT", self.wait_replicas, 2000, target_nodes=node))
+            return int(self.client.wait(self.wait_replicas, 2000))
+
+        acked = self._call(wait)
+        if acked < self.wait_replicas:
+            raise StoreUnavailable(f"{self.url}: only {acked} of {self.wait_replicas} replicas confirmed the append "
+                                   "in time; it is stored on the primary (retrying is safe)")
 
     # --- reading --------------------------------------------------------------------------
 

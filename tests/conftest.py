@@ -45,6 +45,32 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real local Redis Cluster (3 masters, 3 replicas) for the whole test session."""
+    from tests.redis_cluster import RedisCluster, cluster_tools_available
+
+    if not cluster_tools_available():
+        if IN_CI:
+            pytest.fail("redis-server/redis-cli not found, and CI=true: cluster tests must run in CI")
+        pytest.skip("redis-server/redis-cli not installed; cluster tests skipped")
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: object) -> str:
+    """The cluster, emptied (every master flushed) for this test."""
+    import redis
+
+    for node in redis_cluster.masters():  # type: ignore[attr-defined]
+        client = redis.Redis(port=node.port)
+        client.flushall()
+        client.close()
+    return str(redis_cluster.url)  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def killable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server for one test, durable (AOF, fsync always) so a kill -9 loses
@@ -58,7 +84,7 @@ def killable_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 # --- one fixture per store backend -----------------------------------------------------------
 
-STORE_KINDS = ["memory", "file", "redis", "fallback"]
+STORE_KINDS = ["memory", "file", "redis", "fallback", "cluster"]
 
 
 def _make_store_factory(kind: str, request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -71,6 +97,8 @@ def _make_store_factory(kind: str, request: pytest.FixtureRequest, tmp_path: Pat
 
     if kind in ("redis", "fallback"):
         url = request.getfixturevalue("redis_url")
+    if kind == "cluster":
+        url = request.getfixturevalue("cluster_url")
 
     def factory():  # type: ignore[no-untyped-def]
         n = next(counter)
@@ -78,7 +106,7 @@ def _make_store_factory(kind: str, request: pytest.FixtureRequest, tmp_path: Pat
             store = open_store("memory://")
         elif kind == "file":
             store = open_store(str(tmp_path / f"log{n}"))
-        elif kind == "redis":
+        elif kind in ("redis", "cluster"):
             store = open_store(f"{url}?prefix=t{n}")
         elif kind == "fallback":
             store = open_store(f"{url}?prefix=t{n}", fallback=str(tmp_path / f"fb{n}"))
