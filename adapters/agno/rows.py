@@ -24,6 +24,8 @@ from projections import MemoryRow, SessionRow
 from projections.fold import epoch_of
 
 OWNER_KEYS = ("agent_id", "team_id", "workflow_id", "user_id")
+KEYS = "__columns__"
+HAS_TOPICS = "__has_topics__"
 _DERIVED = frozenset({"session_id", "session_type", "runs", "summary", "created_at", "updated_at", *OWNER_KEYS})
 _STATE, _NAME = "session_state", "session_name"
 
@@ -32,6 +34,7 @@ def split_session(row: dict[str, Any]) -> tuple[dict[str, Any] | None, str | Non
     """(state or None when absent, name, other columns) of an Agno session dict."""
     data = row.get("session_data")
     fields = {k: v for k, v in row.items() if k not in _DERIVED}
+    fields[KEYS] = [k for k in row if k != "runs"]  # which columns this session type has
     state = None
     name = None
     if isinstance(data, dict):
@@ -87,6 +90,7 @@ def session_row(row: SessionRow, runs: list[dict[str, Any]] | None) -> dict[str,
     out: dict[str, Any] = {"session_id": row.session_id, "session_type": row.session_type}
     out.update({k: getattr(row, k) for k in OWNER_KEYS})
     data = fields.pop("session_data", None)
+    keys = fields.pop(KEYS, None)
     if data is not None or row.has_state or row.name is not None:
         data = dict(data or {})
         if row.has_state:
@@ -98,6 +102,8 @@ def session_row(row: SessionRow, runs: list[dict[str, Any]] | None) -> dict[str,
     out["summary"] = copy.deepcopy(row.summary)
     out["created_at"] = row.created_at
     out["updated_at"] = row.updated_at
+    if keys:  # exactly the columns Agno gave us (a WorkflowSession has no agent_id, ...)
+        out = {k: out.get(k) for k in (*keys, "session_type") if k != KEYS}
     out["runs"] = runs
     return out
 
@@ -108,6 +114,8 @@ _MEMORY_CORE = ("memory_id", "memory", "topics", "input", "user_id")
 def memory_delta(new: dict[str, Any], old: MemoryRow | None) -> Payload:
     """`memory.added` for a new id, else `memory.updated` carrying the old text too."""
     fields = {k: v for k, v in new.items() if k not in _MEMORY_CORE}
+    if "topics" in new:
+        fields[HAS_TOPICS] = True  # Agno distinguishes no topics (absent) from an empty list
     common = {
         "memory_id": new["memory_id"],
         "user_id": new.get("user_id"),
@@ -123,8 +131,11 @@ def memory_delta(new: dict[str, Any], old: MemoryRow | None) -> Payload:
 
 def memory_row(row: MemoryRow) -> dict[str, Any]:
     """The Agno memory dict of a projected memory (None values dropped, as Agno does)."""
-    out: dict[str, Any] = {"memory_id": row.memory_id, "memory": row.memory, "topics": list(row.topics) or None}
-    out.update(copy.deepcopy(row.fields))
+    fields = copy.deepcopy(row.fields)
+    has_topics = fields.pop(HAS_TOPICS, False)
+    out: dict[str, Any] = {"memory_id": row.memory_id, "memory": row.memory,
+                           "topics": list(row.topics) if has_topics or row.topics else None}
+    out.update(fields)
     out["input"] = row.input
     out["user_id"] = row.user_id
-    return {k: v for k, v in out.items() if v is not None}
+    return {k: v for k, v in out.items() if v is not None or (k == "topics" and has_topics)}
