@@ -17,6 +17,7 @@ from eventlog.store import EMPTY_HEAD, StreamHead
 
 INDEX_FORMAT = 1
 SPARSE_EVERY = 1024  # one position -> location entry per this many events
+RECENT = 4096  # exact locations kept for the newest positions
 MISSING = (1 << 64) - 1  # the slot of a version whose line is unreadable
 _SEG_SHIFT = 40  # location = segment number << 40 | byte offset
 
@@ -52,6 +53,9 @@ class StreamIndex:
         self.end_segment = 1
         self.end_offset = 0  # bytes of end_segment already indexed
         self.last_location = -1  # location of the line holding position `count`
+        # exact locations of the latest positions: a reader catching up on the last few
+        # events seeks straight to them instead of scanning from the last sparse entry
+        self.recent: dict[int, int] = {}
 
     def add(self, stream: str, version: int, position: int, digest: str, segment: int, offset: int,
             length: int) -> None:
@@ -72,12 +76,19 @@ class StreamIndex:
                 self.sparse.append(location)
             self.count = position
             self.last_location = location
+            recent = self.recent
+            recent[position] = location
+            if len(recent) > RECENT:
+                del recent[next(iter(recent))]
 
     def head(self, stream: str) -> StreamHead:
         return self.heads.get(stream, EMPTY_HEAD)
 
     def start_of(self, after: int) -> tuple[int, int]:
         """A location at or before the line of position `after + 1`."""
+        exact = self.recent.get(after + 1)
+        if exact is not None:
+            return unpack(exact)
         k = after // SPARSE_EVERY
         if k < len(self.sparse):
             return unpack(self.sparse[k])

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import msgspec
+
 from agno.db.base import SessionType
 from agno.db.in_memory.utils import apply_sorting
 from agno.db.utils import deserialize_history_run, deserialize_session, deserialize_sessions, filter_context_runs
@@ -22,6 +24,16 @@ from eventlog import RunDeleted, RunRecorded, SessionDeleted, SessionRenamed
 from eventlog.names import session_stream
 from projections import ConversationState, SessionRow, SessionsState, fork_session
 from projections.timetravel import Point
+
+
+_pack = msgspec.msgpack.Encoder()
+_unpack = msgspec.msgpack.Decoder()
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (what events hold), several times faster than
+    `copy.deepcopy`; Agno's from_dict pops keys from what it is given, so it needs a copy."""
+    return _unpack.decode(_pack.encode(value))
 
 
 def _type_value(session_type: SessionType | str | None) -> str | None:
@@ -53,7 +65,7 @@ class SessionMethods(EventLogCore):
         runs = self._runs_of(states, row.session_id) if with_runs else []
         if runs_limit is not None:
             runs = filter_context_runs(runs)[-runs_limit:]
-        return session_row(row, copy.deepcopy(runs) if runs else None)
+        return session_row(row, json_copy(runs) if runs else None)
 
     def _agent_session(self, states: dict[str, Any], row: SessionRow) -> AgentSession | None:
         """An AgentSession whose runs are shared, already-deserialized objects (see module)."""
@@ -68,7 +80,7 @@ class SessionMethods(EventLogCore):
         for entry in entries:
             cached = old.get(entry.run_id)
             if cached is None or cached[0] != entry.event_id:
-                cached = (entry.event_id, deserialize_history_run(copy.deepcopy(entry.run)))
+                cached = (entry.event_id, deserialize_history_run(json_copy(entry.run)))
             fresh[entry.run_id] = cached
             if cached[1] is not None:
                 runs.append(cached[1])
