@@ -12,7 +12,6 @@ import copy
 from typing import Any
 
 import msgspec
-
 from agno.db.base import SessionType
 from agno.db.in_memory.utils import apply_sorting
 from agno.db.utils import deserialize_history_run, deserialize_session, deserialize_sessions, filter_context_runs
@@ -24,7 +23,6 @@ from eventlog import RunDeleted, RunRecorded, SessionDeleted, SessionRenamed
 from eventlog.names import session_stream
 from projections import ConversationState, SessionRow, SessionsState, fork_session
 from projections.timetravel import Point
-
 
 _pack = msgspec.msgpack.Encoder()
 _unpack = msgspec.msgpack.Decoder()
