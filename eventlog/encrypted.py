@@ -6,10 +6,16 @@ and decrypted on the way out. `forget_user` destroys the key and appends `user.f
 from then on those fields read as "[erased]" on every read, rebuild and time-travel query,
 while `verify()` — which reads the stored ciphertext — still passes.
 
-Encrypted fields: memory text (memory, old_memory, input), message content, run content /
-messages / input / reasoning, session state values, session summaries, workflow state values
+Encrypted fields: memory text (memory, old_memory, input), message content, the personal parts
+of Agno run dicts (`RUN_KEYS`: content, messages, input, reasoning, tools, events, media, member
+responses, session state, ...), session state values, session summaries, workflow state values
 and step outputs, plus any `extra_fields` the caller names. Stream names, ids, actors and times
-stay in clear (they are what audit and ordering need); see docs/security.md.
+stay in clear (they are what audit and ordering need); see docs/security.md. The user is
+`actor.user_id`, else the payload's `user_id`; an event with neither is stored in clear.
+
+A ciphertext does not fit a field typed `str` (a memory's `input`), so the codec reads such
+an event back as `UnknownPayload`; decryption therefore also works on the raw JSON of known
+payload types and converts the result back to the typed payload.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ import msgspec
 
 from eventlog.crypto import ENC, ERASED, KeyStore, decrypt_value, encrypt_value, is_encrypted
 from eventlog.events import (
+    PAYLOAD_TYPES,
     Actor,
     Event,
     MessageAppended,
     RunRecorded,
     SessionStateChanged,
     SessionSummaryChanged,
+    UnknownPayload,
     UserForgotten,
     UserMemoryAdded,
     UserMemoryUpdated,
@@ -45,7 +53,13 @@ FIELDS: dict[type, tuple[str, ...]] = {
     WorkflowStepCompleted: ("output",),
 }
 VALUE_MAPS: dict[type, str] = {SessionStateChanged: "set", WorkflowStateSaved: "state"}
-RUN_KEYS = ("content", "messages", "input", "reasoning_content")
+# Keys of Agno's run dicts (agent, team and workflow runs) that carry what was said or done.
+RUN_KEYS = (
+    "content", "messages", "input", "additional_input", "reasoning_content", "reasoning_steps",
+    "reasoning_messages", "tools", "events", "citations", "references", "images", "videos", "audio",
+    "files", "response_audio", "session_state", "member_responses", "step_results",
+    "step_executor_runs",
+)
 
 Transform = Callable[[Any, str], Any]
 
@@ -70,27 +84,56 @@ class EncryptedStore(EventStore):
     def user_of(event: Event) -> str | None:
         return event.actor.user_id or getattr(event.payload, "user_id", None)
 
-    def _transform(self, event: Event, fn: Transform) -> Event:
-        p: Any = event.payload
+    def _changes(self, cls: type, get: Callable[[str], Any], fn: Transform) -> dict[str, Any]:
+        """New values for the personal fields of a payload of type `cls` (read with `get`)."""
         changes: dict[str, Any] = {}
-        for name in self.fields.get(type(p), ()):
-            value = getattr(p, name, None)
+        for name in self.fields.get(cls, ()):
+            value = get(name)
             if value is not None:
                 changes[name] = fn(value, name)
-        mapped = VALUE_MAPS.get(type(p))
+        mapped = VALUE_MAPS.get(cls)
         if mapped is not None:
-            values = getattr(p, mapped)
-            if values:
+            values = get(mapped)
+            if isinstance(values, dict) and values:
                 changes[mapped] = {k: fn(v, f"{mapped}.{k}") for k, v in values.items()}
-        if isinstance(p, RunRecorded):
-            run = dict(p.run)
-            for key in RUN_KEYS:
-                if run.get(key) is not None:
-                    run[key] = fn(run[key], f"run.{key}")
-            changes["run"] = run
+        if cls is RunRecorded:
+            run = get("run")
+            if isinstance(run, dict):
+                run = dict(run)
+                for key in RUN_KEYS:
+                    if run.get(key) is not None:
+                        run[key] = fn(run[key], f"run.{key}")
+                changes["run"] = run
+        return changes
+
+    def _transform(self, event: Event, fn: Transform) -> Event:
+        p: Any = event.payload
+        if isinstance(p, UnknownPayload):
+            return self._transform_raw(event, p, fn)
+        changes = self._changes(type(p), lambda name: getattr(p, name, None), fn)
         if not changes:
             return event
         return msgspec.structs.replace(event, payload=msgspec.structs.replace(p, **changes))
+
+    def _transform_raw(self, event: Event, p: UnknownPayload, fn: Transform) -> Event:
+        """A known payload type kept raw because a ciphertext did not fit a typed field."""
+        cls = PAYLOAD_TYPES.get(p.kind)
+        if cls is None or cls is UnknownPayload:
+            return event  # truly unknown: nothing we know how to decrypt
+        try:
+            body = msgspec.json.decode(p.raw)
+        except msgspec.DecodeError:
+            return event
+        if not isinstance(body, dict):
+            return event
+        changes = self._changes(cls, body.get, fn)
+        if not changes:
+            return event
+        try:
+            payload = msgspec.convert({**body, **changes}, cls)
+        except msgspec.ValidationError:
+            return event  # still does not fit: leave it as stored
+        return msgspec.structs.replace(event, payload=payload)
 
     def encrypt(self, event: Event) -> Event:
         user = self.user_of(event)

@@ -94,3 +94,110 @@ def test_ciphertext_cannot_be_moved_to_another_event(tmp_path: Path) -> None:
 
     forged = msgspec.structs.replace(second, payload=moved)
     assert store.decrypt(forged).payload.memory == ERASED  # type: ignore[union-attr]
+
+
+# --- what an erasure leaves behind, and the key stores ----------------------------------------
+
+
+def test_agno_sessions_and_memories_load_after_an_erasure(url: str) -> None:
+    """Erased run messages must not break Agno's loaders, and memories Agno writes (with an
+    `input`, a str field a ciphertext does not fit) must decrypt, before and after."""
+    from agno.agent import Agent
+
+    from adapters.agno import OfflineModel
+
+    db = EventLogDb(store=open_store(url, encrypt=True))
+    agent = Agent(name="p", id="p", model=OfflineModel(id="p"), db=db, add_history_to_context=True,
+                  update_memory_on_run=True, add_memories_to_context=True, session_state={"city": "Lyon"})
+    agent.run("Hi! Remember that I prefer green tea.", session_id="s1", user_id="alice")
+    agent.run("Hello, remember that I play chess.", session_id="s2", user_id="bob")
+    assert [m.memory for m in db.get_user_memories(user_id="alice")] == ["I prefer green tea"]  # type: ignore[union-attr]
+    db.forget_user("alice")
+    session = db.get_session("s1", user_id="alice")
+    assert session is not None and session.runs
+    assert session.runs[0].content == ERASED and not session.runs[0].messages  # erased list -> []
+    assert session.session_data["session_state"] == {"city": ERASED}  # type: ignore[index]
+    assert [m.memory for m in db.get_user_memories(user_id="alice")] == [ERASED]  # type: ignore[union-attr]
+    later = agent.run("What do you know about me?", session_id="s1", user_id="alice")
+    assert "green tea" not in str(later.content) and "start of our conversation" in str(later.content)
+    bob = db.get_session("s2", user_id="bob")
+    assert bob is not None and "chess" in str(bob.runs[0].messages)  # type: ignore[index]
+    assert [m.memory for m in db.get_user_memories(user_id="bob")] == ["I play chess"]  # type: ignore[union-attr]
+    assert db.store.verify().ok
+    db.close()
+
+
+def test_erased_values_keep_their_shape(tmp_path: Path) -> None:
+    from eventlog import SessionStateChanged
+
+    store = open_store(str(tmp_path / "log"), encrypt=True)
+    values = {"name": "Eve", "tags": ["a"], "prefs": {"tea": True}, "age": 41, "vip": True}
+    store.append(session_stream("s1"), [new_event(SessionStateChanged(session_id="s1", set=values),
+                                                  actor=Actor(user_id="eve"))])
+    assert next(store.read(session_stream("s1"))).payload.set == values  # type: ignore[union-attr]
+    store.forget_user("eve")
+    erased = next(store.read(session_stream("s1"))).payload.set  # type: ignore[union-attr]
+    assert erased == {"name": ERASED, "tags": [], "prefs": {}, "age": None, "vip": None}
+
+
+def test_a_user_seen_again_gets_a_new_key_and_the_old_data_stays_erased(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "log"), encrypt=True)
+    remember(store, "fay", "old secret", "m1")
+    store.forget_user("fay")
+    remember(store, "fay", "new fact", "m2")
+    assert memories(store) == {"m1": ERASED, "m2": "new fact"}
+    assert store.verify().ok
+
+
+def test_data_written_before_encryption_was_on_stays_plain(tmp_path: Path) -> None:
+    plain = open_store(str(tmp_path / "log"))
+    remember(plain, "gus", "written in clear", "m1")
+    plain.close()
+    store = open_store(str(tmp_path / "log"), encrypt=True)
+    remember(store, "gus", "written encrypted", "m2")
+    store.forget_user("gus")
+    # the memories read model hides everything of a forgotten user...
+    assert memories(store) == {"m1": ERASED, "m2": ERASED}
+    # ...but only what was encrypted is shredded: the clear text is still in the log
+    # (docs/security.md says so: turn encryption on before personal data is written)
+    stored = [str(e.payload) for e in store.read(user_stream("gus"))]
+    assert "written in clear" in stored[0] and "written encrypted" not in "".join(stored)
+
+
+def test_file_key_store_races_crashes_and_destroy(tmp_path: Path) -> None:
+    import threading
+
+    from eventlog.crypto import KEY_BYTES
+
+    keys_dir = tmp_path / "keys"
+    got: list[bytes] = []
+    stores = [FileKeyStore(keys_dir) for _ in range(8)]  # separate instances: separate locks, like processes
+    threads = [threading.Thread(target=lambda s=s: got.append(s.get_or_create("ann"))) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 1 and len(got[0]) == KEY_BYTES
+    assert [p.name for p in keys_dir.iterdir() if not p.name.endswith(".key")] == []  # no temp files left
+    files = list(keys_dir.iterdir())
+    assert len(files) == 1 and "ann" not in files[0].name and stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    # a crash in the middle of destroy leaves a zeroed file: it is no key, and is replaced
+    files[0].write_bytes(b"\0" * KEY_BYTES)
+    assert stores[0].get("ann") is None
+    fresh = stores[0].get_or_create("ann")
+    assert fresh != got[0] and fresh != b"\0" * KEY_BYTES
+    assert stores[1].destroy("ann") and not files[0].exists() and stores[2].get("ann") is None
+    assert not stores[3].destroy("ann")
+
+
+def test_redis_keys_live_in_their_own_key_space(redis_url: str) -> None:
+    import redis
+
+    store = open_store(redis_url, encrypt=True)
+    remember(store, "hal", "hal's fact", "m1")
+    client = redis.Redis.from_url(redis_url)
+    key_names = [k.decode() for k in client.keys("*") if b"key:" in k]
+    assert len(key_names) == 1 and key_names[0].startswith("el-keys:key:") and "hal" not in key_names[0]
+    store.forget_user("hal")
+    assert not client.exists(key_names[0])
+    assert memories(store) == {"m1": ERASED}
