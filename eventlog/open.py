@@ -14,9 +14,10 @@ platform's user data directory.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from eventlog.errors import InvalidURL
 from eventlog.store import EventStore
@@ -47,17 +48,22 @@ def default_dir() -> Path:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by `***` (safe to log or print)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if "@" not in parts.netloc:
+    """The URL with any password replaced by `***` (safe to log or print).
+
+    Also safe on text that merely contains a URL (an error message) and on passwords whose
+    `/`, `?`, `#` or `@` were not percent-encoded: when an `@` follows the first of those
+    characters, everything from `://` to the last `@` is hidden, host included if need be."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
         return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user, has_password, _ = userinfo.partition(":")
-    netloc = f"{user}:***@{hostport}" if has_password else f"***@{hostport}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    tail = rest[len(netloc):]
+    if "@" in netloc and "@" not in tail:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        shown = f"{user}:***@{hostport}" if has_password else f"***@{hostport}"
+        return f"{scheme}://{shown}{tail}"
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def default_url() -> tuple[str, str | None]:
