@@ -131,6 +131,22 @@ def seal(event: Event, *, stream: str, version: int, prev_hash: str, max_bytes: 
     return msgspec.structs.replace(placed, hash=hashlib.sha256(body).hexdigest())
 
 
+def seal_encoded(event: Event, *, stream: str, version: int, prev_hash: str,
+                 max_bytes: int | None = None) -> tuple[Event, bytes]:
+    """`seal`, plus the stored form of the sealed event without a position (what Redis keeps),
+    built from the canonical bytes instead of encoding the event a second time: `hash` is the
+    last field, so the stored form is the canonical object with `"hash":"..."` appended."""
+    placed = msgspec.structs.replace(
+        event, stream=stream, version=version, prev_hash=prev_hash, position=0, partition=0, hash=""
+    )
+    body = encode(placed)
+    if max_bytes is not None:
+        check_size(body, max_bytes, placed)
+    digest = hashlib.sha256(body).hexdigest()
+    stored = body[:-1] + b',"hash":"' + digest.encode() + b'"}'
+    return msgspec.structs.replace(placed, hash=digest), stored
+
+
 def check_size(data: bytes, limit: int, event: Event) -> None:
     if len(data) > limit:
         raise EventTooLarge(

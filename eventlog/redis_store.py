@@ -249,19 +249,21 @@ class RedisStreamStore(EventStore):
         for _attempt in range(64):
             head = self._cached_head(p, stream)
             sealed: list[Event] = []
+            bodies: list[bytes] = []
             version, prev = head
             for i in pending:
                 version += 1
-                event = codec.seal(events[i], stream=stream, version=version, prev_hash=prev,
-                                   max_bytes=self.max_event_bytes)
+                event, body = codec.seal_encoded(events[i], stream=stream, version=version, prev_hash=prev,
+                                                 max_bytes=self.max_event_bytes)
                 prev = event.hash
                 sealed.append(event)
+                bodies.append(body)
             if not sealed:
                 break
             args: list[Any] = [stream, -1 if expected_version is None else expected_version, head.version,
                                head.hash, f"{version} {prev}", len(sealed)]
-            for event in sealed:
-                args.extend((event.id, codec.encode(event)))
+            for event, body in zip(sealed, bodies):
+                args.extend((event.id, body))
             reply = self._call(lambda a=args: self._append_script(keys=keys, args=a))  # type: ignore[misc]
             status = reply[0]
             if status == b"OK":
