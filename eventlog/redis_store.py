@@ -35,7 +35,14 @@ import redis
 from redis import exceptions as rex
 
 from eventlog import codec
-from eventlog.errors import ConcurrencyError, CorruptLog, EventLogError, InvalidURL, StoreUnavailable
+from eventlog.errors import (
+    ConcurrencyError,
+    CorruptLog,
+    EventLogError,
+    InvalidEvent,
+    InvalidURL,
+    StoreUnavailable,
+)
 from eventlog.events import Event
 from eventlog.names import validate_stream
 from eventlog.open import redact_url
@@ -47,6 +54,7 @@ T = TypeVar("T")
 
 FORMAT = "1"
 BATCH = 1000
+MAX_BATCH = 3000  # Lua's unpack() limit bounds one atomic append
 # Failures that mean "cannot reach it now" (the outcome of a write is then unknown).
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ClusterDownError, rex.MasterDownError,
@@ -57,13 +65,14 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 # ARGV: stream, expected (-1 none), base_version, base_hash, new_head, n, id1, json1, id2, json2...
 APPEND_LUA = """
 local n = tonumber(ARGV[6])
-local dups = {}
+local ids = {}
+for i = 1, n do ids[i] = ARGV[5 + 2 * i] end
+local found = redis.call('HMGET', KEYS[3], unpack(ids))
 local any_dup = false
 for i = 1, n do
-  local s = redis.call('HGET', KEYS[3], ARGV[5 + 2 * i])
-  if s then any_dup = true; dups[i] = s else dups[i] = '' end
+  if found[i] then any_dup = true else found[i] = '' end
 end
-if any_dup then return {'DUP', unpack(dups)} end
+if any_dup then return {'DUP', unpack(found)} end
 local head = redis.call('HGET', KEYS[4], ARGV[1])
 local version, hash = 0, ''
 if head then
@@ -73,14 +82,18 @@ end
 local expected = tonumber(ARGV[2])
 if expected >= 0 and expected ~= version then return {'CONFLICT', tostring(version), hash} end
 if tonumber(ARGV[3]) ~= version or ARGV[4] ~= hash then return {'STALE', tostring(version), hash} end
-local first = 0
+local last = redis.call('INCRBY', KEYS[2], n)
+local first = last - n + 1
+local pairs_ = {}
+local seqs = {}
 for i = 1, n do
-  local seq = redis.call('INCR', KEYS[2])
-  if i == 1 then first = seq end
+  local seq = first + i - 1
   redis.call('XADD', KEYS[1], '0-' .. seq, 'e', ARGV[6 + 2 * i])
-  redis.call('HSET', KEYS[3], ARGV[5 + 2 * i], seq)
-  redis.call('RPUSH', KEYS[5], seq)
+  pairs_[2 * i - 1] = ids[i]; pairs_[2 * i] = seq
+  seqs[i] = seq
 end
+redis.call('HSET', KEYS[3], unpack(pairs_))
+redis.call('RPUSH', KEYS[5], unpack(seqs))
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
 return {'OK', tostring(first)}
 """
@@ -241,6 +254,9 @@ class RedisStreamStore(EventStore):
         return head
 
     def _append(self, stream: str, events: list[Event], expected_version: int | None) -> list[Event]:
+        if len(events) > MAX_BATCH:
+            raise InvalidEvent(f"at most {MAX_BATCH} events in one append on Redis (got {len(events)}): "
+                               "the batch is one atomic script call; split it into several appends")
         p = self.partition_of(stream)
         log_key, seq_key, ids_key, heads_key = self._keys(p)
         keys = [log_key, seq_key, ids_key, heads_key, self._stream_key(p, stream)]
