@@ -281,7 +281,7 @@ class JsonlStore(EventStore):
                 return resolve(batch, [])
             first = self.index.count + 1
             positioned = [msgspec.structs.replace(e, position=first + i) for i, e in enumerate(batch.new)]
-            lines = [codec.encode(e) for e in positioned]
+            lines = [codec.with_position(body, first + i) for i, body in enumerate(batch.bodies)]
             self._write_lines(lines)
             segment, offset = self.index.end_segment, self.index.end_offset
             for event, line in zip(positioned, lines):

@@ -43,9 +43,9 @@ class MemoryStore(EventStore):
             batch = seal_batch(stream, events, head, expected_version, self._stored, self.max_event_bytes)
             positioned: list[Event] = []
             index = self._streams_idx.setdefault(stream, [])
-            for event in batch.new:
+            for event, body in zip(batch.new, batch.bodies):
                 position = len(self._log) + 1
-                self._log.append(codec.encode(event))
+                self._log.append(body)
                 index.append(position)
                 self._ids[event.id] = position
                 positioned.append(msgspec.structs.replace(event, position=position))

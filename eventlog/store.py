@@ -291,6 +291,7 @@ class SealedBatch(NamedTuple):
     new: list[Event]
     results: list[Event | int]
     head: StreamHead
+    bodies: list[bytes]  # stored form of each new event, without a position
 
 
 def seal_batch(
@@ -319,12 +320,15 @@ def seal_batch(
         raise ConcurrencyError(stream, expected_version, head.version)
     version, prev = head
     sealed: list[Event] = []
+    bodies: list[bytes] = []
     for event in fresh:
         version += 1
-        event = codec.seal(event, stream=stream, version=version, prev_hash=prev, max_bytes=max_event_bytes)
+        event, body = codec.seal_encoded(event, stream=stream, version=version, prev_hash=prev,
+                                         max_bytes=max_event_bytes)
         prev = event.hash
         sealed.append(event)
-    return SealedBatch(sealed, results, StreamHead(version, prev))
+        bodies.append(body)
+    return SealedBatch(sealed, results, StreamHead(version, prev), bodies)
 
 
 def resolve(batch: SealedBatch, positioned: Sequence[Event]) -> list[Event]:

@@ -25,3 +25,19 @@ def test_seal_encoded_equals_encoding_the_sealed_event(content: object, version:
     assert body == codec.encode(sealed)
     assert codec.decode(body) == sealed
     assert codec.compute_hash(sealed) == sealed.hash
+
+
+@settings(max_examples=200, deadline=None)
+@given(content=json_values, position=st.integers(1, 10**12), stream_id=st.text(min_size=1, max_size=12),
+       event_id=st.text(min_size=1, max_size=40))
+def test_with_position_equals_encoding_the_positioned_event(content: object, position: int, stream_id: str,
+                                                            event_id: str) -> None:
+    import msgspec
+
+    from eventlog.names import stream_for
+
+    stream = stream_for("session", stream_id)
+    event = msgspec.structs.replace(new_event(MessageAppended(session_id="s", role="user", content=content)),
+                                    id=event_id)
+    sealed, body = codec.seal_encoded(event, stream=stream, version=7, prev_hash="")
+    assert codec.with_position(body, position) == codec.encode(msgspec.structs.replace(sealed, position=position))
