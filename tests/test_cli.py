@@ -163,3 +163,29 @@ def test_demo_runs_twice_on_the_file_store(tmp_path: Path) -> None:
     assert result["resumed_history_runs"] > 0 and set(result["writers"]) >= {"planner", "coder", "reviewer"}
     sessions = as_json(eventlog("sessions", "--json", env=env))["sessions"]
     assert len(sessions) == 2  # a new session each run, both kept
+
+
+def test_tail_follow_prints_new_events_and_stops_cleanly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    url = str(tmp_path / "log")
+    store = open_store(url)
+    seed(store)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "EVENTLOG_URL", "MEMORY_DIR")}
+    env.update({"PYTHONPATH": str(REPO), "NO_COLOR": "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.cli", "--url", url, "tail", "--follow", "--jsonl",
+                             "--stream", "session/live"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        time.sleep(2.0)
+        from eventlog import MessageAppended, new_event
+
+        store.append("session/live", [new_event(MessageAppended(session_id="live", role="user", content="now"))])
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert json.loads(line)["stream"] == "session/live"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert proc.stderr is not None and "Traceback" not in proc.stderr.read().decode()
