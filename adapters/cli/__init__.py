@@ -1,5 +1,8 @@
-"""The `eventlog` command line (see `adapters/cli/app.py`)."""
+"""The `eventlog` command line: `main` is the console script (see `adapters/cli/app.py`).
+
+Commands register themselves in `adapters.cli.registry.COMMANDS`; see `registry.register`."""
 
 from adapters.cli.app import build_parser, main
+from adapters.cli.registry import COMMANDS, Command, register
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "Command", "build_parser", "main", "register"]

@@ -1,106 +1,86 @@
-"""`eventlog`: the command line. Argument wiring, the store to open, and error handling.
+"""`eventlog`: argument wiring, the store to open, and turning errors into one line.
 
-A user mistake (unknown session, bad time, unreachable store, bad URL) prints one line with
-the cause and a hint and exits 2 — never a traceback. `verify` and `doctor` exit 1 when they
-find a problem.
+Subcommands come from `registry.COMMANDS`, filled by importing `COMMAND_MODULES`. Global
+options (`--url`, `--fallback`, `--json`, `--jsonl`) are accepted before or after the
+subcommand. A user mistake (unknown session, bad time or point, unreachable store, bad URL)
+prints the cause and a hint on stderr and exits 2 — never a traceback; `verify` and `doctor`
+exit 1 when they find a problem. Passwords in URLs are never printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from adapters.cli import ops, read
+from adapters.cli.common import UserError, find_layer
 from adapters.cli.output import Output
-from adapters.cli.read import UserError
+from adapters.cli.registry import COMMANDS
 from eventlog import EventLogError, EventStore, InvalidURL, StoreUnavailable, open_store, redact_url
 from eventlog.fallback import FallbackStore
 from eventlog.open import default_url
 from projections.timetravel import PointNotFound
 
-Command = Callable[[EventStore, argparse.Namespace, Output], int]
+COMMAND_MODULES = (
+    "adapters.cli.read",
+    "adapters.cli.history",
+    "adapters.cli.health",
+    "adapters.cli.transfer",
+    "adapters.cli.demo",
+)
+"""Modules that register subcommands when imported, in help order. A module that cannot be
+imported (an optional dependency missing) only loses its own commands."""
+
+URL_HINT = "store URLs: a directory path, file:///dir, memory://, redis://[:password@]host:6379/0, rediss://..."
 
 
-def _globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    default: Any = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--url", default=default,
-                        help="store URL (default: EVENTLOG_URL, REDIS_URL + file fallback, MEMORY_DIR)")
-    parser.add_argument("--fallback", default=default, help="file store directory to fall back to (with redis URLs)")
-    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
-                        help="one JSON document on stdout")
-    parser.add_argument("--jsonl", action="store_true", default=argparse.SUPPRESS if suppress else False,
-                        help="JSON lines, one object per row")
+def load_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # pragma: no cover - every dependency is installed in tests
+            logging.getLogger("eventlog.cli").debug("commands of %s unavailable: %s", name, exc)
+
+
+def _globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The global options. On subcommands their default is SUPPRESS, so a value given before
+    the subcommand is not overwritten by the subparser's default."""
+    none: Any = None if top else argparse.SUPPRESS
+    false: Any = False if top else argparse.SUPPRESS
+    parser.add_argument("--url", default=none,
+                        help="store URL (default: EVENTLOG_URL, else REDIS_URL with a file fallback, else MEMORY_DIR)")
+    parser.add_argument("--fallback", default=none, metavar="DIR",
+                        help="file store to fall back to while Redis is away (with a redis:// URL)")
+    parser.add_argument("--json", action="store_true", default=false, help="one JSON document on stdout")
+    parser.add_argument("--jsonl", action="store_true", default=false, help="JSON lines: one object per row")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eventlog", description="Look into (and replay) an agent memory log.")
-    _globals(parser, suppress=False)
+    load_commands()
+    parser = argparse.ArgumentParser(
+        prog="eventlog", description="Look into, check and move an agent memory log (agno-eventlog).",
+        epilog="Global options work before or after the command. Exit codes: 0 ok, 1 problem found, 2 usage error.")
+    _globals(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    def command(name: str, help: str, fn: Any) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        _globals(p, suppress=True)
-        p.set_defaults(fn=fn)
-        return p
-
-    command("demo", "run the demo: agents share a memory, restart, resume (file store by default)", ops.cmd_demo)
-    p = command("tail", "events as they are appended", read.cmd_tail)
-    p.add_argument("--follow", "-f", action="store_true", help="keep following new events")
-    p.add_argument("--stream", help="only streams starting with this prefix")
-    p.add_argument("--type", action="append", help="only this event type (repeatable)")
-    p.add_argument("--after", help="start after this position")
-    p.add_argument("--limit", type=int, help="at most this many events")
-    p = command("audit", "who wrote what, when, in which run", read.cmd_audit)
-    for flag in ("agent", "team", "user", "session", "run"):
-        p.add_argument(f"--{flag}", help=f"only events by this {flag}")
-    p.add_argument("--since", help="ISO time")
-    p.add_argument("--until", help="ISO time")
-    p.add_argument("--type", action="append", help="only this event type (repeatable)")
-    p = command("sessions", "sessions, newest first", read.cmd_sessions)
-    p.add_argument("--user")
-    p.add_argument("--agent")
-    p.add_argument("--type", choices=["agent", "team", "workflow"])
-    p.add_argument("--limit", type=int)
-    p = command("memories", "what agents remember about a user", read.cmd_memories)
-    p.add_argument("--user", required=True)
-    p.add_argument("--topic")
-    p.add_argument("--search")
-    p.add_argument("--limit", type=int)
-    p = command("replay", "the conversation as stored, turn by turn (no model call)", read.cmd_replay)
-    p.add_argument("--session", required=True)
-    p = command("state", "a session as it was at an event id, position or ISO time", read.cmd_state)
-    p.add_argument("--session", required=True)
-    p.add_argument("--at", required=True, help="event id, position or ISO time")
-    p = command("diff", "what changed in a session between two points", read.cmd_diff)
-    p.add_argument("--session", required=True)
-    p.add_argument("from_point", metavar="FROM")
-    p.add_argument("to_point", metavar="TO")
-    p = command("fork", "continue a session from an earlier point in a new session", ops.cmd_fork)
-    p.add_argument("--session", required=True)
-    p.add_argument("--at", required=True)
-    p.add_argument("--new", help="id of the new session (default: generated)")
-    p = command("verify", "check every hash, chain link and position; exit 1 on a break", ops.cmd_verify)
-    p.add_argument("--resume", action="store_true", help="start from the newest checkpoint")
-    p.add_argument("--expect-root", help="fail unless the final root equals this (printed by an earlier verify)")
-    p.add_argument("--checkpoint", action="store_true", help="append a checkpoint after a clean verify")
-    command("sync", "replay fallback events into Redis", ops.cmd_sync)
-    command("stats", "events, streams, bytes, per type and per actor", read.cmd_stats)
-    command("doctor", "check the configured store for risks to your data", ops.cmd_doctor)
-    p = command("export", "the log as JSONL", ops.cmd_export)
-    p.add_argument("--out", help="file to write (default: stdout)")
-    p = command("import", "append a JSONL export (idempotent)", ops.cmd_import)
-    p.add_argument("file", help="JSONL file, or - for stdin")
+    for spec in COMMANDS:
+        p = sub.add_parser(spec.name, help=spec.help, description=spec.help)
+        _globals(p, top=False)
+        if spec.arguments is not None:
+            spec.arguments(p)
+        p.set_defaults(spec=spec)
     return parser
 
 
 def open_configured(args: argparse.Namespace) -> EventStore:
-    url = args.url
-    fallback = args.fallback
+    """The store named by --url (+ --fallback), else the one the environment configures,
+    exactly as `open_store(None)` chooses it."""
+    url, fallback = args.url, args.fallback
     if url is None:
         url, env_fallback = default_url()
         fallback = fallback or env_fallback
@@ -108,35 +88,43 @@ def open_configured(args: argparse.Namespace) -> EventStore:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    out = Output(json_mode=getattr(args, "json", False), jsonl=getattr(args, "jsonl", False))
+    # The library logs what it recovers from (Redis away, torn tails); here the outcome is
+    # reported once, as the error line, so its warnings stay quiet unless asked for.
+    level = os.environ.get("EVENTLOG_LOG_LEVEL", "ERROR").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.ERROR),
+                        format="eventlog: %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.json and args.jsonl:
+        return _fail("--json and --jsonl are exclusive", "pick one: a JSON document, or JSON lines")
+    out = Output(json_mode=args.json, jsonl=args.jsonl)
+    spec = args.spec
     store: EventStore | None = None
     try:
-        if args.fn is ops.cmd_demo:
-            return ops.cmd_demo(args.url, args, out)
+        if spec.run_plain is not None:
+            return int(spec.run_plain(args, out))
         store = open_configured(args)
-        return int(args.fn(store, args, out))
+        return int(spec.run(store, args, out))
     except UserError as exc:
         return _fail(str(exc), exc.hint)
     except InvalidURL as exc:
-        return _fail(str(exc), "store URLs: memory://, file:///dir or a path, redis://host:6379/0, rediss://...")
+        return _fail(str(exc), URL_HINT)
     except StoreUnavailable as exc:
-        hint = "is the server running? `eventlog doctor` checks it"
-        if isinstance(store, FallbackStore):
-            hint = "Redis is down; appends go to the fallback file store, `eventlog sync` replays them later"
+        hint = "is the server running and the URL right? `eventlog doctor` checks the store"
+        if store is not None and find_layer(store, FallbackStore) is not None:
+            hint = "Redis is down: appends go to the file fallback; run `eventlog sync` once it is back"
         return _fail(str(exc), hint)
     except PointNotFound as exc:
-        return _fail(str(exc), "a point is an event id, a position (N) or an ISO time")
-    except EventLogError as exc:
-        return _fail(str(exc), "")
+        return _fail(str(exc), "a point is an event id, a position (N) or an ISO time; ids: eventlog tail --json")
+    except EventLogError as exc:  # invalid ids, stream names, concurrency, corrupt data ...
+        return _fail(str(exc), f"see: eventlog {args.command} --help; `eventlog doctor` checks the store")
     except OSError as exc:  # a file named on the command line that cannot be read or written
+        if isinstance(exc, BrokenPipeError):  # `eventlog tail | head`: the reader left, fine
+            with contextlib.suppress(OSError):  # no second error when Python flushes stdout at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), "check the path and permissions")
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
     finally:
         if store is not None:
             with contextlib.suppress(Exception):  # closing must never mask the real outcome
@@ -144,7 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str, hint: str) -> int:
-    sys.stderr.write(f"eventlog: {redact_url(message) if '://' in message else message}\n")
+    """One line with the cause (passwords redacted), one with the hint; exit code 2."""
+    first = redact_url(" ".join(message.split()))
+    sys.stderr.write(f"eventlog: {first}\n")
     if hint:
         sys.stderr.write(f"hint: {hint}\n")
     return 2

@@ -17,26 +17,39 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+NO_WRAP = frozenset({"position", "at", "turn", "created_at", "updated_at"})
+FREE_TEXT = frozenset({"summary", "memory", "input", "output", "detail", "before", "after", "value"})
+
+PIPED_WIDTH = 200
+"""Width of tables written to a pipe or file (no terminal to ask): wide enough that columns
+are not squeezed into wrapped fragments; COLUMNS overrides it."""
+
 
 def console(stderr: bool = False) -> Console:
+    """A console for stdout (or stderr): colour only on a terminal without NO_COLOR."""
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
+    width = None
+    if not tty:
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH
     return Console(
         file=stream,
         no_color=bool(os.environ.get("NO_COLOR")) or not tty,
-        width=None if tty else 200,
+        width=width,
         soft_wrap=not tty,
         highlight=False,
     )
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """Rows as JSON-ready builtins: times become ISO 8601 text, tuples lists."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     return value
 
 
@@ -59,15 +72,17 @@ class Output:
         if self.jsonl:
             n = 0
             for row in rows:
-                sys.stdout.write(json.dumps(_plain(row), ensure_ascii=False, default=str) + "\n")
+                sys.stdout.write(json.dumps(plain(row), ensure_ascii=False, default=str) + "\n")
                 n += 1
             return n
         materialized = list(rows)
         if self.json:
-            doc = {key: _plain(materialized), **_plain(extra or {})}
+            doc = {key: plain(materialized), **plain(extra or {})}
             sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str, indent=2) + "\n")
             return len(materialized)
-        table = Table(*columns, title=title, show_lines=False, header_style="bold")
+        table = Table(title=title, show_lines=False, header_style="bold")
+        for column in columns:  # identifiers and times never wrap; free text takes the squeeze
+            table.add_column(column, no_wrap=column in NO_WRAP, min_width=16 if column in FREE_TEXT else None)
         for row in materialized:
             table.add_row(*(_cell(row.get(c)) for c in columns))
         self.out.print(table)
@@ -79,7 +94,7 @@ class Output:
     def document(self, doc: dict[str, Any], *, title: str | None = None) -> None:
         """A single object: JSON as is, or a two-column table for people."""
         if self.machine:
-            sys.stdout.write(json.dumps(_plain(doc), ensure_ascii=False, default=str, indent=None if self.jsonl else 2)
+            sys.stdout.write(json.dumps(plain(doc), ensure_ascii=False, default=str, indent=None if self.jsonl else 2)
                              + "\n")
             return
         table = Table("field", "value", title=title, header_style="bold")
@@ -97,5 +112,5 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    text = json.dumps(_plain(value), ensure_ascii=False, default=str) if isinstance(value, (dict, list)) else str(value)
+    text = json.dumps(plain(value), ensure_ascii=False, default=str) if isinstance(value, (dict, list)) else str(value)
     return text if len(text) <= 100 else text[:97] + "..."
