@@ -226,6 +226,8 @@ class RedisStreamStore(EventStore):
                 self._checking = False
         try:
             return fn()
+        except StoreUnavailable:
+            raise  # already ours (a nested call): do not wrap it twice
         except rex.AuthenticationError as exc:  # (a ConnectionError subclass: test it first)
             raise StoreUnavailable(f"Redis at {self.url} refused the credentials: {_redacted(str(exc))}") from None
         except _UNAVAILABLE as exc:
