@@ -156,6 +156,14 @@ class FallbackStore(EventStore):
                 log.warning("primary %s is back; %d pending events replayed", redact_url(self.primary.url), total)
         return summary
 
+    def stop_auto_sync(self) -> None:
+        """Stop the background health check (a short-lived process that syncs by hand, like
+        `eventlog sync`, does not want it to race its own sync)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
     def _health_loop(self) -> None:
         while not self._stop.wait(self._health_interval):
             if not self._degraded and not self._has_pending_safe():

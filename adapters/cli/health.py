@@ -157,6 +157,7 @@ def cmd_sync(store: EventStore, args: argparse.Namespace, out: Output) -> int:
     if fallback is None:
         raise UserError(f"{redact_url(store.url)} is not a Redis store with a file fallback: nothing to sync",
                         "set REDIS_URL (the fallback is MEMORY_DIR/fallback), or: --url redis://... --fallback DIR")
+    fallback.stop_auto_sync()  # this command is the sync: no background thread racing it
     before = fallback.pending()
     with progress_bar(out, "syncing", before) as advance:
         result = fallback.sync(progress=lambda done, total: advance(done, total))
