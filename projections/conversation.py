@@ -42,6 +42,7 @@ class Conversation(msgspec.Struct, kw_only=True):
     runs: list[RunEntry] = []
     messages: list[MessageEntry] = []
     index: dict[str, int] = {}  # run id -> place in `runs`
+    rewrites: int = 0  # runs replaced or deleted so far (0: the list has only grown)
 
     def run_index(self, run_id: str) -> int:
         return self.index.get(run_id, -1)
@@ -58,7 +59,7 @@ class ConversationState(msgspec.Struct):
 
 class ConversationProjection(Projection[ConversationState]):
     name = "conversation"
-    schema = 2
+    schema = 3
     state_type = ConversationState
     handles = (RunRecorded, MessageAppended, RunDeleted, SessionDeleted)
 
@@ -82,6 +83,7 @@ class ConversationProjection(Projection[ConversationState]):
             i = conv.index.get(p.run_id, -1)
             if i >= 0:
                 conv.runs[i] = entry
+                conv.rewrites += 1
             else:
                 conv.index[p.run_id] = len(conv.runs)
                 conv.runs.append(entry)
@@ -104,6 +106,7 @@ class ConversationProjection(Projection[ConversationState]):
                 i = conv_or_none.run_index(p.run_id)
                 if i >= 0:
                     del conv_or_none.runs[i]
+                    conv_or_none.rewrites += 1
                     conv_or_none.index = {r.run_id: k for k, r in enumerate(conv_or_none.runs)}
         elif isinstance(p, SessionDeleted):
             state.sessions.pop(p.session_id, None)

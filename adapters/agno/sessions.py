@@ -21,7 +21,7 @@ from adapters.agno.core import EventLogCore, actor_of, log
 from adapters.agno.rows import session_deltas, session_row
 from eventlog import RunDeleted, RunRecorded, SessionDeleted, SessionRenamed
 from eventlog.names import session_stream
-from projections import ConversationState, SessionRow, SessionsState, fork_session
+from projections import Conversation, ConversationState, SessionRow, SessionsState, fork_session
 from projections.timetravel import Point
 
 _pack = msgspec.msgpack.Encoder()
@@ -48,7 +48,8 @@ def _page(rows: list[Any], limit: int | None, page: int | None) -> list[Any]:
 
 
 class SessionMethods(EventLogCore):
-    _run_cache: dict[str, dict[str, tuple[str, Any]]]
+    # session -> (rewrites, runs built, run objects, event id of the last run built)
+    _run_cache: dict[str, tuple[int, int, list[Any], str]]
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -66,24 +67,30 @@ class SessionMethods(EventLogCore):
         return session_row(row, json_copy(runs) if runs else None)
 
     def _agent_session(self, states: dict[str, Any], row: SessionRow) -> AgentSession | None:
-        """An AgentSession whose runs are shared, already-deserialized objects (see module)."""
+        """An AgentSession whose runs are shared, already-deserialized objects (see module).
+
+        The cache remembers how many runs it has built and the conversation's rewrite count:
+        while runs were only appended, a read deserializes just the new ones and copies the
+        list (C speed), so a turn's cost does not grow with the session."""
         session = AgentSession.from_dict(session_row(row, None))
         if session is None:
             return None
-        conv: ConversationState = states["conversation"]
-        entries = conv.sessions[row.session_id].runs if row.session_id in conv.sessions else []
-        old = self._run_cache.get(row.session_id, {})
-        fresh: dict[str, tuple[str, Any]] = {}
-        runs = []
-        for entry in entries:
-            cached = old.get(entry.run_id)
-            if cached is None or cached[0] != entry.event_id:
-                cached = (entry.event_id, deserialize_history_run(json_copy(entry.run)))
-            fresh[entry.run_id] = cached
-            if cached[1] is not None:
-                runs.append(cached[1])
-        self._run_cache[row.session_id] = fresh
-        session.runs = runs
+        conv: Conversation | None = states["conversation"].sessions.get(row.session_id)
+        entries = conv.runs if conv is not None else []
+        rewrites = conv.rewrites if conv is not None else 0
+        cached = self._run_cache.get(row.session_id)
+        if (cached is not None and cached[0] == rewrites and cached[1] <= len(entries)
+                and (cached[1] == 0 or entries[cached[1] - 1].event_id == cached[3])):
+            objects, start = cached[2], cached[1]
+        else:  # first read, or runs were replaced/deleted (or the session was re-created)
+            objects, start = [], 0
+        for entry in entries[start:]:
+            run = deserialize_history_run(json_copy(entry.run))
+            if run is not None:
+                objects.append(run)
+        last = entries[-1].event_id if entries else ""
+        self._run_cache[row.session_id] = (rewrites, len(entries), objects, last)
+        session.runs = list(objects)
         return session
 
     # --- sessions -------------------------------------------------------------------------
