@@ -21,7 +21,8 @@ from typing import Any
 from benchmarks._common import Result, Settings, fmt_ms, redis_server, tempdir
 
 CHECKPOINTS_FULL = [10, 100, 500, 1000]
-CHECKPOINTS_QUICK = [5, 20]
+CHECKPOINTS_QUICK = [8, 20]
+SAMPLES = 7
 
 
 def make_db(kind: str, where: Path, redis_url: str | None) -> Any:
@@ -120,7 +121,7 @@ def run(settings: Settings) -> Result:
     cols = ["backend"] + [f"turn {c}" for c in checkpoints] + [f"{checkpoints[-1]}/{checkpoints[0]}",
                                                                f"cold get_session @{checkpoints[-1]}"]
     result = Result("agno_turns", "Agno per turn (get_session + upsert_session + upsert_run + memory upsert/query; "
-                                  "median of 3 turns)", cols)
+                                  "median of 7 turns)", cols)
     detail = Result("agno_turns_detail", "", ["backend", "turn", "get_session", "upsert_session", "upsert_run",
                                               "memory"])
     with redis_server() as server, tempdir() as base:
@@ -131,7 +132,7 @@ def run(settings: Settings) -> Result:
             costs: dict[int, float] = {}
             turn = 0
             for checkpoint in checkpoints:
-                while turn < checkpoint - 3:
+                while turn < checkpoint - SAMPLES:
                     turn += 1
                     one_turn(db, turn, "bench", read=(turn == 1), memory=False)
                 samples = []
