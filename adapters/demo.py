@@ -21,7 +21,6 @@ from rich.table import Table
 from adapters.agno.factory import AgentFactory
 from adapters.memory_manager import MemoryManager, MemoryPatterns
 from eventlog import EventStore, open_store, redact_url
-from eventlog.names import session_stream
 from projections import diff
 from projections.audit import audit
 
@@ -145,6 +144,3 @@ def run_demo(url: str | None = None, *, console: Console | None = None) -> DemoR
     memory.close()
     return result
 
-
-def stream_of(session_id: str) -> str:
-    return session_stream(session_id)

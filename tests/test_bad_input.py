@@ -231,9 +231,9 @@ def test_hypothesis_foreign_redis_entries(redis_url: str, fields: dict[bytes, by
 
 
 # --- CLI arguments ------------------------------------------------------------------------------
-# Owned by the CLI (adapters/cli): add a row here for every new subcommand or option that takes
-# user input (times, positions, session ids, paths). TODO(cli): `sync`, `export --out` into a
-# missing directory, `verify --expect-root` with a malformed root.
+# Add a row here for every new subcommand or option that takes user input (times, positions,
+# session ids, paths). `sync` without a fallback, `export --out` into a missing directory and a
+# malformed `verify --expect-root` are covered in tests/test_cli.py.
 
 
 @pytest.mark.parametrize(
