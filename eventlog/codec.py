@@ -134,8 +134,80 @@ def seal(event: Event, *, stream: str, version: int, prev_hash: str, max_bytes: 
 def seal_encoded(event: Event, *, stream: str, version: int, prev_hash: str,
                  max_bytes: int | None = None) -> tuple[Event, bytes]:
     """`seal`, plus the stored form of the sealed event without a position (what Redis keeps),
-    built from the canonical bytes instead of encoding the event a second time: `hash` is the
-    last field, so the stored form is the canonical object with `"hash":"..."` appended."""
+    from one encode of the event (see `seal_run`)."""
+    sealed, stored = seal_run([event], stream=stream, version=version - 1, prev_hash=prev_hash, position=None,
+                              max_bytes=max_bytes)
+    return sealed[0], stored[0]
+
+
+def seal_positioned(event: Event, *, stream: str, version: int, prev_hash: str, position: int,
+                    max_bytes: int | None = None) -> tuple[Event, bytes]:
+    """The sealed event with its position, and its stored line (no newline): what the file
+    store writes, from one encode of the event (see `seal_run`)."""
+    sealed, stored = seal_run([event], stream=stream, version=version - 1, prev_hash=prev_hash,
+                              position=position - 1, max_bytes=max_bytes)
+    return sealed[0], stored[0]
+
+
+def seal_run(events: list[Event], *, stream: str, version: int, prev_hash: str, position: int | None,
+             max_bytes: int | None = None) -> tuple[list[Event], list[bytes]]:
+    """Seal a run of events into one stream's chain, after `version` / `prev_hash`: the sealed
+    events and their stored forms. With `position` (the position before the first event) the
+    events and lines carry positions `position + 1, ...` (the file store's lines); with None
+    they carry none (what Redis keeps, the position being its entry id).
+
+    The hot path of every append, so it does not encode each event twice (replace, then
+    encode): a fresh event encodes as `{"id":...,"at":...,...,"payload":{...}}` (the fields the
+    store assigns sit at their defaults and are omitted). Field order being fixed, `stream` and
+    `version` (and `position`) are spliced in right after `id`, `prev_hash` right before the
+    closing brace, and `hash` after it — the bytes of encoding the placed event, which
+    tests/test_codec.py checks for any payload, id and stream name. An event placed before
+    (a re-append from another log) or an unknown payload kept raw takes the plain path."""
+    stream_json = _encoder.encode(stream)
+    encode_ = _encoder.encode
+    sha256 = hashlib.sha256
+    replace = msgspec.structs.replace
+    sealed: list[Event] = []
+    lines: list[bytes] = []
+    for event in events:
+        version += 1
+        if (event.stream or event.version or event.position or event.partition or event.prev_hash or event.hash
+                or type(event.payload) is UnknownPayload):
+            placed, stored = _seal_encoded_slow(event, stream=stream, version=version, prev_hash=prev_hash,
+                                                max_bytes=max_bytes)
+            if position is not None:
+                position += 1
+                placed, stored = replace(placed, position=position), with_position(stored, position)
+            sealed.append(placed)
+            lines.append(stored)
+            prev_hash = placed.hash
+            continue
+        try:
+            raw = encode_(event)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidEvent(f"event {event.id} ({event.type}) is not JSON-encodable: {exc}") from exc
+        id_end = 6 + len(encode_(event.id))
+        head = b'%s,"stream":%s,"version":%d' % (raw[:id_end], stream_json, version)
+        tail = b'%s,"prev_hash":%s' % (raw[id_end:-1], encode_(prev_hash)) if prev_hash else raw[id_end:-1]
+        body = head + tail + b"}"
+        if max_bytes is not None and len(body) > max_bytes:
+            check_size(body, max_bytes, event)
+        digest = sha256(body).hexdigest()
+        if position is None:
+            sealed.append(replace(event, stream=stream, version=version, prev_hash=prev_hash, hash=digest))
+            lines.append(b'%s%s,"hash":"%s"}' % (head, tail, digest.encode()))
+        else:
+            position += 1
+            sealed.append(replace(event, stream=stream, version=version, prev_hash=prev_hash, hash=digest,
+                                  position=position))
+            lines.append(b'%s,"position":%d%s,"hash":"%s"}' % (head, position, tail, digest.encode()))
+        prev_hash = digest
+    return sealed, lines
+
+
+def _seal_encoded_slow(event: Event, *, stream: str, version: int, prev_hash: str,
+                       max_bytes: int | None = None) -> tuple[Event, bytes]:
+    """`seal_encoded` for any event (already placed ones included): replace, then encode."""
     placed = msgspec.structs.replace(
         event, stream=stream, version=version, prev_hash=prev_hash, position=0, partition=0, hash=""
     )
@@ -179,6 +251,35 @@ def decode(data: bytes | memoryview, *, upcast: bool = True) -> Event:
     ):
         return _decode_slow(data, upcast)
     return event
+
+
+def decode_lines(data: bytes, *, upcast: bool = True) -> list[Event]:
+    """Decode a run of stored events, one per line, skipping lines that are not events.
+
+    One decoder call for the whole run when every line is a current, known event (the
+    common case: no per-line Python work); otherwise line by line through `decode`, so
+    unknown types, old schemas and garbage are handled exactly as there."""
+    try:
+        events = _event_decoder.decode_lines(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _decode_each(data, upcast)
+    if upcast:
+        for event in events:
+            if event.schema != event.payload.schema:
+                return _decode_each(data, upcast)
+    return events
+
+
+def _decode_each(data: bytes, upcast: bool) -> list[Event]:
+    events = []
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        try:
+            events.append(decode(line, upcast=upcast))
+        except CorruptLog:
+            continue
+    return events
 
 
 def _decode_slow(data: bytes | memoryview, upcast: bool) -> Event:

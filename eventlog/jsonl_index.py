@@ -54,41 +54,47 @@ class StreamIndex:
         self.end_offset = 0  # bytes of end_segment already indexed
         self.last_location = -1  # location of the line holding position `count`
         # exact locations of the latest positions: a reader catching up on the last few
-        # events seeks straight to them instead of scanning from the last sparse entry
-        self.recent: dict[int, int] = {}
+        # events seeks straight to them instead of scanning from the last sparse entry. A ring
+        # (slot = position % RECENT) keeps the cost of an append to two array stores.
+        self.recent_positions: array[int] = array("Q", bytes(8 * RECENT))
+        self.recent_locations: array[int] = array("Q", bytes(8 * RECENT))
 
     def add(self, stream: str, version: int, position: int, digest: str, segment: int, offset: int,
             length: int) -> None:
-        location = pack(segment, offset)
+        location = segment << _SEG_SHIFT | offset
         locs = self.locations.get(stream)
         if locs is None:
             locs = self.locations[stream] = array("Q")
             self.lengths[stream] = array("I")
-        if version > len(locs):
-            while len(locs) < version - 1:  # a version lost to a corrupt line: keep the slot
+        have = len(locs)
+        if version > have:
+            lengths = self.lengths[stream]
+            while have < version - 1:  # a version lost to a corrupt line: keep the slot
                 locs.append(MISSING)
-                self.lengths[stream].append(0)
+                lengths.append(0)
+                have += 1
             locs.append(location)
-            self.lengths[stream].append(length)
+            lengths.append(length)
             self.heads[stream] = StreamHead(version, digest)
         if position > self.count:
-            while len(self.sparse) <= (position - 1) // SPARSE_EVERY:
-                self.sparse.append(location)
+            sparse = self.sparse
+            if len(sparse) <= (position - 1) // SPARSE_EVERY:
+                while len(sparse) <= (position - 1) // SPARSE_EVERY:
+                    sparse.append(location)
             self.count = position
             self.last_location = location
-            recent = self.recent
-            recent[position] = location
-            if len(recent) > RECENT:
-                del recent[next(iter(recent))]
+            slot = position % RECENT
+            self.recent_positions[slot] = position
+            self.recent_locations[slot] = location
 
     def head(self, stream: str) -> StreamHead:
         return self.heads.get(stream, EMPTY_HEAD)
 
     def start_of(self, after: int) -> tuple[int, int]:
         """A location at or before the line of position `after + 1`."""
-        exact = self.recent.get(after + 1)
-        if exact is not None:
-            return unpack(exact)
+        slot = (after + 1) % RECENT
+        if self.recent_positions[slot] == after + 1:
+            return unpack(self.recent_locations[slot])
         k = after // SPARSE_EVERY
         if k < len(self.sparse):
             return unpack(self.sparse[k])

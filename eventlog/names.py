@@ -16,8 +16,22 @@ MAX_STREAM_NAME = 256
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f{}\\]")
 
 
+_VALID: dict[str, None] = {}  # names that passed, so the append path checks a name once
+_VALID_MAX = 4096
+
+
 def validate_stream(name: object) -> str:
     """Return `name` if it is a valid stream name, else raise `InvalidStreamName` saying why."""
+    if type(name) is str and name in _VALID:
+        return name
+    name = _check_stream(name)
+    if len(_VALID) >= _VALID_MAX:
+        _VALID.clear()
+    _VALID[name] = None
+    return name
+
+
+def _check_stream(name: object) -> str:
     if not isinstance(name, str):
         raise InvalidStreamName(f"stream name must be a string, got {type(name).__name__}")
     if not name:
