@@ -17,7 +17,7 @@ from eventlog.ids import new_id
 JSON = Any  # a JSON-compatible value; msgspec validates it at encode time
 
 
-class Actor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Actor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Who caused an event: the agent, team, workflow, user, session and run it came from."""
 
     agent_id: str | None = None
@@ -31,7 +31,7 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 NO_ACTOR = Actor()
 
 
-class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", gc=False):
     """Base of every payload type. `schema` is the shape version of this payload type."""
 
     schema: ClassVar[int] = 1
@@ -292,7 +292,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One immutable fact in the log.
 
     `id` is the idempotency key. `stream`, `version`, `position`, `prev_hash` and `hash` are

@@ -41,6 +41,8 @@ log = logging.getLogger("eventlog.jsonl")
 FsyncPolicy = Literal["always", "batch", "never"]
 DEFAULT_SEGMENT_BYTES = 64 << 20
 _O_DSYNC: int = getattr(os, "O_DSYNC", 0)
+_READ_WINDOW = 256 << 10  # the most bytes one pread of a stream read covers
+_OFFSET_MASK = (1 << 40) - 1  # location = segment << 40 | offset (see jsonl_index)
 
 
 class _Row(msgspec.Struct):
@@ -418,11 +420,33 @@ class JsonlStore(EventStore):
             return
         lengths = self.index.lengths[stream]
         stop = len(locs) if to_version is None else min(len(locs), to_version)
-        for i in range(from_version - 1, stop):
+        # Lines near each other are read with one pread of the window that holds them (other
+        # streams' lines in between are read but not decoded): a stream written turn by turn
+        # sits in a few windows, so reading a long session costs a few system calls, not one
+        # per event.
+        i = from_version - 1
+        while i < stop:
             if locs[i] == MISSING:
+                i += 1
                 continue  # unreadable line, reported in self.corrupt
-            segment, offset = unpack(locs[i])
-            yield codec.decode(os.pread(self._read_fd(segment), lengths[i], offset))
+            segment, start = unpack(locs[i])
+            end = start + lengths[i]
+            j = i + 1
+            while j < stop and locs[j] != MISSING:
+                seg_j, off_j = unpack(locs[j])
+                line_end = off_j + lengths[j]
+                if seg_j != segment or off_j < end or line_end - start > _READ_WINDOW:
+                    break
+                end = line_end
+                j += 1
+            if j == i + 1:
+                yield codec.decode(os.pread(self._read_fd(segment), lengths[i], start))
+            else:
+                window = memoryview(os.pread(self._read_fd(segment), end - start, start))
+                for k in range(i, j):
+                    offset = (locs[k] & _OFFSET_MASK) - start
+                    yield codec.decode(window[offset:offset + lengths[k]])
+            i = j
 
     def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]:
         start_after = after.get(0)

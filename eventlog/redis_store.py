@@ -22,6 +22,7 @@ are not stored again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import heapq
 import logging
 import threading
@@ -55,6 +56,7 @@ T = TypeVar("T")
 FORMAT = "1"
 BATCH = 1000
 MAX_BATCH = 3000  # Lua's unpack() limit bounds one atomic append
+_MAX_ROUTES = 65536  # streams whose append keys are cached
 # Failures that mean "cannot reach it now" (the outcome of a write is then unknown).
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ClusterDownError, rex.MasterDownError,
@@ -62,17 +64,31 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 # KEYS: log, seq, ids, heads, streamlist
-# ARGV: stream, expected (-1 none), base_version, base_hash, new_head, n, id1, json1, id2, json2...
+# ARGV: stream, expected (-1 none), base_version, base_hash, new_head, n, id1..idn, json1..jsonn
+# Ids come first, in one run, so HMGET takes them straight from ARGV (no table built for
+# them). Replies: first_seq (an integer: the common case, cheapest to build and parse);
+# {'DUP', seq1, json1, ...} ('' and '' for ids not stored, the stored event for those that
+# are: a retry needs no further round trip); {'CONFLICT' | 'STALE', version, hash} with the
+# actual head. Only the integer reply means something was written.
 APPEND_LUA = """
 local n = tonumber(ARGV[6])
-local ids = {}
-for i = 1, n do ids[i] = ARGV[5 + 2 * i] end
-local found = redis.call('HMGET', KEYS[3], unpack(ids))
-local any_dup = false
+local found = redis.call('HMGET', KEYS[3], unpack(ARGV, 7, 6 + n))
 for i = 1, n do
-  if found[i] then any_dup = true else found[i] = '' end
+  if found[i] then
+    local out = {'DUP'}
+    for j = 1, n do
+      local seq, body = found[j], ''
+      if seq then
+        local entry = redis.call('XRANGE', KEYS[1], '0-' .. seq, '0-' .. seq)[1]
+        if entry and entry[2][1] == 'e' then body = entry[2][2] end
+      else
+        seq = ''
+      end
+      out[2 * j] = seq; out[2 * j + 1] = body
+    end
+    return out
+  end
 end
-if any_dup then return {'DUP', unpack(found)} end
 local head = redis.call('HGET', KEYS[4], ARGV[1])
 local version, hash = 0, ''
 if head then
@@ -82,20 +98,19 @@ end
 local expected = tonumber(ARGV[2])
 if expected >= 0 and expected ~= version then return {'CONFLICT', tostring(version), hash} end
 if tonumber(ARGV[3]) ~= version or ARGV[4] ~= hash then return {'STALE', tostring(version), hash} end
-local last = redis.call('INCRBY', KEYS[2], n)
-local first = last - n + 1
-local pairs_ = {}
-local seqs = {}
+local first = redis.call('INCRBY', KEYS[2], n) - n
+local log, bodies = KEYS[1], 6 + n
+local index, seqs = {}, {}
 for i = 1, n do
-  local seq = first + i - 1
-  redis.call('XADD', KEYS[1], '0-' .. seq, 'e', ARGV[6 + 2 * i])
-  pairs_[2 * i - 1] = ids[i]; pairs_[2 * i] = seq
+  local seq = first + i
+  redis.call('XADD', log, '0-' .. seq, 'e', ARGV[bodies + i])
+  index[2 * i - 1] = ARGV[6 + i]; index[2 * i] = seq
   seqs[i] = seq
 end
-redis.call('HSET', KEYS[3], unpack(pairs_))
+redis.call('HSET', KEYS[3], unpack(index))
 redis.call('RPUSH', KEYS[5], unpack(seqs))
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
-return {'OK', tostring(first)}
+return first + 1
 """
 
 # KEYS: log, streamlist; ARGV: from_index (0-based), to_index (-1 = end)
@@ -138,7 +153,12 @@ class RedisStreamStore(EventStore):
         self.wait_replicas = wait_replicas
         self._heads: dict[str, StreamHead] = {}
         self._lock = threading.Lock()
-        self._append_script = client.register_script(APPEND_LUA)
+        # EVALSHA is sent directly (see `_run_append`); redis-py's Script object only costs
+        # time on the hot path. The digest is that of the script text, the same on every node.
+        self._append_sha = hashlib.sha1(APPEND_LUA.encode()).hexdigest()
+        # stream -> (partition, the five KEYS of its append): building them is per-call work
+        # that only depends on the name. Bounded like a cache, cleared when full.
+        self._routes: dict[str, tuple[int, list[str]]] = {}
         self._read_script = client.register_script(READ_STREAM_LUA)
         self._closed = False
         self._config_checked = False
@@ -213,9 +233,22 @@ class RedisStreamStore(EventStore):
     def _stream_key(self, partition: int, stream: str) -> str:
         return f"{self._tag(partition)}:s:{stream}"
 
+    def _route(self, stream: str) -> tuple[int, list[str]]:
+        """The partition of `stream` and the KEYS of its append script, cached."""
+        route = self._routes.get(stream)
+        if route is None:
+            p = self.partition_of(stream)
+            route = (p, [*self._keys(p), self._stream_key(p, stream)])
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes.clear()
+            self._routes[stream] = route
+        return route
+
     # --- errors ---------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[], T]) -> T:
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` against Redis, translating "cannot reach it" into StoreUnavailable
+        (the positional form spares the append path a closure per call)."""
         if self._closed:
             raise EventLogError(f"store {self.url} is closed")
         if not self._config_checked and not getattr(self, "_checking", False):
@@ -225,7 +258,7 @@ class RedisStreamStore(EventStore):
             finally:
                 self._checking = False
         try:
-            return fn()
+            return fn(*args)
         except StoreUnavailable:
             raise  # already ours (a nested call): do not wrap it twice
         except rex.AuthenticationError as exc:  # (a ConnectionError subclass: test it first)
@@ -256,59 +289,77 @@ class RedisStreamStore(EventStore):
         return head
 
     def _append(self, stream: str, events: list[Event], expected_version: int | None) -> list[Event]:
+        """Seal against the cached head and run the append script; on STALE reseal against
+        the head the script reports, on DUP keep the stored twins and append the rest.
+
+        The hot path is one EVALSHA per call: no Redis round trip besides it, and per event
+        one seal (`codec.seal_run`: encode + SHA-256, needed for the chain) and one struct copy (the
+        position is only known once the script has run)."""
         if len(events) > MAX_BATCH:
             raise InvalidEvent(f"at most {MAX_BATCH} events in one append on Redis (got {len(events)}): "
                                "the batch is one atomic script call; split it into several appends")
-        p = self.partition_of(stream)
-        log_key, seq_key, ids_key, heads_key = self._keys(p)
-        keys = [log_key, seq_key, ids_key, heads_key, self._stream_key(p, stream)]
+        p, keys = self._route(stream)
+        max_bytes = self.max_event_bytes
+        expected = -1 if expected_version is None else expected_version
         stored: dict[int, Event] = {}  # index in `events` -> the stored twin of a duplicate
         pending = list(range(len(events)))
         for _attempt in range(64):
             head = self._cached_head(p, stream)
-            sealed: list[Event] = []
-            bodies: list[bytes] = []
-            version, prev = head
-            for i in pending:
-                version += 1
-                event, body = codec.seal_encoded(events[i], stream=stream, version=version, prev_hash=prev,
-                                                 max_bytes=self.max_event_bytes)
-                prev = event.hash
-                sealed.append(event)
-                bodies.append(body)
-            if not sealed:
-                break
-            args: list[Any] = [stream, -1 if expected_version is None else expected_version, head.version,
-                               head.hash, f"{version} {prev}", len(sealed)]
-            for event, body in zip(sealed, bodies):
-                args.extend((event.id, body))
-            reply = self._call(lambda a=args: self._append_script(keys=keys, args=a))  # type: ignore[misc]
-            status = reply[0]
-            if status == b"OK":
-                first = int(reply[1])
+            todo = events if len(pending) == len(events) else [events[i] for i in pending]
+            sealed, bodies = codec.seal_run(todo, stream=stream, version=head.version, prev_hash=head.hash,
+                                            position=None, max_bytes=max_bytes)
+            n = len(sealed)
+            version, prev = head.version + n, sealed[-1].hash
+            args: list[Any] = [stream, expected, head.version, head.hash, f"{version} {prev}", n]
+            args += [event.id for event in sealed]
+            args += bodies
+            reply = self._call(self._run_append, keys, args)
+            if type(reply) is int:  # stored; the position of the first event
+                first = reply
                 if self.wait_replicas:
-                    self._wait_replicas(log_key)
+                    self._wait_replicas(keys[0])
                 with self._lock:
                     self._heads[stream] = StreamHead(version, prev)
-                for offset, (i, event) in enumerate(zip(pending, sealed)):
-                    stored[i] = msgspec.structs.replace(event, position=first + offset, partition=p)
+                replace = msgspec.structs.replace
+                for offset, i in enumerate(pending):
+                    stored[i] = replace(sealed[offset], position=first + offset, partition=p)
                 break
+            status = reply[0]
             if status == b"DUP":
-                for i, seq in zip(pending, reply[1:]):
+                for k, i in enumerate(pending):
+                    seq = reply[1 + 2 * k]
                     if seq:
-                        stored[i] = self._event_at(p, int(seq))
+                        stored[i] = self._stored_twin(p, int(seq), reply[2 + 2 * k])
                 pending = [i for i in pending if i not in stored]
+                if not pending:
+                    break
                 continue
             actual = StreamHead(int(reply[1]), reply[2].decode())
             with self._lock:
                 self._heads[stream] = actual
             if status == b"CONFLICT":
-                raise ConcurrencyError(stream, expected_version if expected_version is not None else -1,
-                                       actual.version)
+                raise ConcurrencyError(stream, expected, actual.version)
             # STALE: another writer moved the head; reseal against it and retry
         else:  # pragma: no cover - 64 lost races in a row
             raise StoreUnavailable(f"stream {stream!r}: too much contention, append not confirmed")
         return [stored[i] for i in range(len(events))]
+
+    def _run_append(self, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA the append script; load it on NOSCRIPT (a restarted or failed-over server,
+        SCRIPT FLUSH) and run it again. NOSCRIPT means the script did not run, so the second
+        run cannot store anything twice. Sent with `execute_command`, which both redis-py
+        clients route by the KEYS (one slot, thanks to the hash tag)."""
+        try:
+            return self.client.execute_command("EVALSHA", self._append_sha, 5, *keys, *args)
+        except rex.NoScriptError:
+            self._append_sha = self.client.script_load(APPEND_LUA)
+            return self.client.execute_command("EVALSHA", self._append_sha, 5, *keys, *args)
+
+    def _stored_twin(self, partition: int, seq: int, data: bytes) -> Event:
+        """The event an id is already stored as (the DUP reply carries its stored bytes)."""
+        if not data:
+            raise CorruptLog(f"{self.url}: entry 0-{seq} of partition {partition} is missing")
+        return self._decode(data, seq, partition)
 
     def _wait_replicas(self, key: str) -> None:
         def wait() -> int:
@@ -327,12 +378,6 @@ class RedisStreamStore(EventStore):
     def _decode(self, data: bytes, seq: int, partition: int, upcast: bool = True) -> Event:
         event = codec.decode(data, upcast=upcast)
         return msgspec.structs.replace(event, position=seq, partition=partition)
-
-    def _event_at(self, partition: int, seq: int) -> Event:
-        entries = self._call(lambda: self.client.xrange(self._keys(partition)[0], f"0-{seq}", f"0-{seq}"))
-        if not entries:
-            raise CorruptLog(f"{self.url}: entry 0-{seq} of partition {partition} is missing")
-        return self._decode(_field(entries[0]), seq, partition)
 
     def _read(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]:
         p = self.partition_of(stream)
@@ -354,7 +399,7 @@ class RedisStreamStore(EventStore):
         key = self._keys(partition)[0]
         start = after + 1
         while True:
-            entries = self._call(lambda s=start: self.client.xrange(key, f"0-{s}", "+", count=BATCH))  # type: ignore[misc]
+            entries = self._call(lambda s=start: self.client.xrange(key, f"0-{s}", "+", count=BATCH))
             if not entries:
                 return
             for entry_id, fields in entries:
@@ -398,7 +443,7 @@ class RedisStreamStore(EventStore):
         names: list[str] = []
         for p in range(self.partitions):
             key = self._keys(p)[3]
-            names.extend(k.decode() for k in self._call(lambda k=key: self.client.hkeys(k)))  # type: ignore[misc]
+            names.extend(k.decode() for k in self._call(lambda k=key: self.client.hkeys(k)))
         return names
 
     def _head(self, stream: str) -> StreamHead:
@@ -408,7 +453,7 @@ class RedisStreamStore(EventStore):
         offsets = {}
         for p in range(self.partitions):
             key = self._keys(p)[1]
-            offsets[p] = int(self._call(lambda k=key: self.client.get(k)) or 0)  # type: ignore[misc]
+            offsets[p] = int(self._call(lambda k=key: self.client.get(k)) or 0)
         return Cursor(offsets)
 
     # --- blobs, info, lifecycle -----------------------------------------------------------

@@ -136,3 +136,74 @@ def test_fakeredis_quick_unit_round_trip() -> None:
     assert list(store.read("session/s1")) == recorded
     assert store.append("session/s1", recorded) == recorded
     assert msgspec.json.decode(msgspec.json.encode(recorded[0].payload))["content"] == "a"
+
+
+def test_script_flush_reloads_the_append_script(redis_url: str) -> None:
+    """NOSCRIPT (a restarted server, SCRIPT FLUSH) reloads the script and appends once."""
+    store = open_store(redis_url)
+    store.append("session/s1", [msg("a")])
+    client = redis.Redis.from_url(redis_url)
+    client.script_flush()
+    recorded = store.append("session/s1", [msg("b"), msg("c")])
+    assert [e.version for e in recorded] == [2, 3]
+    assert client.xlen("el:{el:0}:log") == 3
+    assert store.verify().ok
+
+
+def test_duplicate_ids_inside_and_across_batches_are_stored_once(redis_url: str) -> None:
+    store = open_store(redis_url)
+    a, b, c = msg("a"), msg("b"), msg("c")
+    first = store.append("session/s1", [a, a, b])  # a repeated inside one batch
+    assert [e.id for e in first] == [a.id, b.id]
+    mixed = store.append("session/s1", [b, c, a])  # b and a stored before, c new
+    assert mixed[0] == first[1] and mixed[2] == first[0]  # the stored twins, positions and all
+    assert mixed[1].id == c.id and mixed[1].version == 3 and mixed[1].prev_hash == first[1].hash
+    assert store.append("session/s1", [a, b, c]) == [first[0], first[1], mixed[1]]  # a whole retry
+    client = redis.Redis.from_url(redis_url)
+    assert client.xlen("el:{el:0}:log") == 3 and client.llen("el:{el:0}:s:session/s1") == 3
+    assert list(store.read("session/s1")) == [first[0], first[1], mixed[1]]
+    assert store.verify().ok
+
+
+def test_retry_after_unknown_outcome_stores_nothing_twice(redis_url: str) -> None:
+    """A second store (no cached head, as after a crash) resends a batch that was stored."""
+    batch = [msg(str(i)) for i in range(50)]
+    recorded = open_store(redis_url).append("session/s1", batch)
+    again = open_store(redis_url).append("session/s1", batch)
+    assert again == recorded
+    assert redis.Redis.from_url(redis_url).xlen("el:{el:0}:log") == 50
+
+
+def test_stale_cached_head_is_resealed(redis_url: str) -> None:
+    a, b = open_store(redis_url), open_store(redis_url)
+    b.append("session/s1", [msg("from b")])  # b caches head v1
+    a.append("session/s1", [msg("from a 1"), msg("from a 2")])  # moves it to v3 behind b's back
+    recorded = b.append("session/s1", [msg("from b again"), msg("and more")])  # STALE, reseal, retry
+    assert [e.version for e in recorded] == [4, 5]
+    chain = list(a.read("session/s1"))
+    assert [e.version for e in chain] == [1, 2, 3, 4, 5] and chain[3:] == recorded
+    assert all(y.prev_hash == x.hash for x, y in zip(chain, chain[1:]))
+    with pytest.raises(ConcurrencyError):  # a's cache is stale too, and the check is the server's
+        a.append("session/s1", [msg("late")], expected_version=3)
+
+
+def test_duplicate_whose_entry_is_gone_is_corrupt(redis_url: str) -> None:
+    store = open_store(redis_url)
+    event = msg("a")
+    store.append("session/s1", [event])
+    redis.Redis.from_url(redis_url).xdel("el:{el:0}:log", "0-1")
+    with pytest.raises(CorruptLog, match="missing"):
+        store.append("session/s1", [event])
+
+
+def test_partitioned_appends_use_one_slot_keys(redis_url: str) -> None:
+    """Every key of one append carries the partition's hash tag (one slot in a cluster)."""
+    store = open_store(f"{redis_url}?partitions=8&prefix=pk")
+    assert isinstance(store, RedisStreamStore)
+    for i in range(20):
+        store.append(f"session/s{i}", [msg(str(i), f"s{i}")])
+    for i in range(20):
+        p, keys = store._route(f"session/s{i}")
+        assert p == store.partition_of(f"session/s{i}")
+        assert all(f"{{pk:{p}}}" in key for key in keys)
+        assert [e.version for e in store.read(f"session/s{i}")] == [1]
