@@ -16,6 +16,12 @@ from eventlog.ids import new_id
 
 JSON = Any  # a JSON-compatible value; msgspec validates it at encode time
 
+# The structs below are `gc=False`: the cyclic garbage collector does not track them. An event
+# is frozen and holds only JSON data, so it cannot be part of a reference cycle (unless code
+# stores an event inside its own payload dict, which nothing does), and a replay or a long
+# session read creates hundreds of thousands of them: tracked, they trigger collections that
+# scan every live object of the process (measured: ~40 % of reading a 1,000-run session).
+
 
 class Actor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Who caused an event: the agent, team, workflow, user, session and run it came from."""
