@@ -146,10 +146,26 @@ def write_results(results: list[Result], quick: bool) -> None:
     RESULTS.write_text("\n".join(text))
 
 
+def _redis_server_class() -> Any:
+    """The tests' private-server fixture class (tests/redis_server.py), also when the CLI runs
+    the benchmarks from another directory (the repository root is then not on sys.path)."""
+    try:
+        from tests.redis_server import RedisServer
+    except ImportError:
+        import sys
+
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "tests" / "redis_server.py").exists():
+            raise RuntimeError("the Redis benchmarks need the repository checkout (tests/redis_server.py)") from None
+        sys.path.insert(0, str(root))
+        from tests.redis_server import RedisServer
+    return RedisServer
+
+
 @contextmanager
 def redis_server(durable: bool = False) -> Iterator[Any]:
     """A private redis-server on a free loopback port (nothing on disk unless `durable`)."""
-    from tests.redis_server import RedisServer
+    RedisServer = _redis_server_class()
 
     with tempfile.TemporaryDirectory() as d:
         extra = ["--appendonly", "yes", "--appendfsync", "always"] if durable else []

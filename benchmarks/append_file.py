@@ -8,7 +8,7 @@ The raw loops write exactly the lines our store writes (same encoded events).
 A third column measures the floor of what any multi-process, hash-chained file append has to
 do per event, in a loop with nothing else: take the directory's exclusive `flock`, `fstat` the
 segment (has another process appended?), seal the event into its stream's chain (one encode,
-one SHA-256 — `codec.seal_positioned`, the same function the store uses), `write` the line,
+one SHA-256 — `codec.seal_positioned`, the store's sealing code), `write` the line,
 release the lock; fsync as in the raw loop. `ours / floor` is how much of the remaining gap is
 the store's own bookkeeping (index, idempotency, validation) rather than that floor.
 """

@@ -115,7 +115,7 @@ def run(settings: Settings) -> Result:
                         f"{fmt_rate(r_raw)} ({r_raw / r_theirs:.1f}x)", "-", ">= 3x"])
     result.notes.append("raw: the same bytes written with one write + fdatasync per batch, read back with typed "
                         "msgspec decoding; raw + seal: the raw write plus sealing each event into its chain "
-                        "(codec.seal_positioned), the floor for any hash-chained log")
+                        "(codec.seal_run), the floor for any hash-chained log")
     result.notes.append("ours also seals a SHA-256 chain per event and decodes into typed events on read; "
                         "theirs returns raw stored records")
     return result

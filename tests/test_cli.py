@@ -401,3 +401,23 @@ def test_demo_runs_twice_on_the_file_store(tmp_path: Path) -> None:
     assert result["resumed_history_runs"] > 0 and set(result["writers"]) >= {"planner", "coder", "reviewer"}
     sessions = as_json(eventlog("sessions", "--json", env=env))["sessions"]
     assert len(sessions) == 2  # a new session each run, both kept
+
+
+def test_bench_runs_a_quick_benchmark_and_reports_json(tmp_path: Path) -> None:
+    """`eventlog bench` runs the benchmarks from any directory; --json gives the tables as data,
+    and nothing is written with --no-write."""
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "RESULTS.md"
+    before = results.read_bytes() if results.exists() else None
+    done = subprocess.run([str(Path(sys.executable).with_name("eventlog")), "bench", "peer", "--quick", "--no-write",
+                           "--json"], capture_output=True, text=True, cwd=tmp_path, env=cli_env(None), timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    (peer,) = doc["results"]
+    assert peer["name"] == "peer" and doc["quick"] is True
+    ops = {row["operation"]: row for row in peer["rows"]}
+    assert set(ops) == {"append (batches of 100)", "read all back"}
+    assert all(row["ours / theirs"].endswith("x") and row["target"] == ">= 3x" for row in ops.values())
+    assert (results.read_bytes() if results.exists() else None) == before
+    bad = eventlog("bench", "nope")
+    assert bad.returncode == 2 and "unknown benchmark" in bad.stderr and "choose from" in bad.stderr

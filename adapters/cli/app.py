@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "adapters.cli.health",
     "adapters.cli.transfer",
     "adapters.cli.demo",
+    "adapters.cli.bench",
 )
 """Modules that register subcommands when imported, in help order. A module that cannot be
 imported (an optional dependency missing) only loses its own commands."""
