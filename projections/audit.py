@@ -13,6 +13,7 @@ from datetime import datetime
 import msgspec
 
 from eventlog import Event, EventStore
+from eventlog.events import TYPE_OF
 from eventlog.names import session_stream
 from projections.fold import Projection
 
@@ -71,7 +72,10 @@ def session_events(store: EventStore, session_id: str) -> Iterator[Event]:
     return store.read(session_stream(session_id))
 
 
-class ActorCount(msgspec.Struct, kw_only=True):
+class ActorCount(msgspec.Struct, kw_only=True, gc=False):
+    """`gc=False`: counts, times and a dict of str -> int can form no reference cycle, so the
+    cyclic GC need not track (and walk) one object per actor."""
+
     events: int = 0
     types: dict[str, int] = {}
     first_at: datetime | None = None
@@ -91,21 +95,33 @@ class ActorsProjection(Projection[ActorsState]):
         return ActorsState({})
 
     def apply(self, state: ActorsState, event: Event) -> ActorsState:
+        # Called for every event of the log: plain locals and inline counting, no tuples or
+        # generator per event.
         a = event.actor
-        if a.agent_id is None and a.team_id is None and a.user_id is None and a.workflow_id is None:
+        agent, team, user, workflow = a.agent_id, a.team_id, a.user_id, a.workflow_id
+        if agent is None and team is None and user is None and workflow is None:
             return state
-        kind_of = event.type
+        kind_of = TYPE_OF.get(type(event.payload))
+        if kind_of is None or kind_of == "unknown.kept":
+            kind_of = event.type
+        at = event.at
         actors = state.actors
-        for key in (f"agent:{a.agent_id}" if a.agent_id is not None else None,
-                    f"team:{a.team_id}" if a.team_id is not None else None,
-                    f"user:{a.user_id}" if a.user_id is not None else None,
-                    f"workflow:{a.workflow_id}" if a.workflow_id is not None else None):
-            if key is None:
-                continue
-            count = actors.get(key)
-            if count is None:
-                count = actors[key] = ActorCount(first_at=event.at)
-            count.events += 1
-            count.types[kind_of] = count.types.get(kind_of, 0) + 1
-            count.last_at = event.at
+        if agent is not None:
+            _count(actors, f"agent:{agent}", kind_of, at)
+        if team is not None:
+            _count(actors, f"team:{team}", kind_of, at)
+        if user is not None:
+            _count(actors, f"user:{user}", kind_of, at)
+        if workflow is not None:
+            _count(actors, f"workflow:{workflow}", kind_of, at)
         return state
+
+
+def _count(actors: dict[str, ActorCount], key: str, kind_of: str, at: datetime) -> None:
+    count = actors.get(key)
+    if count is None:
+        count = actors[key] = ActorCount(first_at=at)
+    count.events += 1
+    types = count.types
+    types[kind_of] = types.get(kind_of, 0) + 1
+    count.last_at = at

@@ -74,59 +74,145 @@ class SessionsProjection(Projection[SessionsState]):
         return SessionsState({})
 
     def apply(self, state: SessionsState, event: Event) -> SessionsState:
+        # One dict lookup by payload type instead of a chain of isinstance checks: a rebuild
+        # calls this for most events of the log (every run touches its session's row).
         p = event.payload
-        if not isinstance(p, _SESSION_EVENTS):
-            return state
-        sid = p.session_id
-        if isinstance(p, SessionDeleted):
-            state.sessions.pop(sid, None)
-            return state
-        row = state.sessions.get(sid)
-        now = epoch(event.at)
-        if isinstance(p, SessionStarted):
-            row = SessionRow(
-                session_id=sid,
-                session_type=p.session_type,
-                agent_id=p.agent_id,
-                team_id=p.team_id,
-                workflow_id=p.workflow_id,
-                user_id=p.user_id,
-                name=p.name,
-                fields=dict(p.fields),
-                created_at=p.created_at or now,
-                updated_at=now,
-                stream=event.stream,
-                forked_from=row.forked_from if row is not None else None,
-                state=dict(row.state) if row is not None else {},
-                has_state=row.has_state if row is not None else False,
-            )
-            state.sessions[sid] = row
-        elif row is None:
-            row = state.sessions[sid] = SessionRow(
-                session_id=sid, created_at=now, updated_at=now, stream=event.stream,
-                user_id=event.actor.user_id, agent_id=event.actor.agent_id, team_id=event.actor.team_id,
-                workflow_id=event.actor.workflow_id,
-            )
-        if isinstance(p, SessionRenamed):
-            row.name = p.name
-        elif isinstance(p, SessionStateChanged):
-            for key in p.removed:
-                row.state.pop(key, None)
-            row.state.update(p.set)
-            row.has_state = True
-        elif isinstance(p, SessionSummaryChanged):
-            row.summary = p.summary
-        elif isinstance(p, SessionFieldsChanged):
-            for key, value in p.fields.items():
-                if key in _ROW_ATTRS:
-                    setattr(row, key, value)
-                else:
-                    row.fields[key] = value
-        elif isinstance(p, SessionForked):
-            row.forked_from = p.origin_session_id
-        row.updated_at = max(row.updated_at, now)
-        row.version = event.version
+        handler = _HANDLERS.get(type(p))
+        if handler is None:
+            handler = _handler_for(type(p))
+            if handler is None:
+                return state
+        handler(state.sessions, event, p)
         return state
+
+
+_Handler = Callable[[dict[str, SessionRow], Event, Any], None]
+
+
+def _row(sessions: dict[str, SessionRow], event: Event, sid: str, now: int) -> SessionRow:
+    """The session's row; a row made from the event's actor when the session was never started."""
+    row = sessions.get(sid)
+    if row is None:
+        a = event.actor
+        row = sessions[sid] = SessionRow(
+            session_id=sid, created_at=now, updated_at=now, stream=event.stream,
+            user_id=a.user_id, agent_id=a.agent_id, team_id=a.team_id, workflow_id=a.workflow_id,
+        )
+    return row
+
+
+def _touched(row: SessionRow, event: Event, now: int) -> None:
+    if now > row.updated_at:
+        row.updated_at = now
+    row.version = event.version
+
+
+def _run_changed(sessions: dict[str, SessionRow], event: Event, p: RunRecorded | RunDeleted) -> None:
+    """The hot path of a rebuild: a run only moves its session's `updated_at` and `version`."""
+    now = epoch(event.at)
+    row = sessions.get(p.session_id)
+    if row is None:
+        row = _row(sessions, event, p.session_id, now)
+    elif now > row.updated_at:
+        row.updated_at = now
+    row.version = event.version
+
+
+def _started(sessions: dict[str, SessionRow], event: Event, p: SessionStarted) -> None:
+    sid = p.session_id
+    row = sessions.get(sid)
+    now = epoch(event.at)
+    sessions[sid] = row = SessionRow(
+        session_id=sid,
+        session_type=p.session_type,
+        agent_id=p.agent_id,
+        team_id=p.team_id,
+        workflow_id=p.workflow_id,
+        user_id=p.user_id,
+        name=p.name,
+        fields=dict(p.fields),
+        created_at=p.created_at or now,
+        updated_at=now,
+        stream=event.stream,
+        forked_from=row.forked_from if row is not None else None,
+        state=dict(row.state) if row is not None else {},
+        has_state=row.has_state if row is not None else False,
+    )
+    row.version = event.version
+
+
+def _deleted(sessions: dict[str, SessionRow], event: Event, p: SessionDeleted) -> None:
+    sessions.pop(p.session_id, None)
+
+
+def _renamed(sessions: dict[str, SessionRow], event: Event, p: SessionRenamed) -> None:
+    now = epoch(event.at)
+    row = _row(sessions, event, p.session_id, now)
+    row.name = p.name
+    _touched(row, event, now)
+
+
+def _state_changed(sessions: dict[str, SessionRow], event: Event, p: SessionStateChanged) -> None:
+    now = epoch(event.at)
+    row = _row(sessions, event, p.session_id, now)
+    for key in p.removed:
+        row.state.pop(key, None)
+    row.state.update(p.set)
+    row.has_state = True
+    _touched(row, event, now)
+
+
+def _summary_changed(sessions: dict[str, SessionRow], event: Event, p: SessionSummaryChanged) -> None:
+    now = epoch(event.at)
+    row = _row(sessions, event, p.session_id, now)
+    row.summary = p.summary
+    _touched(row, event, now)
+
+
+def _fields_changed(sessions: dict[str, SessionRow], event: Event, p: SessionFieldsChanged) -> None:
+    now = epoch(event.at)
+    row = _row(sessions, event, p.session_id, now)
+    for key, value in p.fields.items():
+        if key in _ROW_ATTRS:
+            setattr(row, key, value)
+        else:
+            row.fields[key] = value
+    _touched(row, event, now)
+
+
+def _forked(sessions: dict[str, SessionRow], event: Event, p: SessionForked) -> None:
+    now = epoch(event.at)
+    row = _row(sessions, event, p.session_id, now)
+    row.forked_from = p.origin_session_id
+    _touched(row, event, now)
+
+
+_HANDLERS: dict[type, _Handler] = {
+    SessionStarted: _started,
+    SessionRenamed: _renamed,
+    SessionDeleted: _deleted,
+    SessionStateChanged: _state_changed,
+    SessionSummaryChanged: _summary_changed,
+    SessionFieldsChanged: _fields_changed,
+    SessionForked: _forked,
+    RunRecorded: _run_changed,
+    RunDeleted: _run_changed,
+}
+_IGNORED: set[type] = set()
+
+
+def _handler_for(kind: type) -> _Handler | None:
+    """The handler of a payload type that is not one of ours exactly: a subclass of one of
+    them (resolved once, then cached), or None (also cached) for every other type."""
+    if kind in _IGNORED:
+        return None
+    for base in kind.__mro__:
+        handler = _HANDLERS.get(base)
+        if handler is not None:
+            _HANDLERS[kind] = handler
+            return handler
+    _IGNORED.add(kind)
+    return None
 
 
 SortKey = Callable[[SessionRow], Any]

@@ -301,3 +301,40 @@ def test_concurrent_readers_see_whole_events() -> None:
         stop.set()
         t.join()
         runner.stop()
+
+
+def test_runs_are_kept_as_json_and_read_as_a_rebuild_would() -> None:
+    """A run is kept as its JSON (`RunEntry.body`): applying the in-memory event (as the Agno
+    adapter does for its own writes) gives the state a rebuild from the stored JSON gives, even
+    for values JSON does not have (tuples, datetimes); and `run` is a fresh dict per read."""
+    from datetime import datetime, timezone
+
+    store = MemoryStore()
+    run = {"content": ("a", "b"), "at": datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc), "n": 10**30,
+           "nested": {"x": [1.5, None, True]}}
+    applied = ProjectionRunner(store, [ConversationProjection()], use_snapshots=False)
+    for event in store.append(session_stream("s1"), [new_event(RunRecorded(session_id="s1", run_id="r1", run=run))]):
+        applied.apply(event)
+    rebuilt = ProjectionRunner(store, [ConversationProjection()], use_snapshots=False)
+    rebuilt.catch_up()
+    assert encoded(applied.states["conversation"]) == encoded(rebuilt.states["conversation"])
+    entry = rebuilt.states["conversation"].sessions["s1"].runs[0]
+    expected = {"content": ["a", "b"], "at": "2025-01-02T03:04:05Z", "n": 10**30, "nested": {"x": [1.5, None, True]}}
+    assert entry.run == expected
+    entry.run["content"] = "changed"  # a copy: the read model is not changed through it
+    assert entry.run == expected and entry.run is not entry.run
+
+
+def test_epoch_is_int_timestamp() -> None:
+    """`epoch` takes a cheaper path than `int(at.timestamp())` (and remembers its last answer):
+    it must agree for aware and naive times, before and after 1970, on repeated calls."""
+    import random
+    from datetime import datetime, timedelta, timezone
+
+    from projections.fold import epoch
+
+    rnd = random.Random(3)
+    for _ in range(2000):
+        tz = rnd.choice([timezone.utc, timezone(timedelta(hours=rnd.randint(-12, 12))), None])
+        at = (datetime(1970, 1, 1) + timedelta(microseconds=rnd.randint(-10**15, 10**17))).replace(tzinfo=tz)
+        assert epoch(at) == int(at.timestamp()) == epoch(at), at
