@@ -4,7 +4,14 @@ Each measured turn makes the calls a real `Agent.run` makes (agno 3.1: `get_sess
 whole session, `upsert_session` of the row without runs, `upsert_run` of the new run) plus a
 memory upsert and a `get_user_memories` query. Between measured turns the conversation grows
 through `upsert_session` + `upsert_run` only (so slow backends finish in minutes). Cold: a new
-process opens the existing data and times its first `get_session`. A second table times
+process opens the existing data and times its first `get_session` (median of COLD_REPEATS
+processes), with the part of it CPython spent in full (generation 2) garbage collections.
+
+The floor row is Agno's own `AgentSession.from_dict` of the same 1,000-run session dict in a
+fresh process that imported the same modules, without any db: what every Agno db pays to
+return a deserialized session. The split note takes an EventLogDb cold `get_session` apart
+(open the store, load the read models, catch up, the run dicts, Agno's from_dict, full GC), so
+the gap to the floor is visible as our part and Agno's part. A second table times
 `get_user_memories(user_id=...)` over 10k memories of 100 users.
 """
 
@@ -23,6 +30,7 @@ from benchmarks._common import Result, Settings, fmt_ms, redis_server, tempdir
 CHECKPOINTS_FULL = [10, 100, 500, 1000]
 CHECKPOINTS_QUICK = [8, 20]
 SAMPLES = 7
+COLD_REPEATS = 3  # fresh processes per cold measurement (1 with --quick); the median is shown
 
 
 def make_db(kind: str, where: Path, redis_url: str | None) -> Any:
@@ -93,37 +101,131 @@ def one_turn(db: Any, turn: int, session_id: str, *, read: bool = True, memory: 
     return t
 
 
-COLD_SCRIPT = """
-import json, sys, time
+# Shared by the cold scripts: total time of full (generation 2) collections while `gc_full`
+# is being read. A full collection walks every tracked object of the process; one that falls
+# inside a timed call is a large, allocation-history-dependent part of it, so it is reported.
+GC_PROBE = """
+import gc, time
+_gc = {"full": 0.0, "t": 0.0}
+def _probe(phase, info):
+    if phase == "start":
+        _gc["t"] = time.perf_counter()
+    elif info["generation"] == 2:
+        _gc["full"] += time.perf_counter() - _gc["t"]
+gc.callbacks.append(_probe)
+"""
+
+COLD_SCRIPT = GC_PROBE + """
+import json, sys
 from pathlib import Path
 from benchmarks.agno_turns import make_db
 from agno.db.base import SessionType
 start = time.perf_counter()
 db = make_db(sys.argv[1], Path(sys.argv[2]), sys.argv[3] or None)
 opened = time.perf_counter() - start
+_gc["full"] = 0.0
 start = time.perf_counter()
 session = db.get_session(session_id="bench", session_type=SessionType.AGENT, user_id="alice")
 first = time.perf_counter() - start
-print(json.dumps({"open": opened, "get_session": first, "runs": len(session.runs or [])}))
+print(json.dumps({"open": opened, "get_session": first, "gc_full": _gc["full"], "runs": len(session.runs or [])}))
+"""
+
+# EventLogDb only: the same cold read taken apart. Wrapping the module-level functions the
+# read goes through adds well under 1 ms over 1,000 runs; the headline uses COLD_SCRIPT.
+SPLIT_SCRIPT = GC_PROBE + """
+import json, sys
+from pathlib import Path
+import adapters.agno.sessions as sessions
+from adapters.agno import EventLogDb
+from agno.db.base import SessionType
+from eventlog import open_store
+spent = {"catch_up": 0.0, "run_dicts": 0.0, "from_dict": 0.0}
+def timed(name, fn):  # time spent in fn, less any full collection that fell inside it
+    def wrapper(*args, **kwargs):
+        start, gc_before = time.perf_counter(), _gc["full"]
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[name] += time.perf_counter() - start - (_gc["full"] - gc_before)
+    return wrapper
+sessions.run_dicts = timed("run_dicts", sessions.run_dicts)
+sessions.deserialize_history_run = timed("from_dict", sessions.deserialize_history_run)
+start = time.perf_counter()
+store = open_store(sys.argv[1])
+spent["open_store"] = time.perf_counter() - start
+start = time.perf_counter()
+db = EventLogDb(store=store)
+spent["read_models"] = time.perf_counter() - start
+db.runner.catch_up = timed("catch_up", db.runner.catch_up)
+_gc["full"] = 0.0
+start = time.perf_counter()
+session = db.get_session(session_id="bench", session_type=SessionType.AGENT, user_id="alice")
+spent["get_session"] = time.perf_counter() - start
+spent["gc_full"] = _gc["full"]
+assert len(session.runs) == int(sys.argv[2])
+print(json.dumps(spent))
+"""
+
+# No db: Agno's own AgentSession.from_dict of the session dict, in a process that imported
+# what the cold EventLogDb process imports (so the heap a full collection walks is alike).
+FLOOR_SCRIPT = GC_PROBE + """
+import json, sys
+import adapters.agno  # noqa: F401  (same imports as a cold EventLogDb process)
+from agno.session import AgentSession
+data = json.loads(open(sys.argv[1]).read())
+_gc["full"] = 0.0
+start = time.perf_counter()
+session = AgentSession.from_dict(data)
+took = time.perf_counter() - start
+assert len(session.runs) == int(sys.argv[2])
+print(json.dumps({"from_dict": took, "gc_full": _gc["full"]}))
 """
 
 
-def cold(kind: str, where: Path, redis_url: str | None) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", COLD_SCRIPT, kind, str(where), redis_url or ""], capture_output=True,
-                         text=True, timeout=600, cwd=str(Path(__file__).resolve().parents[1]), check=True)
+def subprocess_json(script: str, *args: str) -> dict[str, float]:
+    """Run `script` in a fresh interpreter (repo root as cwd) and parse its last line."""
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=600,
+                         cwd=str(Path(__file__).resolve().parents[1]), check=True)
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
+def median_process(script: str, key: str, repeats: int, *args: str) -> dict[str, float]:
+    """Run `script` in `repeats` fresh processes; the one with the median `key`, whole, so its
+    parts ("of which full GC", the split) belong to the total shown beside them."""
+    runs = sorted((subprocess_json(script, *args) for _ in range(repeats)), key=lambda r: r[key])
+    return runs[len(runs) // 2]
+
+
+def cold(kind: str, where: Path, redis_url: str | None, repeats: int) -> dict[str, float]:
+    return median_process(COLD_SCRIPT, "get_session", repeats, kind, str(where), redis_url or "")
+
+
+def cold_split(url: str, runs: int, repeats: int) -> dict[str, float]:
+    return median_process(SPLIT_SCRIPT, "get_session", repeats, url, str(runs))
+
+
+def floor(session_json: Path, runs: int, repeats: int) -> dict[str, float]:
+    return median_process(FLOOR_SCRIPT, "from_dict", repeats, str(session_json), str(runs))
+
+
+def eventlog_url(kind: str, where: Path, redis_url: str | None) -> str:
+    """The URL `make_db` opens for an EventLogDb kind."""
+    return str(where / "eventlog") if kind == "EventLogDb(file)" else f"{redis_url}?prefix=elbench"
+
+
 def run(settings: Settings) -> Result:
     checkpoints = CHECKPOINTS_QUICK if settings.quick else CHECKPOINTS_FULL
+    repeats = 1 if settings.quick else COLD_REPEATS
+    last = checkpoints[-1]
     kinds = ["EventLogDb(file)", "EventLogDb(redis)", "InMemoryDb", "JsonDb", "SqliteDb", "RedisDb"]
-    cols = ["backend"] + [f"turn {c}" for c in checkpoints] + [f"{checkpoints[-1]}/{checkpoints[0]}",
-                                                               f"cold get_session @{checkpoints[-1]}"]
+    cols = ["backend"] + [f"turn {c}" for c in checkpoints] + [f"{last}/{checkpoints[0]}",
+                                                               f"cold get_session @{last}", "of which full GC"]
     result = Result("agno_turns", "Agno per turn (get_session + upsert_session + upsert_run + memory upsert/query; "
                                   "median of 7 turns)", cols)
     detail = Result("agno_turns_detail", "", ["backend", "turn", "get_session", "upsert_session", "upsert_run",
                                               "memory"])
+    splits: dict[str, dict[str, float]] = {}
     with redis_server() as server, tempdir() as base:
         for kind in kinds:
             where = base / kind.replace("(", "-").replace(")", "")
@@ -141,20 +243,45 @@ def run(settings: Settings) -> Result:
                     samples.append(one_turn(db, turn, "bench"))
                 costs[checkpoint] = statistics.median(s["turn"] for s in samples)
                 mid = samples[len(samples) // 2]
-                detail.rows.append([kind, checkpoint] + [fmt_ms(mid[k]) for k in
-                                                         ("get_session", "upsert_session", "upsert_run", "memory")])
+                detail.rows.append([kind] + [checkpoint] + [fmt_ms(mid[k]) for k in
+                                                            ("get_session", "upsert_session", "upsert_run", "memory")])
+            if kind == "EventLogDb(file)":  # the dict Agno's from_dict is given, for the floor row
+                from agno.db.base import SessionType
+
+                plain = db.get_session(session_id="bench", session_type=SessionType.AGENT, deserialize=False)
+                (base / "session.json").write_text(json.dumps(plain))
             if hasattr(db, "close"):
                 db.close()
-            c = cold(kind, where, server.url) if kind != "InMemoryDb" else None
-            growth = costs[checkpoints[-1]] / costs[checkpoints[0]]
-            result.rows.append([kind] + [fmt_ms(costs[cp]) for cp in checkpoints] + [f"{growth:.2f}x",
-                               fmt_ms(c["get_session"]) if c else "n/a (not persistent)"])
+            c = cold(kind, where, server.url, repeats) if kind != "InMemoryDb" else None
+            if kind.startswith("EventLogDb"):
+                splits[kind] = cold_split(eventlog_url(kind, where, server.url), last, repeats)
+            growth = costs[last] / costs[checkpoints[0]]
+            result.rows.append([kind] + [fmt_ms(costs[cp]) for cp in checkpoints] + [
+                f"{growth:.2f}x", fmt_ms(c["get_session"]) if c else "n/a (not persistent)",
+                fmt_ms(c["gc_full"]) if c else ""])
+        f = floor(base / "session.json", last, repeats)
+    result.rows.append(["floor: Agno AgentSession.from_dict alone, no db"] + ["" for _ in checkpoints] + [
+        "", fmt_ms(f["from_dict"]), fmt_ms(f["gc_full"])])
     result.notes.append("targets: EventLogDb turn 1000 within 1.5x of turn 10; faster than SqliteDb, JsonDb, RedisDb "
                         "at turn 1000; cold get_session of 1,000 runs <= 20 ms")
+    result.notes.append(f"cold: a new process opens the data and calls get_session once; the median of {repeats} "
+                        f"process(es). 'of which full GC': time in CPython generation-2 collections during the call "
+                        f"(they walk every object of the process; whether one falls inside depends on what the "
+                        f"process allocated before). The floor row is Agno's own from_dict of the same {last}-run "
+                        f"session dict in a fresh process with the same imports and no db: "
+                        f"{fmt_ms(f['from_dict'])}, {fmt_ms(f['from_dict'] - f['gc_full'])} without full GC")
+    for kind, sp in splits.items():
+        ours = sp["get_session"] - sp["from_dict"] - sp["gc_full"]
+        result.notes.append(
+            f"{kind} cold split (the median of {repeats} processes; full GC counted apart): open store (with its lazy imports) {fmt_ms(sp['open_store'])}, "
+            f"load read models (snapshots + catch-up) {fmt_ms(sp['read_models'])}; get_session "
+            f"{fmt_ms(sp['get_session'])} = catch-up {fmt_ms(sp['catch_up'])} + run dicts (decode/copy) "
+            f"{fmt_ms(sp['run_dicts'])} + Agno RunOutput.from_dict x{last} {fmt_ms(sp['from_dict'])} + full GC "
+            f"{fmt_ms(sp['gc_full'])} + session row and the rest {fmt_ms(ours - sp['catch_up'] - sp['run_dicts'])}; "
+            f"ours (all but Agno's from_dict and GC): {fmt_ms(ours)}")
     result.notes.append("per-call breakdown at each checkpoint: " + "; ".join(
         f"{r[0]}@{r[1]}: get {r[2]}, upsert_session {r[3]}, upsert_run {r[4]}, memory {r[5]}" for r in detail.rows
-        if r[1] == checkpoints[-1]))
-    result.rows.extend([])
+        if r[1] == last))
     memory_result = memories(settings)
     result.notes.extend(memory_result)
     return result

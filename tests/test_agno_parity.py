@@ -199,3 +199,76 @@ def test_read_errors_raise(tmp_path: Path) -> None:
         db.get_session("s")
     with pytest.raises(Exception):
         db.get_user_memories(user_id="u")
+
+
+def rich_run(i: int, session_id: str) -> RunOutput:
+    """A run with the parts Agno's from_dict rebuilds: messages with metrics, run metrics,
+    metadata and session state (nested dicts a shared read model would leak through)."""
+    from agno.metrics import MessageMetrics, RunMetrics
+
+    return RunOutput(
+        run_id=f"r{i}", agent_id="planner", session_id=session_id, user_id="alice", content=f"answer {i}",
+        status=RunStatus.error if i == 2 else RunStatus.completed, metadata={"turn": i, "tags": ["a", "b"]},
+        session_state={"step": i, "nested": {"k": [i]}}, metrics=RunMetrics(input_tokens=i, output_tokens=2 * i),
+        messages=[Message(role="user", content=f"q {i}"),
+                  Message(role="assistant", content=f"a {i}", metrics=MessageMetrics(input_tokens=i))],
+    )
+
+
+@pytest.mark.parametrize("kind", ["memory", "file", "redis"])
+def test_cold_get_session_gives_agno_the_same_objects(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A new EventLogDb on existing data (snapshot or full fold) returns the AgentSession
+    InMemoryDb returns for the same writes: a plain list of the same RunOutput types, equal
+    field by field. Reading twice with an empty run cache proves Agno's from_dict (which pops
+    keys from the dicts it is given) consumed copies, not the read model."""
+    url = {"memory": "memory://", "file": str(tmp_path / "log")}.get(kind)
+    if url is None:
+        url = str(request.getfixturevalue("redis_url"))
+    ref, ours = InMemoryDb(), EventLogDb(url)
+    runs = [rich_run(i, "s") for i in range(6)]
+    again = rich_run(1, "s")
+    for db in (ref, ours):
+        db.upsert_session(AgentSession(session_id="s", agent_id="planner", user_id="alice",
+                                       session_data={"session_state": {"n": 1}}, created_at=100))
+        for i, r in enumerate(runs):
+            db.upsert_run(r, session_id="s", user_id="alice", run_index=i)
+        db.upsert_run(again, session_id="s", user_id="alice")  # replaced in place
+        db.delete_run("r4")
+    expected = ref.get_session("s", SessionType.AGENT)
+    assert isinstance(expected, AgentSession) and expected.runs is not None
+    ours.close()
+
+    reopened = [EventLogDb(store=ours.store, snapshots=False)] if kind == "memory" else [
+        EventLogDb(url), EventLogDb(url, snapshots=False)]
+    for cold in reopened:
+        for _ in range(2):
+            cold._run_cache.clear()
+            got = cold.get_session("s", SessionType.AGENT, user_id="alice")
+            assert isinstance(got, AgentSession) and type(got.runs) is list
+            assert [type(r) for r in got.runs] == [type(r) for r in expected.runs]
+            assert [[type(m) for m in r.messages or []] for r in got.runs] == \
+                   [[type(m) for m in r.messages or []] for r in expected.runs]
+            assert got.runs == expected.runs  # dataclass equality: every field, nested models too
+            assert norm(got) == norm(expected)
+        plain = cold.get_session("s", SessionType.AGENT, deserialize=False)
+        assert isinstance(plain, dict)
+        plain["runs"][0]["messages"].clear()  # the caller's own dicts: the read model is untouched
+        assert cold.get_session("s", SessionType.AGENT, deserialize=False)["runs"][0]["messages"]
+        cold.close()
+
+
+def test_run_reads_hand_out_the_callers_own_dicts(dbs: tuple[InMemoryDb, EventLogDb]) -> None:
+    """get_run / get_runs / get_session(deserialize=False) give dicts the caller may change
+    without changing what the next read returns (the read model's own dicts never leave)."""
+    ref, ours = dbs
+    r0 = rich_run(0, "s")
+    for db in (ref, ours):
+        db.upsert_session(AgentSession(session_id="s", agent_id="planner", user_id="alice"))
+        db.upsert_run(r0, session_id="s", user_id="alice", run_index=0)
+    for read in (lambda db: db.get_run("r0", deserialize=False),
+                 lambda db: db.get_runs(session_id="s", deserialize=False)[0][0],
+                 lambda db: db.get_session("s", deserialize=False)["runs"][0]):
+        first = read(ours)
+        first["messages"].clear()
+        first["metadata"]["turn"] = "changed"
+        assert norm(read(ours)) == norm(read(ref))

@@ -9,6 +9,7 @@ same return shapes. Agent sessions reuse deserialized run objects between reads,
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -22,6 +23,7 @@ from adapters.agno.rows import session_deltas, session_row
 from eventlog import RunDeleted, RunRecorded, SessionDeleted, SessionRenamed
 from eventlog.names import session_stream
 from projections import Conversation, ConversationState, SessionRow, SessionsState, fork_session
+from projections.conversation import RunEntry
 from projections.timetravel import Point
 
 _pack = msgspec.msgpack.Encoder()
@@ -32,6 +34,22 @@ def json_copy(value: Any) -> Any:
     """A deep copy of JSON-shaped data (what events hold), several times faster than
     `copy.deepcopy`; Agno's from_dict pops keys from what it is given, so it needs a copy."""
     return _unpack.decode(_pack.encode(value))
+
+
+def run_dicts(entries: Sequence[RunEntry]) -> list[dict[str, Any]]:
+    """The runs of `entries` as dicts the caller owns: Agno's `from_dict` pops keys from what
+    it is given, and callers may mutate what they get, so the read model's own dicts must
+    never leave.
+
+    The conversation read model may keep runs encoded and decode a new dict on every
+    `RunEntry.run` read; copying those again would double the cost of a cold `get_session`
+    (1,000 runs: ~2 ms more). So one run is read twice: two distinct objects mean reads are
+    fresh and are used as they are; the same object means the model's own dicts (a plain
+    field, a cached value), which are copied, all in one call."""
+    runs = [entry.run for entry in entries]
+    if runs and entries[0].run is runs[0]:
+        runs = list(json_copy(runs))
+    return runs
 
 
 def _type_value(session_type: SessionType | str | None) -> str | None:
@@ -55,16 +73,17 @@ class SessionMethods(EventLogCore):
 
     @staticmethod
     def _runs_of(states: dict[str, Any], session_id: str) -> list[dict[str, Any]]:
+        """The session's runs in order, as dicts the caller owns (see `run_dicts`)."""
         conv: ConversationState = states["conversation"]
         c = conv.sessions.get(session_id)
-        return [entry.run for entry in c.runs] if c is not None else []
+        return run_dicts(c.runs) if c is not None else []
 
     def _row_dict(self, states: dict[str, Any], row: SessionRow, *, with_runs: bool = True,
                   runs_limit: int | None = None) -> dict[str, Any]:
         runs = self._runs_of(states, row.session_id) if with_runs else []
         if runs_limit is not None:
             runs = filter_context_runs(runs)[-runs_limit:]
-        return session_row(row, json_copy(runs) if runs else None)
+        return session_row(row, runs or None)
 
     def _agent_session(self, states: dict[str, Any], row: SessionRow) -> AgentSession | None:
         """An AgentSession whose runs are shared, already-deserialized objects (see module).
@@ -84,8 +103,8 @@ class SessionMethods(EventLogCore):
             objects, start = cached[2], cached[1]
         else:  # first read, or runs were replaced/deleted (or the session was re-created)
             objects, start = [], 0
-        for entry in entries[start:]:
-            run = deserialize_history_run(json_copy(entry.run))
+        for run_dict in run_dicts(entries[start:]):
+            run = deserialize_history_run(run_dict)
             if run is not None:
                 objects.append(run)
         last = entries[-1].event_id if entries else ""
@@ -268,7 +287,7 @@ class SessionMethods(EventLogCore):
         for sid, conv in states["conversation"].sessions.items():
             i = conv.run_index(run_id)
             if i >= 0 and sid in states["sessions"].sessions:
-                return states["sessions"].sessions[sid], conv.runs[i].run
+                return states["sessions"].sessions[sid], run_dicts([conv.runs[i]])[0]
         return None
 
     def get_run(self, run_id: str, deserialize: bool | None = True) -> Any:
@@ -278,7 +297,7 @@ class SessionMethods(EventLogCore):
             found = self._find_run(states, run_id)
             if found is None:
                 return None
-            run = copy.deepcopy(found[1])
+            run = found[1]  # already the caller's own dict
         if not deserialize:
             return run
         return deserialize_run(get_run_type(run), run)
@@ -312,7 +331,7 @@ class SessionMethods(EventLogCore):
                             and (team_id is None or run.get("team_id") == team_id)
                             and (workflow_id is None or run.get("workflow_id") == workflow_id)
                             and (expected is None or run.get("status") == expected)):
-                        rows.append(copy.deepcopy(run))
+                        rows.append(run)  # _runs_of gives the caller's own dicts
         total = len(rows)
         if sort_by is not None:
             rows = apply_sorting(rows, sort_by, sort_order)
