@@ -160,3 +160,42 @@ def test_restart_in_new_process_continues_with_full_history(kind: str, tmp_path:
     fourth = turn("where were we?")
     assert fourth["runs"] == 4
     assert "Earlier in this session (3 messages) you said: 'message 0'" in str(fourth["content"])
+
+
+NO_CLOSE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from agno.agent import Agent
+    from adapters.agno import EventLogDb, OfflineModel
+    db = EventLogDb(sys.argv[1])
+    a = Agent(name="planner", id="planner", model=OfflineModel(id="planner"), db=db, add_history_to_context=True)
+    for i in range(3):
+        a.run(f"turn {i}", session_id="no-close", user_id="fay")
+    # no db.close(): Agno never calls it
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["file", "redis"])
+def test_a_process_that_never_closes_its_db_leaves_snapshots_for_the_next_start(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Agno never closes its db; the read models are snapshotted when the process exits, so the
+    next start loads them and folds only what came after, instead of the whole log."""
+    from eventlog import open_store
+    from projections import ProjectionRunner, all_projections
+
+    url = str(tmp_path / "log") if kind == "file" else str(request.getfixturevalue("redis_url"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", NO_CLOSE_SCRIPT, url], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    store = open_store(url)
+    try:
+        end = store.last_position()
+        assert end.get(0) > 0
+        runner = ProjectionRunner(store, all_projections())  # loads the snapshots
+        assert all(cursor == end for cursor in runner.cursors.values())  # nothing left to fold
+        assert runner.catch_up() == 0
+        assert len(runner.states["conversation"].sessions["no-close"].runs) == 3
+    finally:
+        store.close()

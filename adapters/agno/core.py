@@ -7,9 +7,11 @@ by replaying the log. A time-travel view folds the log up to a point once and ne
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -36,9 +38,15 @@ class EventLogCore:
         self._write_lock = threading.RLock()
         self.read_only = at is not None
         self.point = parse_point(at) if isinstance(at, str) else at
+        self._closed = False
         if self.point is None:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=snapshots)
             self.runner.catch_up()
+            if snapshots:
+                # Agno never closes its db, so without this a restart would fold the whole log
+                # again (seconds for a million events); a weak reference, so the registration
+                # does not keep the db alive.
+                atexit.register(_snapshot_at_exit, weakref.ref(self))
         else:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
             for event in events_at(self.store, self.point):
@@ -77,15 +85,29 @@ class EventLogCore:
         return recorded
 
     def close(self) -> None:
-        """Save snapshots of the read models (so the next start is quick) and release."""
-        if self.point is None and not self.read_only:
-            try:
-                self.runner.save_snapshots()
-            except Exception as exc:  # a snapshot is an optimisation; never fail close on it
-                log.warning("could not save projection snapshots: %s", exc)
+        """Save snapshots of the read models (so the next start is quick) and release.
+        Idempotent; also done (without the release) when the process exits normally."""
+        if self._closed:
+            return
+        self.save_snapshots()
+        self._closed = True
         self.runner.stop()
         if self._owns_store:
             self.store.close()
+
+    def save_snapshots(self) -> None:
+        """Snapshot the read models now (a snapshot is an optimisation: failures are logged)."""
+        if self.point is None and not self.read_only and not self._closed:
+            try:
+                self.runner.save_snapshots()
+            except Exception as exc:
+                log.warning("could not save projection snapshots: %s", exc)
+
+
+def _snapshot_at_exit(ref: weakref.ReferenceType[EventLogCore]) -> None:
+    db = ref()
+    if db is not None:
+        db.save_snapshots()
 
 
 def _jsonable_event(event: Event) -> Event:
