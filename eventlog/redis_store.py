@@ -401,31 +401,51 @@ class RedisStreamStore(EventStore):
     def _partition_entries(self, partition: int, after: int, upcast: bool) -> Iterator[Event]:
         key = self._keys(partition)[0]
         start = after + 1
-        decode = codec.decode
-        replace = msgspec.structs.replace
+        set_field = msgspec.structs.force_setattr
         while True:
             entries = self._call(self.client.xrange, key, f"0-{start}", "+", BATCH)
             if not entries:
                 return
-            for entry_id, fields in entries:
-                seq = int(entry_id.split(b"-")[1])
-                start = seq + 1
-                try:
-                    # [b"e", data] as Redis sends it (see _raw_reply), or a dict from a client
-                    # that parses replies (a Redis Cluster client, a client passed in)
-                    if type(fields) is list and len(fields) == 2 and fields[0] == b"e":
-                        data = fields[1]
-                    else:
-                        data = (fields if type(fields) is dict else dict(zip(fields[::2], fields[1::2]))).get(b"e")
-                        if data is None:
-                            raise CorruptLog("entry has no 'e' field")
-                    yield replace(decode(data, upcast=upcast), position=seq, partition=partition)
-                except CorruptLog as exc:
-                    # Written by another client? Skip and report; verify() reports it as a gap.
-                    log.warning("%s: skipping unreadable entry %s of partition %d: %s", self.url,
-                                entry_id.decode(), partition, exc)
+            start = int(entries[-1][0].split(b"-")[1]) + 1
+            # The common page: every entry is ours, [b"e", data] as Redis sends it (see
+            # _raw_reply), all decoded in one call. Anything else goes entry by entry.
+            if all(type(f) is list and len(f) == 2 and f[0] == b"e" and b"\n" not in f[1] for _, f in entries):
+                # in runs of 100: a run's events are still in the CPU cache when they are used
+                for i in range(0, len(entries), 100):
+                    page = entries[i:i + 100]
+                    events = codec.decode_lines(b"\n".join([f[1] for _, f in page]), upcast=upcast)
+                    if len(events) != len(page):  # a line that is not an event: entry by entry
+                        yield from self._decode_entries(page, partition, upcast)
+                        continue
+                    for (entry_id, _), event in zip(page, events):
+                        # just decoded, referenced nowhere else: place it instead of copying it
+                        set_field(event, "position", int(entry_id.split(b"-")[1]))
+                        if partition:
+                            set_field(event, "partition", partition)
+                        yield event
+            else:
+                yield from self._decode_entries(entries, partition, upcast)
             if len(entries) < BATCH:
                 return
+
+    def _decode_entries(self, entries: list[Any], partition: int, upcast: bool) -> Iterator[Event]:
+        """Entry by entry, skipping (and reporting) what is not an event of ours."""
+        for entry_id, fields in entries:
+            seq = int(entry_id.split(b"-")[1])
+            try:
+                # [b"e", data] as Redis sends it, or a dict from a client that parses replies
+                # (a Redis Cluster client, a client passed in)
+                if type(fields) is list and len(fields) == 2 and fields[0] == b"e":
+                    data = fields[1]
+                else:
+                    data = (fields if type(fields) is dict else dict(zip(fields[::2], fields[1::2]))).get(b"e")
+                    if data is None:
+                        raise CorruptLog("entry has no 'e' field")
+                yield msgspec.structs.replace(codec.decode(data, upcast=upcast), position=seq, partition=partition)
+            except CorruptLog as exc:
+                # Written by another client? Skip and report; verify() reports it as a gap.
+                log.warning("%s: skipping unreadable entry %s of partition %d: %s", self.url,
+                            entry_id.decode(), partition, exc)
 
     def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]:
         if self.partitions == 1:

@@ -207,3 +207,48 @@ def test_partitioned_appends_use_one_slot_keys(redis_url: str) -> None:
         assert p == store.partition_of(f"session/s{i}")
         assert all(f"{{pk:{p}}}" in key for key in keys)
         assert [e.version for e in store.read(f"session/s{i}")] == [1]
+
+
+def test_read_all_pages_with_foreign_entries_keep_every_event_at_its_position(redis_url: str) -> None:
+    """`read_all` decodes a page of entries in one call when every entry is ours; a page with a
+    foreign entry (another field, garbage, two events glued by a newline) is read entry by
+    entry, so each event still comes back exactly once at its own position."""
+    import redis as redis_lib
+
+    from eventlog import codec
+
+    client = redis_lib.Redis.from_url(redis_url)
+    store = open_store(redis_url)
+    first = store.append("session/s1", [msg(f"a{i}") for i in range(150)])
+    glued = codec.encode(first[0]) + b"\n" + codec.encode(first[1])
+    for fields in ({b"x": b"other"}, {b"e": b"{not json"}, {b"e": glued}):
+        seq = client.incr("el:{el:0}:seq")
+        client.xadd("el:{el:0}:log", fields, id=f"0-{seq}")
+    second = store.append("session/s2", [msg(f"b{i}") for i in range(1200)])  # more than one page
+    got = list(store.read_all())
+    assert got == first + second
+    assert [e.position for e in got] == [*range(1, 151), *range(154, 1354)]
+    assert list(store.read_all(after=100)) == first[100:] + second
+    store.close()
+
+
+def test_a_glued_entry_and_a_garbage_entry_in_one_page_do_not_shift_positions(redis_url: str) -> None:
+    """Two events glued by a newline in one entry (+1 line) and a garbage entry (-1 line) in the
+    same run of a page would leave the line count unchanged: such a page must not be decoded as
+    one run of lines, or every later event of the run would get its neighbour's position."""
+    import redis as redis_lib
+
+    from eventlog import codec
+
+    client = redis_lib.Redis.from_url(redis_url)
+    store = open_store(redis_url)
+    first = store.append("session/s1", [msg(f"a{i}") for i in range(120)])
+    glued = codec.encode(first[0]) + b"\n" + codec.encode(first[1])
+    for data in (glued, b"{not json"):
+        seq = client.incr("el:{el:0}:seq")
+        client.xadd("el:{el:0}:log", {b"e": data}, id=f"0-{seq}")
+    second = store.append("session/s2", [msg(f"b{i}") for i in range(30)])
+    got = list(store.read_all())
+    assert got == first + second
+    assert [e.position for e in got] == [*range(1, 121), *range(123, 153)]
+    store.close()
