@@ -318,17 +318,10 @@ def seal_batch(
             fresh.append(event)
     if fresh and expected_version is not None and expected_version != head.version:
         raise ConcurrencyError(stream, expected_version, head.version)
-    version, prev = head
-    sealed: list[Event] = []
-    bodies: list[bytes] = []
-    for event in fresh:
-        version += 1
-        event, body = codec.seal_encoded(event, stream=stream, version=version, prev_hash=prev,
-                                         max_bytes=max_event_bytes)
-        prev = event.hash
-        sealed.append(event)
-        bodies.append(body)
-    return SealedBatch(sealed, results, StreamHead(version, prev), bodies)
+    sealed, bodies = codec.seal_run(fresh, stream=stream, version=head.version, prev_hash=head.hash, position=None,
+                                    max_bytes=max_event_bytes)
+    new_head = StreamHead(head.version + len(sealed), sealed[-1].hash) if sealed else head
+    return SealedBatch(sealed, results, new_head, bodies)
 
 
 def resolve(batch: SealedBatch, positioned: Sequence[Event]) -> list[Event]:
