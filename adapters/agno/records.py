@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from agno.db.schemas.evals import EvalRunRecord
 from agno.db.schemas.knowledge import KnowledgeRow
 
 from adapters.agno.core import EventLogCore, actor_of
+from adapters.agno.filters import trace_filter
 from eventlog import Payload, RecordDeleted, RecordUpserted
 from eventlog.names import record_stream
 
@@ -205,11 +207,15 @@ class RecordMethods(EventLogCore):
 
     # --- traces and spans (Agno's JsonDb logic over folded rows) -------------------------
 
-    def _json_call(self, tables: tuple[str, ...], method: str, *args: Any, **kwargs: Any) -> Any:
+    def _json_call(self, tables: tuple[str, ...], method: str, *args: Any,
+                   traces_kept: Callable[[dict[str, Any]], bool] | None = None, **kwargs: Any) -> Any:
+        """Run Agno's JsonDb `method` over the folded rows of `tables` (with `traces_kept`,
+        only the traces it keeps are visible: a filter expression JsonDb cannot evaluate)."""
         with self._write_lock:
             with self._reading() as states:
                 mirror = self._json_mirror
-                mirror.tables = {t: list(self._table(states, t).values()) for t in tables}
+                mirror.tables = {t: [r for r in self._table(states, t).values()
+                                     if traces_kept is None or t != "traces" or traces_kept(r)] for t in tables}
                 before = {t: dict(self._table(states, t)) for t in tables}
                 mirror.written = {}
                 result = getattr(mirror, method)(*args, **kwargs)
@@ -227,21 +233,26 @@ class RecordMethods(EventLogCore):
     def get_traces(self, run_id: str | None = None, session_id: str | None = None, user_id: str | None = None,
                    agent_id: str | None = None, team_id: str | None = None, workflow_id: str | None = None,
                    status: str | None = None, start_time: datetime | None = None, end_time: datetime | None = None,
-                   limit: int | None = 20, page: int | None = 1) -> tuple[list[Any], int]:
+                   limit: int | None = 20, page: int | None = 1,
+                   filter_expr: dict[str, Any] | None = None) -> tuple[list[Any], int]:
+        """`filter_expr` (an `agno.filters` expression as a dict; AgentOS ANDs the caller's user
+        into it) is evaluated as the SQL databases do (see adapters.agno.filters)."""
         result: tuple[list[Any], int] = self._json_call(
             ("traces", "spans"), "get_traces", run_id=run_id, session_id=session_id, user_id=user_id,
             agent_id=agent_id, team_id=team_id, workflow_id=workflow_id, status=status, start_time=start_time,
-            end_time=end_time, limit=limit, page=page)
+            end_time=end_time, limit=limit, page=page, traces_kept=trace_filter(filter_expr))
         return result
 
     def get_trace_stats(self, user_id: str | None = None, agent_id: str | None = None, team_id: str | None = None,
                         workflow_id: str | None = None, start_time: datetime | None = None,
                         end_time: datetime | None = None, limit: int | None = 20, page: int | None = 1,
+                        filter_expr: dict[str, Any] | None = None,
                         group_by: Any = "session") -> tuple[list[dict[str, Any]], int]:
+        """Stats over the traces `filter_expr` keeps (see `get_traces`)."""
         result: tuple[list[dict[str, Any]], int] = self._json_call(
             ("traces",), "get_trace_stats", user_id=user_id, agent_id=agent_id, team_id=team_id,
             workflow_id=workflow_id, start_time=start_time, end_time=end_time, limit=limit, page=page,
-            group_by=group_by)
+            group_by=group_by, traces_kept=trace_filter(filter_expr))
         return result
 
     def create_span(self, span: Any) -> None:
