@@ -18,6 +18,7 @@ from typing import Any
 
 from eventlog import Actor, EventStore, InvalidEvent, Payload, ReadOnlyStore, new_event, open_store
 from eventlog.events import Event
+from eventlog.memory import MemoryStore
 from projections import ProjectionRunner, all_projections
 from projections.timetravel import Point, events_at, parse_point
 
@@ -42,10 +43,11 @@ class EventLogCore:
         if self.point is None:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=snapshots)
             self.runner.catch_up()
-            if snapshots:
+            if snapshots and not isinstance(self.store, MemoryStore):
                 # Agno never closes its db, so without this a restart would fold the whole log
                 # again (seconds for a million events); a weak reference, so the registration
-                # does not keep the db alive.
+                # does not keep the db alive. (A memory store ends with the process: nothing
+                # to keep.)
                 atexit.register(_snapshot_at_exit, weakref.ref(self))
         else:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
@@ -95,19 +97,21 @@ class EventLogCore:
         if self._owns_store:
             self.store.close()
 
-    def save_snapshots(self) -> None:
+    def save_snapshots(self, *, failure_level: int = logging.WARNING) -> None:
         """Snapshot the read models now (a snapshot is an optimisation: failures are logged)."""
         if self.point is None and not self.read_only and not self._closed:
             try:
                 self.runner.save_snapshots()
             except Exception as exc:
-                log.warning("could not save projection snapshots: %s", exc)
+                log.log(failure_level, "could not save projection snapshots: %s", exc)
 
 
 def _snapshot_at_exit(ref: weakref.ReferenceType[EventLogCore]) -> None:
+    """At exit the store may already be closed by its owner or Redis gone: the next start
+    then folds the log, which is correct, so that is not worth a warning."""
     db = ref()
     if db is not None:
-        db.save_snapshots()
+        db.save_snapshots(failure_level=logging.DEBUG)
 
 
 def _jsonable_event(event: Event) -> Event:
