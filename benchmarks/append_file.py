@@ -8,7 +8,7 @@ The raw loops write exactly the lines our store writes (same encoded events).
 A third column measures the floor of what any multi-process, hash-chained file append has to
 do per event, in a loop with nothing else: take the directory's exclusive `flock`, `fstat` the
 segment (has another process appended?), seal the event into its stream's chain (one encode,
-one SHA-256 — `codec.seal_positioned`, the store's sealing code), `write` the line,
+one SHA-256 — `codec.seal_run`, the store's sealing code), `write` the line,
 release the lock; fsync as in the raw loop. `ours / floor` is how much of the remaining gap is
 the store's own bookkeeping (index, idempotency, validation) rather than that floor.
 """
@@ -54,8 +54,8 @@ def _floor(directory: Path, events: list[Event], every: int) -> float:
         for i, event in enumerate(events, start=1):
             fcntl.flock(lock, fcntl.LOCK_EX)
             os.fstat(fd)
-            sealed, line = codec.seal_positioned(event, stream=stream, version=i,
-                                                 prev_hash=prev, position=i)
+            (sealed,), (line,) = codec.seal_run([event], stream=stream, version=i - 1, prev_hash=prev,
+                                                position=i - 1)
             prev = sealed.hash
             os.write(fd, line + b"\n")
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -121,14 +121,9 @@ def compute_hash(event: Event) -> str:
 
 
 def seal(event: Event, *, stream: str, version: int, prev_hash: str, max_bytes: int | None = None) -> Event:
-    """Give an event its place in a stream and its chain hash (position comes later)."""
-    placed = msgspec.structs.replace(
-        event, stream=stream, version=version, prev_hash=prev_hash, position=0, partition=0, hash=""
-    )
-    body = encode(placed)
-    if max_bytes is not None:
-        check_size(body, max_bytes, placed)
-    return msgspec.structs.replace(placed, hash=hashlib.sha256(body).hexdigest())
+    """Give an event its place in a stream and its chain hash (position comes later). The
+    plain replace-then-encode path: the reference `seal_run`'s splicing is tested against."""
+    return _seal_encoded_slow(event, stream=stream, version=version, prev_hash=prev_hash, max_bytes=max_bytes)[0]
 
 
 def seal_encoded(event: Event, *, stream: str, version: int, prev_hash: str,
@@ -137,15 +132,6 @@ def seal_encoded(event: Event, *, stream: str, version: int, prev_hash: str,
     from one encode of the event (see `seal_run`)."""
     sealed, stored = seal_run([event], stream=stream, version=version - 1, prev_hash=prev_hash, position=None,
                               max_bytes=max_bytes)
-    return sealed[0], stored[0]
-
-
-def seal_positioned(event: Event, *, stream: str, version: int, prev_hash: str, position: int,
-                    max_bytes: int | None = None) -> tuple[Event, bytes]:
-    """The sealed event with its position, and its stored line (no newline): what the file
-    store writes, from one encode of the event (see `seal_run`)."""
-    sealed, stored = seal_run([event], stream=stream, version=version - 1, prev_hash=prev_hash,
-                              position=position - 1, max_bytes=max_bytes)
     return sealed[0], stored[0]
 
 

@@ -78,9 +78,8 @@ class StreamIndex:
             self.heads[stream] = StreamHead(version, digest)
         if position > self.count:
             sparse = self.sparse
-            if len(sparse) <= (position - 1) // SPARSE_EVERY:
-                while len(sparse) <= (position - 1) // SPARSE_EVERY:
-                    sparse.append(location)
+            while len(sparse) <= (position - 1) // SPARSE_EVERY:
+                sparse.append(location)
             self.count = position
             self.last_location = location
             slot = position % RECENT

@@ -68,7 +68,8 @@ def test_the_spliced_hot_path_equals_replace_then_encode(content: object, event_
     sealed, body = codec.seal_encoded(event, stream=stream, version=version, prev_hash=prev)
     assert sealed == reference
     assert body == codec.encode(reference)
-    placed, line = codec.seal_positioned(event, stream=stream, version=version, prev_hash=prev, position=position)
+    (placed,), (line,) = codec.seal_run([event], stream=stream, version=version - 1, prev_hash=prev,
+                                        position=position - 1)
     assert placed == msgspec.structs.replace(reference, position=position)
     assert line == codec.encode(placed)
     assert codec.decode(line) == placed
@@ -87,7 +88,8 @@ def test_events_placed_before_and_unknown_payloads_take_the_plain_path() -> None
     unknown = msgspec.structs.replace(fresh, payload=UnknownPayload(kind="future.thing", raw=b'{"type":"future.thing","x":[1,2]}'))
     for event in (placed_before, unknown):
         reference = codec.seal(event, stream="session/s", version=3, prev_hash="ab" * 32)
-        placed, line = codec.seal_positioned(event, stream="session/s", version=3, prev_hash="ab" * 32, position=42)
+        (placed,), (line,) = codec.seal_run([event], stream="session/s", version=2, prev_hash="ab" * 32,
+                                            position=41)
         assert placed == msgspec.structs.replace(reference, position=42)
         assert line == codec.encode(placed)
         sealed, body = codec.seal_encoded(event, stream="session/s", version=3, prev_hash="ab" * 32)
@@ -101,8 +103,7 @@ def test_the_hot_path_enforces_the_size_limit() -> None:
 
     event = new_event(MessageAppended(session_id="s", role="user", content="x" * 2000))
     with pytest.raises(EventTooLarge, match="limit is 1000"):
-        codec.seal_positioned(event, stream="session/s", version=1,
-                              prev_hash="", position=1, max_bytes=1000)
+        codec.seal_run([event], stream="session/s", version=0, prev_hash="", position=0, max_bytes=1000)
     with pytest.raises(EventTooLarge):
         codec.seal_encoded(event, stream="session/s", version=1, prev_hash="", max_bytes=1000)
 
