@@ -87,11 +87,8 @@ class ConversationProjection(Projection[ConversationState]):
 
     def apply(self, state: ConversationState, event: Event) -> ConversationState:
         p = event.payload
-        kind = type(p)
-        if kind is RunRecorded:  # the bulk of a log: checked first, by identity
-            _record_run(state.sessions, event, p)  # type: ignore[arg-type]
-        elif isinstance(p, RunRecorded):
-            _record_run(state.sessions, event, p)
+        if isinstance(p, RunRecorded):  # the bulk of a log: checked first
+            _record_run(state, event, p)
         elif isinstance(p, MessageAppended):
             _conversation(state, p.session_id).messages.append(
                 MessageEntry(
@@ -118,10 +115,8 @@ class ConversationProjection(Projection[ConversationState]):
         return state
 
 
-def _record_run(sessions: dict[str, Conversation], event: Event, p: RunRecorded) -> None:
-    conv = sessions.get(p.session_id)
-    if conv is None:
-        conv = sessions[p.session_id] = Conversation(session_id=p.session_id, runs=[], messages=[], index={})
+def _record_run(state: ConversationState, event: Event, p: RunRecorded) -> None:
+    conv = _conversation(state, p.session_id)
     run = p.run
     a = event.actor
     entry = RunEntry(

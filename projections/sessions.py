@@ -145,56 +145,53 @@ def _deleted(sessions: dict[str, SessionRow], event: Event, p: SessionDeleted) -
     sessions.pop(p.session_id, None)
 
 
-def _renamed(sessions: dict[str, SessionRow], event: Event, p: SessionRenamed) -> None:
-    now = epoch(event.at)
-    row = _row(sessions, event, p.session_id, now)
+def _row_change(change: Callable[[SessionRow, Any], None]) -> _Handler:
+    """A handler that finds (or makes) the session's row, applies `change` and touches it."""
+
+    def handler(sessions: dict[str, SessionRow], event: Event, p: Any) -> None:
+        now = epoch(event.at)
+        row = _row(sessions, event, p.session_id, now)
+        change(row, p)
+        _touched(row, event, now)
+
+    return handler
+
+
+def _rename(row: SessionRow, p: SessionRenamed) -> None:
     row.name = p.name
-    _touched(row, event, now)
 
 
-def _state_changed(sessions: dict[str, SessionRow], event: Event, p: SessionStateChanged) -> None:
-    now = epoch(event.at)
-    row = _row(sessions, event, p.session_id, now)
+def _change_state(row: SessionRow, p: SessionStateChanged) -> None:
     for key in p.removed:
         row.state.pop(key, None)
     row.state.update(p.set)
     row.has_state = True
-    _touched(row, event, now)
 
 
-def _summary_changed(sessions: dict[str, SessionRow], event: Event, p: SessionSummaryChanged) -> None:
-    now = epoch(event.at)
-    row = _row(sessions, event, p.session_id, now)
+def _change_summary(row: SessionRow, p: SessionSummaryChanged) -> None:
     row.summary = p.summary
-    _touched(row, event, now)
 
 
-def _fields_changed(sessions: dict[str, SessionRow], event: Event, p: SessionFieldsChanged) -> None:
-    now = epoch(event.at)
-    row = _row(sessions, event, p.session_id, now)
+def _change_fields(row: SessionRow, p: SessionFieldsChanged) -> None:
     for key, value in p.fields.items():
         if key in _ROW_ATTRS:
             setattr(row, key, value)
         else:
             row.fields[key] = value
-    _touched(row, event, now)
 
 
-def _forked(sessions: dict[str, SessionRow], event: Event, p: SessionForked) -> None:
-    now = epoch(event.at)
-    row = _row(sessions, event, p.session_id, now)
+def _fork(row: SessionRow, p: SessionForked) -> None:
     row.forked_from = p.origin_session_id
-    _touched(row, event, now)
 
 
 _HANDLERS: dict[type, _Handler] = {
     SessionStarted: _started,
-    SessionRenamed: _renamed,
+    SessionRenamed: _row_change(_rename),
     SessionDeleted: _deleted,
-    SessionStateChanged: _state_changed,
-    SessionSummaryChanged: _summary_changed,
-    SessionFieldsChanged: _fields_changed,
-    SessionForked: _forked,
+    SessionStateChanged: _row_change(_change_state),
+    SessionSummaryChanged: _row_change(_change_summary),
+    SessionFieldsChanged: _row_change(_change_fields),
+    SessionForked: _row_change(_fork),
     RunRecorded: _run_changed,
     RunDeleted: _run_changed,
 }
