@@ -26,6 +26,7 @@ from eventlog.events import (
     Event,
     UnknownPayload,
 )
+from eventlog.lazy_runs import LazyEvent, LazyRunRecorded
 
 DEFAULT_MAX_EVENT_BYTES = 1 << 20  # 1 MiB, configurable per store
 
@@ -55,6 +56,7 @@ class _Tag(msgspec.Struct):
 _encoder = msgspec.json.Encoder()
 _event_decoder = msgspec.json.Decoder(Event)
 _raw_decoder = msgspec.json.Decoder(_RawEvent)
+_lazy_decoder = msgspec.json.Decoder(LazyEvent)
 _tag_decoder = msgspec.json.Decoder(_Tag)
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
 
@@ -239,12 +241,27 @@ def decode(data: bytes | memoryview, *, upcast: bool = True) -> Event:
     return event
 
 
-def decode_lines(data: bytes, *, upcast: bool = True) -> list[Event]:
+def decode_lines(data: bytes, *, upcast: bool = True, lazy_runs: bool = False) -> list[Event]:
     """Decode a run of stored events, one per line, skipping lines that are not events.
 
     One decoder call for the whole run when every line is a current, known event (the
     common case: no per-line Python work); otherwise line by line through `decode`, so
-    unknown types, old schemas and garbage are handled exactly as there."""
+    unknown types, old schemas and garbage are handled exactly as there.
+
+    `lazy_runs`: `run.recorded` payloads come back as `LazyRunRecorded` (the run as its
+    stored JSON) inside `LazyEvent`s typed here as `Event` — only for a fold that declared it
+    reads them (see `eventlog.lazy_runs`). A run that is not a JSON object (which the typed
+    decoder would refuse) sends the whole run of lines down the exact path."""
+    if lazy_runs:
+        try:
+            lazy: list[LazyEvent] = _lazy_decoder.decode_lines(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return _decode_each(data, upcast)
+        for e in lazy:
+            p = e.payload
+            if (upcast and e.schema != p.schema) or (type(p) is LazyRunRecorded and memoryview(p.run)[0] != 123):
+                return _decode_each(data, upcast)  # 123: "{"
+        return lazy  # type: ignore[return-value]  # an Event in all but the run's type
     try:
         events = _event_decoder.decode_lines(data)
     except (msgspec.ValidationError, msgspec.DecodeError):

@@ -448,7 +448,10 @@ class JsonlStore(EventStore):
                     yield codec.decode(window[offset:offset + lengths[k]])
             i = j
 
-    def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]:
+    def read_all_for_fold(self, after: Cursor | int | str | None = None) -> Iterator[Event]:
+        return self._read_all(Cursor.of(after), upcast=True, lazy_runs=True)
+
+    def _read_all(self, after: Cursor, *, upcast: bool, lazy_runs: bool = False) -> Iterator[Event]:
         start_after = after.get(0)
         with self._shared():
             self._catch_up()
@@ -461,7 +464,7 @@ class JsonlStore(EventStore):
             for chunk in _chunks(self.segment_path(segment), offset, limit):
                 # A whole chunk of lines in one decoder call; unreadable lines are skipped
                 # (they are reported once, at indexing time, in self.corrupt).
-                events = codec.decode_lines(chunk, upcast=upcast)
+                events = codec.decode_lines(chunk, upcast=upcast, lazy_runs=lazy_runs)
                 if events and events[0].position <= start_after:
                     events = [e for e in events if e.position > start_after]
                 yield from events

@@ -160,6 +160,12 @@ class EventStore(ABC):
     @abstractmethod
     def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]: ...
 
+    def read_all_for_fold(self, after: Cursor | int | str | None = None) -> Iterator[Event]:
+        """`read_all` for a fold that takes a run's body as stored JSON: a store that decodes
+        stored bytes may return `run.recorded` events as `eventlog.lazy_runs.LazyEvent`
+        (the run left undecoded; see there). Every other store: plain `read_all`."""
+        return self.read_all(after)
+
     def read_all_raw(self, after: Cursor | int | str | None = None) -> Iterator[Event]:
         """Like `read_all` but payloads exactly as stored (no upcasting): for verification."""
         return self._read_all(Cursor.of(after), upcast=False)

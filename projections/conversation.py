@@ -7,12 +7,14 @@ whatever the length of the log.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+from msgspec import Raw
 
 from eventlog import Event, MessageAppended, RunDeleted, RunRecorded, SessionDeleted
-from projections.fold import Projection, epoch
+from projections.fold import EPOCH, Projection, epoch
 
 _encode_run = msgspec.json.Encoder().encode
 _decode_run = msgspec.json.Decoder(dict[str, Any]).decode
@@ -32,6 +34,8 @@ class RunEntry(msgspec.Struct, kw_only=True, gc=False):
 
     run_id: str
     body: bytes  # the run (Agno's dict) as JSON
+    # Who recorded the run: the event's actor. (The run's own ids, where Agno set them,
+    # are in `run`; reading them here would mean parsing every run during a rebuild.)
     agent_id: str | None = None
     team_id: str | None = None
     workflow_id: str | None = None
@@ -78,9 +82,10 @@ class ConversationState(msgspec.Struct):
 
 class ConversationProjection(Projection[ConversationState]):
     name = "conversation"
-    schema = 4  # 4: runs kept as JSON bytes (RunEntry.body)
+    schema = 5  # 4: runs kept as JSON bytes (RunEntry.body); 5: RunEntry ids are the actor's
     state_type = ConversationState
     handles = (RunRecorded, MessageAppended, RunDeleted, SessionDeleted)
+    lazy_runs = True
 
     def initial(self) -> ConversationState:
         return ConversationState({})
@@ -115,16 +120,63 @@ class ConversationProjection(Projection[ConversationState]):
         return state
 
 
+    def fold(self, events: Iterable[Event], state: ConversationState | None = None) -> ConversationState:
+        """`apply` over `events` as one loop: runs (the bulk of a log) are recorded inline,
+        anything else goes through `apply`. Same result as applying one by one."""
+        current = self.initial() if state is None else state
+        sessions = current.sessions
+        apply = self.apply
+        encode = _encode_run
+        for event in events:
+            p = event.payload
+            if not isinstance(p, RunRecorded):
+                current = apply(current, event)
+                continue
+            run = p.run
+            # a rebuild's run is its stored JSON already (eventlog.lazy_runs)
+            body = bytes(run) if isinstance(run, Raw) else encode(run)
+            a = event.actor
+            sid = p.session_id
+            conv = sessions.get(sid)
+            if conv is None:
+                conv = _conversation(current, sid)
+            run_id = p.run_id
+            at = event.at
+            try:  # `epoch(at)` inlined (see fold.epoch_inline)
+                since = at - EPOCH
+                now = since.days * 86400 + since.seconds if since.days >= 0 else epoch(at)
+            except TypeError:
+                now = epoch(at)
+            entry = RunEntry(
+                run_id=run_id,
+                body=body,
+                agent_id=a.agent_id,
+                team_id=a.team_id,
+                workflow_id=a.workflow_id,
+                recorded_at=now,
+                event_id=event.id,
+                version=event.version,
+            )
+            index = conv.index
+            i = index.get(run_id)
+            if i is None:
+                index[run_id] = len(conv.runs)
+                conv.runs.append(entry)
+            else:
+                conv.runs[i] = entry
+                conv.rewrites += 1
+        return current
+
+
 def _record_run(state: ConversationState, event: Event, p: RunRecorded) -> None:
     conv = _conversation(state, p.session_id)
-    run = p.run
     a = event.actor
     entry = RunEntry(
         run_id=p.run_id,
-        body=_encode_run(run),
-        agent_id=a.agent_id or run.get("agent_id"),
-        team_id=a.team_id or run.get("team_id"),
-        workflow_id=a.workflow_id or run.get("workflow_id"),
+        body=bytes(p.run) if isinstance(p.run, Raw) else _encode_run(p.run),
+        agent_id=a.agent_id,
+        team_id=a.team_id,
+        workflow_id=a.workflow_id,
         recorded_at=epoch(event.at),
         event_id=event.id,
         version=event.version,

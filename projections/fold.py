@@ -31,6 +31,10 @@ class Projection(ABC, Generic[S]):
     # The payload types `apply` acts on (None: all). Only an optimisation: the runner skips
     # calling `apply` for other types, which `apply` would return untouched anyway.
     handles: ClassVar[tuple[type, ...] | None] = None
+    # True when `apply`/`fold` also accept a `run.recorded` event whose run is still its
+    # stored JSON (`eventlog.lazy_runs.LazyRunRecorded`). A runner whose projections all
+    # say so reads the log with `read_all_for_fold`, which need not decode the runs.
+    lazy_runs: ClassVar[bool] = False
 
     @abstractmethod
     def initial(self) -> S: ...
@@ -81,6 +85,17 @@ def epoch(at: datetime) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = _EPOCH  # for folds that inline `epoch` in their loop (see `epoch_inline`)
+
+
+def epoch_inline(at: datetime) -> int:
+    """`epoch` without the memo: what a fold's loop computes inline (`at - EPOCH`), kept here
+    as the reference the inlined copies must equal (tests compare them)."""
+    try:
+        since = at - _EPOCH
+    except TypeError:
+        return int(at.timestamp())
+    return since.days * 86400 + since.seconds if since.days >= 0 else int(at.timestamp())
 
 
 def epoch_now() -> int:

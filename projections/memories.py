@@ -50,6 +50,7 @@ class UserMemoriesProjection(Projection[MemoriesState]):
     name = "memories"
     schema = 1
     state_type = MemoriesState
+    lazy_runs = True  # reads no run bodies
     handles = (UserMemoryAdded, UserMemoryUpdated, UserMemoryDeleted, UserMemoriesCleared, UserForgotten)
 
     def initial(self) -> MemoriesState:

@@ -23,6 +23,7 @@ class RecordsProjection(Projection[RecordsState]):
     name = "records"
     schema = 1
     state_type = RecordsState
+    lazy_runs = True  # reads no run bodies
     handles = (RecordUpserted, RecordDeleted)
 
     def initial(self) -> RecordsState:

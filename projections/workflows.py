@@ -56,6 +56,7 @@ class WorkflowsProjection(Projection[WorkflowsState]):
     name = "workflows"
     schema = 1
     state_type = WorkflowsState
+    lazy_runs = True  # reads no run bodies
     handles = (WorkflowStateSaved, WorkflowStepCompleted)
 
     def initial(self) -> WorkflowsState:

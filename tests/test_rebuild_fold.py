@@ -1,0 +1,235 @@
+"""The rebuild path: chunked catch-up, each projection's loop-form `fold`, and run bodies read
+as stored JSON (`read_all_for_fold`, `eventlog.lazy_runs`). Each must give exactly the states
+of applying the events one by one (hypothesis), on every store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventlog import (
+    Actor,
+    Cursor,
+    Event,
+    MemoryStore,
+    MessageAppended,
+    RunDeleted,
+    RunRecorded,
+    SessionDeleted,
+    codec,
+    new_event,
+    open_store,
+)
+from eventlog.lazy_runs import LazyEvent, LazyRunRecorded
+from eventlog.names import session_stream
+from projections import ConversationProjection, ProjectionRunner, all_projections
+from projections import runner as runner_module
+from projections.fold import Projection, epoch, epoch_inline
+from tests.test_projections import SIDS, appends, encoded
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+runs = st.dictionaries(st.sampled_from(["content", "agent_id", "team_id", "status", "é\u2028", "\x01k"]),
+                       json_values, max_size=4)
+
+
+@st.composite
+def run_events(draw: st.DrawFn) -> tuple[str, Event]:
+    """Run-heavy events: recorded (any JSON body, actors with and without ids), deleted,
+    messages and session deletions — everything the conversation read model folds."""
+    sid = draw(st.sampled_from(SIDS))
+    actor = Actor(agent_id=draw(st.sampled_from([None, "a1", ""])), team_id=draw(st.sampled_from([None, "t1"])),
+                  workflow_id=draw(st.sampled_from([None, "w1"])), user_id="u", session_id=sid)
+    kind = draw(st.integers(0, 5))
+    run_id = f"r{draw(st.integers(0, 3))}"
+    if kind <= 2:
+        p: Any = RunRecorded(session_id=sid, run_id=run_id, run=draw(runs))
+    elif kind == 3:
+        p = RunDeleted(session_id=sid, run_id=run_id)
+    elif kind == 4:
+        p = MessageAppended(session_id=sid, role="user", content=draw(st.text(max_size=5)), run_id=run_id)
+    else:
+        p = SessionDeleted(session_id=sid)
+    return session_stream(sid), new_event(p, actor=actor)
+
+
+mixed = st.lists(st.one_of(appends(), run_events()), min_size=1, max_size=60)
+
+
+def apply_each(projection: Projection[Any], events: list[Event]) -> Any:
+    state = projection.initial()
+    for event in events:
+        state = projection.apply(state, event)
+    return state
+
+
+@settings(max_examples=80, deadline=None)
+@given(plan=mixed)
+def test_each_projections_fold_equals_applying_one_by_one(plan: list[tuple[str, Event]]) -> None:
+    store = MemoryStore()
+    for stream, event in plan:
+        store.append(stream, [event])
+    events = list(store.read_all())
+    for projection in all_projections():
+        assert encoded(projection.fold(events)) == encoded(apply_each(projection, events)), projection.name
+        # and folding in two parts (a chunk boundary anywhere) changes nothing
+        cut = len(events) // 2
+        assert encoded(projection.fold(events[cut:], projection.fold(events[:cut]))) == \
+            encoded(apply_each(projection, events)), projection.name
+
+
+@settings(max_examples=40, deadline=None)
+@given(plan=mixed, chunk=st.integers(1, 7))
+def test_file_rebuild_reads_runs_as_stored_json_and_equals_live_apply(
+        tmp_path_factory: pytest.TempPathFactory, plan: list[tuple[str, Event]], chunk: int) -> None:
+    store = open_store(str(tmp_path_factory.mktemp("log") / "log"))
+    live = ProjectionRunner(store, all_projections(), use_snapshots=False)
+    for stream, event in plan:
+        for stored in store.append(stream, [event]):
+            live.apply(stored)  # one by one, runs as dicts
+    lazy = list(store.read_all_for_fold())
+    plain = list(store.read_all())
+    assert len(lazy) == len(plain)
+    # (a run of lines holding anything unusual, such as an unknown type, is decoded the
+    # exact way, runs included; otherwise every run comes back as its JSON)
+    if not any(type(e.payload).__name__ == "UnknownPayload" for e in plain):
+        assert [type(a.payload) is LazyRunRecorded for a in lazy] == [type(b.payload) is RunRecorded for b in plain]
+    for a, b in zip(lazy, plain):
+        if type(a.payload) is LazyRunRecorded:
+            assert type(b.payload) is RunRecorded
+            assert msgspec.json.decode(bytes(a.payload.run)) == b.payload.run
+        else:
+            assert a.payload == b.payload
+        assert (a.id, a.position, a.version, a.actor, a.at, a.hash) == (b.id, b.position, b.version, b.actor, b.at, b.hash)
+    old = runner_module.CHUNK
+    runner_module.CHUNK = chunk  # chunk boundaries everywhere
+    try:
+        rebuilt = ProjectionRunner(store, all_projections(), use_snapshots=False)
+        assert rebuilt.catch_up() == len(plain)
+    finally:
+        runner_module.CHUNK = old
+    for name in live.states:
+        assert encoded(rebuilt.states[name]) == encoded(live.states[name]), name
+    assert rebuilt.cursor == live.cursor
+    store.close()
+
+
+def test_rebuild_on_every_store_equals_live_apply(store_factory: Any) -> None:
+    store = store_factory()
+    a = Actor(agent_id="a1", user_id="u", session_id="s1")
+    live = ProjectionRunner(store, all_projections(), use_snapshots=False)
+    for i in range(30):
+        events = [new_event(RunRecorded(session_id="s1", run_id=f"r{i % 7}", run={"content": f"é {i}", "n": [i, 1.5]}), actor=a),
+                  new_event(MessageAppended(session_id="s1", role="user", content=f"m{i}"), actor=a)]
+        for stored in store.append(session_stream("s1"), events):
+            live.apply(stored)
+    rebuilt = ProjectionRunner(store, all_projections(), use_snapshots=False)
+    rebuilt.catch_up()
+    for name in live.states:
+        assert encoded(rebuilt.states[name]) == encoded(live.states[name]), name
+    conv = rebuilt.states["conversation"].sessions["s1"]
+    # a run recorded again keeps its place and takes the latest body
+    assert [r.run["content"] for r in conv.runs] == [f"é {max(i for i in range(30) if i % 7 == k)}" for k in range(7)]
+
+
+class _PlainOnly(ConversationProjection):
+    """A projection that reads run bodies as dicts (as a user's own projection would)."""
+
+    name = "plain"
+    lazy_runs = False
+    seen: list[type] = []
+
+    def apply(self, state: Any, event: Event) -> Any:
+        self.seen.append(type(event.payload))
+        assert not isinstance(getattr(event.payload, "run", None), msgspec.Raw)
+        return super().apply(state, event)
+
+    def fold(self, events: Any, state: Any = None) -> Any:
+        return Projection.fold(self, events, state)
+
+
+def test_a_projection_that_did_not_declare_lazy_runs_gets_decoded_runs(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "log"))
+    store.append(session_stream("s1"), [new_event(RunRecorded(session_id="s1", run_id="r1", run={"x": 1}))])
+    runner = ProjectionRunner(store, [*all_projections(), _PlainOnly()], use_snapshots=False)
+    runner.catch_up()
+    assert _PlainOnly.seen == [RunRecorded]
+    assert runner.states["plain"].sessions["s1"].runs[0].run == {"x": 1}
+
+
+def test_lazy_decode_takes_the_exact_path_for_anything_unusual() -> None:
+    """A run that is not an object, an unknown type, an old schema, garbage: the lazy decoder
+    gives what the plain one gives (these lines go the exact way)."""
+    good = codec.encode(codec.seal(new_event(RunRecorded(session_id="s", run_id="r", run={"a": 1})),
+                                   stream="session/s", version=1, prev_hash=""))
+    not_object = good.replace(b'"run":{"a":1}', b'"run":[1,2]')
+    unknown = good.replace(b'"run.recorded"', b'"run.someday"')
+    for lines in ([good], [good, not_object], [unknown, good], [good, b"garbage", good]):
+        data = b"\n".join(lines)
+        lazy, plain = codec.decode_lines(data, lazy_runs=True), codec.decode_lines(data)
+        assert len(lazy) == len(plain)
+        for a, b in zip(lazy, plain):
+            if type(a.payload) is LazyRunRecorded:
+                assert isinstance(b.payload, RunRecorded)
+                assert msgspec.json.decode(bytes(a.payload.run)) == b.payload.run
+            else:
+                assert a == b
+    assert type(codec.decode_lines(not_object, lazy_runs=True)[0].payload).__name__ == "UnknownPayload"
+
+
+def test_lazy_event_has_events_fields_in_events_order() -> None:
+    """So a LazyEvent, were it ever encoded, gives the same bytes (and hash input) as Event."""
+    assert [f.name for f in msgspec.structs.fields(LazyEvent)] == [f.name for f in msgspec.structs.fields(Event)]
+    event = codec.seal(new_event(RunRecorded(session_id="s", run_id="r", run={"b": [1, "x"]}),
+                                 actor=Actor(agent_id="a")), stream="session/s", version=1, prev_hash="")
+    data = codec.encode(event)
+    assert msgspec.json.encode(msgspec.json.decode(data, type=LazyEvent)) == data
+
+
+class _BreaksAfter(MemoryStore):
+    """A store whose log read fails after `k` events (a connection lost mid-rebuild)."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]:
+        for n, event in enumerate(super()._read_all(after, upcast=upcast), after.get(0)):
+            if n == self.k:
+                raise OSError("connection lost")
+            yield event
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 2500])
+def test_a_read_failing_part_way_keeps_what_was_read_and_resumes(k: int) -> None:
+    store = _BreaksAfter(k)
+    a = Actor(agent_id="a1", user_id="u", session_id="s1")
+    for i in range(0, 3000, 100):
+        store.append(session_stream(f"s{i % 3}"), [new_event(RunRecorded(session_id=f"s{i % 3}", run_id=f"r{j}", run={"j": j}), actor=a)
+                                                  for j in range(i, i + 100)])
+    runner = ProjectionRunner(store, all_projections(), use_snapshots=False)
+    with pytest.raises(OSError):
+        runner.catch_up()
+    assert runner.cursor.get(0) == k
+    store.k = 10**9  # the connection is back
+    runner.catch_up()
+    events = list(store.read_all())
+    assert runner.cursor.get(0) == len(events) == 3000
+    for projection in all_projections():
+        assert encoded(runner.states[projection.name]) == encoded(apply_each(projection, events)), projection.name
+
+
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc))
+       | st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2200, 1, 1)))
+def test_inlined_epoch_equals_epoch(at: Any) -> None:
+    assert epoch_inline(at) == epoch(at) == int(at.timestamp())
