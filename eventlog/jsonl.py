@@ -448,10 +448,16 @@ class JsonlStore(EventStore):
                     yield codec.decode(window[offset:offset + lengths[k]])
             i = j
 
-    def read_all_for_fold(self, after: Cursor | int | str | None = None) -> Iterator[Event]:
-        return self._read_all(Cursor.of(after), upcast=True, lazy_runs=True)
+    def read_batches_for_fold(self, after: Cursor | int | str | None = None, *,
+                              lazy_runs: bool = False) -> Iterator[list[Event]]:
+        return self._read_batches(Cursor.of(after), upcast=True, lazy_runs=lazy_runs)
 
-    def _read_all(self, after: Cursor, *, upcast: bool, lazy_runs: bool = False) -> Iterator[Event]:
+    def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]:
+        for events in self._read_batches(after, upcast=upcast):
+            yield from events
+
+    def _read_batches(self, after: Cursor, *, upcast: bool, lazy_runs: bool = False) -> Iterator[list[Event]]:
+        """The log after `after`, as the decoded runs of lines (one list per 64 KiB read)."""
         start_after = after.get(0)
         with self._shared():
             self._catch_up()
@@ -467,7 +473,7 @@ class JsonlStore(EventStore):
                 events = codec.decode_lines(chunk, upcast=upcast, lazy_runs=lazy_runs)
                 if events and events[0].position <= start_after:
                     events = [e for e in events if e.position > start_after]
-                yield from events
+                yield events
             segment += 1
             offset = 0
 

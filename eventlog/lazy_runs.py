@@ -7,7 +7,7 @@ back as `msgspec.Raw`: the stored bytes of that one JSON value, not parsed.
 
 `LazyEvent` has `Event`'s fields in `Event`'s order (so it would encode to the same bytes)
 with a payload union in which `RunRecorded` is replaced by `LazyRunRecorded`. Stores hand
-these out only to a caller that asks for them (`EventStore.read_all_for_fold`), and the
+these out only to a caller that asks for them (`EventStore.read_batches_for_fold(lazy_runs=True)`), and the
 projection runner asks only when every projection it serves declares `lazy_runs = True`.
 Nothing else ever sees one.
 """

@@ -90,6 +90,10 @@ class Cursor(msgspec.Struct, frozen=True):
 Until = Cursor | int | str | datetime | None
 
 
+# Events per batch of `read_batches_for_fold` (the stores that decode in runs use theirs).
+FOLD_BATCH = 256
+
+
 class EventStore(ABC):
     """An append-only log of streams of events.
 
@@ -160,11 +164,23 @@ class EventStore(ABC):
     @abstractmethod
     def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]: ...
 
-    def read_all_for_fold(self, after: Cursor | int | str | None = None) -> Iterator[Event]:
-        """`read_all` for a fold that takes a run's body as stored JSON: a store that decodes
-        stored bytes may return `run.recorded` events as `eventlog.lazy_runs.LazyEvent`
-        (the run left undecoded; see there). Every other store: plain `read_all`."""
-        return self.read_all(after)
+    def read_batches_for_fold(self, after: Cursor | int | str | None = None, *,
+                              lazy_runs: bool = False) -> Iterator[list[Event]]:
+        """`read_all` in lists, for a fold (a rebuild): the order and events of `read_all`,
+        handed over in batches of a few hundred so the caller's per-event work can be one
+        loop. A store that decodes stored bytes yields the runs it decodes at once.
+
+        `lazy_runs`: `run.recorded` events may come back as `eventlog.lazy_runs.LazyEvent`,
+        the run left as its stored JSON, for a fold that reads runs only as JSON. A store
+        that keeps decoded events gives the plain ones."""
+        batch: list[Event] = []
+        for event in self.read_all(after):
+            batch.append(event)
+            if len(batch) == FOLD_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     def read_all_raw(self, after: Cursor | int | str | None = None) -> Iterator[Event]:
         """Like `read_all` but payloads exactly as stored (no upcasting): for verification."""

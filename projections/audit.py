@@ -120,39 +120,61 @@ class ActorsProjection(Projection[ActorsState]):
 
     def fold(self, events: Iterable[Event], state: ActorsState | None = None) -> ActorsState:
         """`apply` over `events` as one loop. Most events of a log come from the actor of the
-        event before (a run's events, a session's turns): the per-actor counts found for it
-        are reused while the actor is the same (equal fields), so such an event costs one
-        comparison and a few increments instead of building keys and looking them up."""
+        event before (a run's events, a session's turns), so events are tallied per stretch
+        of one actor (equal fields) and each stretch is added to that actor's counts once:
+        an event costs a comparison and one increment instead of building keys and
+        updating two or more counts. Same counts, same order of types, as `apply`."""
         current = self.initial() if state is None else state
         actors = current.actors
         type_of = TYPE_OF
         last: Actor | None = None
         counts: list[ActorCount] = []
+        tally: dict[str, int] = {}
+        n = 0
+        last_at: datetime | None = None
         for event in events:
             a = event.actor
             if a != last:
+                if n:
+                    _add_stretch(counts, tally, n, last_at)
+                    tally = {}
+                    n = 0
                 last = a
-                counts = []
-                if a.agent_id is not None:
-                    counts.append(_counter(actors, f"agent:{a.agent_id}", event.at))
-                if a.team_id is not None:
-                    counts.append(_counter(actors, f"team:{a.team_id}", event.at))
-                if a.user_id is not None:
-                    counts.append(_counter(actors, f"user:{a.user_id}", event.at))
-                if a.workflow_id is not None:
-                    counts.append(_counter(actors, f"workflow:{a.workflow_id}", event.at))
+                counts = _counters(actors, a, event.at)
             if not counts:
                 continue
             kind_of = type_of.get(type(event.payload))
             if kind_of is None or kind_of == "unknown.kept":
                 kind_of = event.type
-            at = event.at
-            for count in counts:
-                count.events += 1
-                types = count.types
-                types[kind_of] = types.get(kind_of, 0) + 1
-                count.last_at = at
+            tally[kind_of] = tally.get(kind_of, 0) + 1
+            n += 1
+            last_at = event.at
+        if n:
+            _add_stretch(counts, tally, n, last_at)
         return current
+
+
+def _counters(actors: dict[str, ActorCount], a: Actor, at: datetime) -> list[ActorCount]:
+    """The counts an event by `a` adds to (made, first seen `at`, where new)."""
+    counts = []
+    if a.agent_id is not None:
+        counts.append(_counter(actors, f"agent:{a.agent_id}", at))
+    if a.team_id is not None:
+        counts.append(_counter(actors, f"team:{a.team_id}", at))
+    if a.user_id is not None:
+        counts.append(_counter(actors, f"user:{a.user_id}", at))
+    if a.workflow_id is not None:
+        counts.append(_counter(actors, f"workflow:{a.workflow_id}", at))
+    return counts
+
+
+def _add_stretch(counts: list[ActorCount], tally: dict[str, int], n: int, last_at: datetime | None) -> None:
+    for count in counts:
+        count.events += n
+        types = count.types
+        for kind_of, k in tally.items():
+            types[kind_of] = types.get(kind_of, 0) + k
+        count.last_at = last_at
 
 
 def _counter(actors: dict[str, ActorCount], key: str, at: datetime) -> ActorCount:

@@ -33,7 +33,7 @@ class Projection(ABC, Generic[S]):
     handles: ClassVar[tuple[type, ...] | None] = None
     # True when `apply`/`fold` also accept a `run.recorded` event whose run is still its
     # stored JSON (`eventlog.lazy_runs.LazyRunRecorded`). A runner whose projections all
-    # say so reads the log with `read_all_for_fold`, which need not decode the runs.
+    # say so asks the store for runs left undecoded (`read_batches_for_fold(lazy_runs=True)`).
     lazy_runs: ClassVar[bool] = False
 
     @abstractmethod

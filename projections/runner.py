@@ -21,9 +21,6 @@ from projections.fold import Projection
 log = logging.getLogger("projections.runner")
 
 SNAPSHOT_PREFIX = "snapshot/"
-# Events per chunk of a catch-up: big enough that a fold's per-call cost vanishes, small enough
-# that the chunk stays in the CPU cache and in little memory.
-CHUNK = 256
 
 
 class Snapshot(msgspec.Struct):
@@ -104,45 +101,54 @@ class ProjectionRunner:
         return n
 
     def _catch_up_aligned(self) -> int:
-        """The common case — every projection at the same cursor — folded in chunks.
+        """The common case — every projection at the same cursor — folded batch by batch.
 
-        Events are routed by payload type into one list per projection that handles them;
-        every `CHUNK` events each projection folds its list with `Projection.fold`, which a
-        projection may implement as one tight loop (no call per event). Projections are
-        independent folds, so applying a chunk projection by projection gives the same states
-        as applying it event by event. Cursors are written once, at the end."""
+        The store hands the log over in batches (`read_batches_for_fold`: as it decodes them,
+        with runs left as their JSON when every projection can take that), and each
+        projection folds a whole batch with `Projection.fold`, which a projection may write
+        as one tight loop. A projection with its own `fold` (or one that handles every type)
+        gets every event and skips what it does not handle; one that only has `apply` gets
+        just the events of the types it handles. Projections are independent folds, so
+        folding a batch projection by projection gives the states that applying it event
+        by event would. The cursor moves after each batch."""
         states = self.states
         projections = self.projections
         reached = dict(next(iter(self._offsets.values())))
-        pending: dict[str, list[Event]] = {name: [] for name in projections}
+        whole = [(name, p.fold) for name, p in projections.items()
+                 if p.handles is None or type(p).fold is not Projection.fold]
+        routed = {name: p for name, p in projections.items() if all(name != w for w, _ in whole)}
+        pending: dict[str, list[Event]] = {name: [] for name in routed}
         routes: dict[type, list[Any]] = {}
+        single = self.store.partitions == 1
         n = 0
-
-        def flush() -> None:
-            for name, events in pending.items():
-                if events:
-                    states[name] = projections[name].fold(events, states[name])
-                    events.clear()
-
         try:
             lazy = all(p.lazy_runs for p in projections.values())
-            read = self.store.read_all_for_fold if lazy else self.store.read_all
-            for event in read(Cursor(dict(reached))):
-                kind = type(event.payload)
-                targets = routes.get(kind)
-                if targets is None:
-                    targets = routes[kind] = [pending[name].append for name, p in projections.items()
-                                              if p.handles is None or issubclass(kind, p.handles)]
-                for add in targets:
-                    add(event)
-                reached[event.partition] = event.position
-                n += 1
-                if not n % CHUNK:
-                    flush()
+            for batch in self.store.read_batches_for_fold(Cursor(dict(reached)), lazy_runs=lazy):
+                if not batch:
+                    continue
+                for name, fold in whole:
+                    states[name] = fold(batch, states[name])
+                if routed:
+                    for event in batch:
+                        kind = type(event.payload)
+                        targets = routes.get(kind)
+                        if targets is None:
+                            targets = routes[kind] = [pending[name].append for name, p in routed.items()
+                                                      if p.handles is None or issubclass(kind, p.handles)]
+                        for add in targets:
+                            add(event)
+                    for name, events in pending.items():
+                        if events:
+                            states[name] = routed[name].fold(events, states[name])
+                            events.clear()
+                if single:
+                    last = batch[-1]
+                    reached[last.partition] = last.position
+                else:
+                    for event in batch:
+                        reached[event.partition] = event.position
+                n += len(batch)
         finally:
-            # Events already read are folded even when reading failed part way: the cursors
-            # below say they were applied.
-            flush()
             for name in self._offsets:
                 self._offsets[name] = dict(reached)
             self.applied += n

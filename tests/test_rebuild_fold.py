@@ -1,5 +1,5 @@
 """The rebuild path: chunked catch-up, each projection's loop-form `fold`, and run bodies read
-as stored JSON (`read_all_for_fold`, `eventlog.lazy_runs`). Each must give exactly the states
+as stored JSON (`read_batches_for_fold`, `eventlog.lazy_runs`). Each must give exactly the states
 of applying the events one by one (hypothesis), on every store."""
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from eventlog import (
     new_event,
     open_store,
 )
+from eventlog import jsonl as jsonl_module
 from eventlog.lazy_runs import LazyEvent, LazyRunRecorded
+from eventlog.store import FOLD_BATCH
 from eventlog.names import session_stream
 from projections import ConversationProjection, ProjectionRunner, all_projections
-from projections import runner as runner_module
 from projections.fold import Projection, epoch, epoch_inline
 from tests.test_projections import SIDS, appends, encoded
 
@@ -89,7 +90,7 @@ def test_each_projections_fold_equals_applying_one_by_one(plan: list[tuple[str, 
 
 
 @settings(max_examples=40, deadline=None)
-@given(plan=mixed, chunk=st.integers(1, 7))
+@given(plan=mixed, chunk=st.sampled_from([1, 300, 700, 2000, 64 << 10]))
 def test_file_rebuild_reads_runs_as_stored_json_and_equals_live_apply(
         tmp_path_factory: pytest.TempPathFactory, plan: list[tuple[str, Event]], chunk: int) -> None:
     store = open_store(str(tmp_path_factory.mktemp("log") / "log"))
@@ -97,7 +98,7 @@ def test_file_rebuild_reads_runs_as_stored_json_and_equals_live_apply(
     for stream, event in plan:
         for stored in store.append(stream, [event]):
             live.apply(stored)  # one by one, runs as dicts
-    lazy = list(store.read_all_for_fold())
+    lazy = [e for batch in store.read_batches_for_fold(lazy_runs=True) for e in batch]
     plain = list(store.read_all())
     assert len(lazy) == len(plain)
     # (a run of lines holding anything unusual, such as an unknown type, is decoded the
@@ -111,13 +112,13 @@ def test_file_rebuild_reads_runs_as_stored_json_and_equals_live_apply(
         else:
             assert a.payload == b.payload
         assert (a.id, a.position, a.version, a.actor, a.at, a.hash) == (b.id, b.position, b.version, b.actor, b.at, b.hash)
-    old = runner_module.CHUNK
-    runner_module.CHUNK = chunk  # chunk boundaries everywhere
+    old = jsonl_module._CHUNK
+    jsonl_module._CHUNK = chunk  # batches of a line or a few: boundaries everywhere
     try:
         rebuilt = ProjectionRunner(store, all_projections(), use_snapshots=False)
         assert rebuilt.catch_up() == len(plain)
     finally:
-        runner_module.CHUNK = old
+        jsonl_module._CHUNK = old
     for name in live.states:
         assert encoded(rebuilt.states[name]) == encoded(live.states[name]), name
     assert rebuilt.cursor == live.cursor
@@ -210,20 +211,25 @@ class _BreaksAfter(MemoryStore):
             yield event
 
 
-@pytest.mark.parametrize("k", [0, 1, 5, 2500])
+@pytest.mark.parametrize("k", [0, 1, 5, FOLD_BATCH, FOLD_BATCH + 3, 2500])
 def test_a_read_failing_part_way_keeps_what_was_read_and_resumes(k: int) -> None:
-    store = _BreaksAfter(k)
+    store = _BreaksAfter(10**9)
     a = Actor(agent_id="a1", user_id="u", session_id="s1")
     for i in range(0, 3000, 100):
         store.append(session_stream(f"s{i % 3}"), [new_event(RunRecorded(session_id=f"s{i % 3}", run_id=f"r{j}", run={"j": j}), actor=a)
                                                   for j in range(i, i + 100)])
+    events = list(store.read_all())
+    store.k = k  # the connection will drop after k events
     runner = ProjectionRunner(store, all_projections(), use_snapshots=False)
     with pytest.raises(OSError):
         runner.catch_up()
-    assert runner.cursor.get(0) == k
+    # what was folded and the cursor agree: whole batches up to the failure, nothing after
+    reached = runner.cursor.get(0)
+    assert reached <= k and k - reached < FOLD_BATCH
+    for projection in all_projections():
+        assert encoded(runner.states[projection.name]) == encoded(apply_each(projection, events[:reached])), projection.name
     store.k = 10**9  # the connection is back
     runner.catch_up()
-    events = list(store.read_all())
     assert runner.cursor.get(0) == len(events) == 3000
     for projection in all_projections():
         assert encoded(runner.states[projection.name]) == encoded(apply_each(projection, events)), projection.name
