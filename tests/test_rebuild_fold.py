@@ -29,8 +29,8 @@ from eventlog import (
 )
 from eventlog import jsonl as jsonl_module
 from eventlog.lazy_runs import LazyEvent, LazyRunRecorded
-from eventlog.store import FOLD_BATCH
 from eventlog.names import session_stream
+from eventlog.store import FOLD_BATCH
 from projections import ConversationProjection, ProjectionRunner, all_projections
 from projections.fold import Projection, epoch, epoch_inline
 from tests.test_projections import SIDS, appends, encoded
