@@ -25,10 +25,11 @@ import contextlib
 import hashlib
 import heapq
 import logging
+import os
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -57,6 +58,8 @@ FORMAT = "1"
 BATCH = 1000
 MAX_BATCH = 3000  # Lua's unpack() limit bounds one atomic append
 _MAX_ROUTES = 65536  # streams whose append keys are cached
+_MAX_HELD = 8  # idle connections the store keeps for its appends (more go back to the pool)
+_APPEND_HEAD_ARGS = 8  # EVALSHA, sha, 5, the five KEYS: the part of an append packed per stream
 # Failures that mean "cannot reach it now" (the outcome of a write is then unknown).
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ClusterDownError, rex.MasterDownError,
@@ -125,6 +128,18 @@ return out
 """
 
 
+class _Route(NamedTuple):
+    """A stream's append: its partition, the five KEYS of the script, the packed start of its
+    EVALSHA (`EVALSHA sha 5 KEYS`, which `_pack_command` completes) and the lock that keeps
+    this process's appends to the stream in turn. Correctness never rests on the lock (the
+    script checks the head): two routes briefly made for one stream only cost a retry."""
+
+    partition: int
+    keys: list[str]
+    command: bytes
+    lock: threading.Lock
+
+
 class _Config(msgspec.Struct):
     prefix: str = "el"
     partitions: int = 1
@@ -151,14 +166,25 @@ class RedisStreamStore(EventStore):
         # With N > 0 an append returns only after N replicas have it (Redis WAIT), so a
         # failover cannot lose an acknowledged event. 0: asynchronous replication (faster).
         self.wait_replicas = wait_replicas
+        # stream -> cached head. Only ever read or replaced one key at a time (atomic dict
+        # operations): a stale entry costs one STALE retry, never a wrong chain.
         self._heads: dict[str, StreamHead] = {}
-        self._lock = threading.Lock()
         # EVALSHA is sent directly (see `_run_append`); redis-py's Script object only costs
         # time on the hot path. The digest is that of the script text, the same on every node.
         self._append_sha = hashlib.sha1(APPEND_LUA.encode()).hexdigest()
-        # stream -> (partition, the five KEYS of its append): building them is per-call work
-        # that only depends on the name. Bounded like a cache, cleared when full.
-        self._routes: dict[str, tuple[int, list[str]]] = {}
+        # stream -> its `_Route`: per-call work that only depends on the name. Bounded like a
+        # cache, cleared when full.
+        self._routes: dict[str, _Route] = {}
+        # A plain redis.Redis with a plain pool (not a cluster, not a subclass such as
+        # fakeredis, not a Sentinel or blocking pool) sends appends over connections the
+        # store holds itself (see `_append_direct`): redis-py's command path (pool checkout,
+        # retry wrapper, metrics, event dispatch, packing) cost more client time per call
+        # than the rest of the append together. Everything else (reads, config, blobs) keeps
+        # using the client and its pool.
+        self._direct = (not cluster and type(client) is redis.Redis
+                        and type(getattr(client, "connection_pool", None)) is redis.ConnectionPool)
+        self._held: list[Any] = []  # idle held connections (list pop/append are atomic)
+        self._fork = _forks  # held connections and route locks are not a forked child's
         self._read_script = client.register_script(READ_STREAM_LUA)
         self._closed = False
         self._config_checked = False
@@ -236,12 +262,13 @@ class RedisStreamStore(EventStore):
     def _stream_key(self, partition: int, stream: str) -> str:
         return f"{self._tag(partition)}:s:{stream}"
 
-    def _route(self, stream: str) -> tuple[int, list[str]]:
-        """The partition of `stream` and the KEYS of its append script, cached."""
+    def _route(self, stream: str) -> _Route:
+        """What an append to `stream` needs besides the events, cached."""
         route = self._routes.get(stream)
         if route is None:
             p = self.partition_of(stream)
-            route = (p, [*self._keys(p), self._stream_key(p, stream)])
+            keys = [*self._keys(p), self._stream_key(p, stream)]
+            route = _Route(p, keys, _packed_args(["EVALSHA", self._append_sha, len(keys), *keys]), threading.Lock())
             if len(self._routes) >= _MAX_ROUTES:
                 self._routes.clear()
             self._routes[stream] = route
@@ -278,8 +305,7 @@ class RedisStreamStore(EventStore):
     # --- append ---------------------------------------------------------------------------
 
     def _cached_head(self, partition: int, stream: str) -> StreamHead:
-        with self._lock:
-            head = self._heads.get(stream)
+        head = self._heads.get(stream)
         if head is None:
             head = self._fetch_head(partition, stream)
         return head
@@ -287,8 +313,7 @@ class RedisStreamStore(EventStore):
     def _fetch_head(self, partition: int, stream: str) -> StreamHead:
         raw = self._call(lambda: self.client.hget(self._keys(partition)[3], stream))
         head = _parse_head(raw)
-        with self._lock:
-            self._heads[stream] = head
+        self._heads[stream] = head
         return head
 
     def _append(self, stream: str, events: list[Event], expected_version: int | None) -> list[Event]:
@@ -301,7 +326,17 @@ class RedisStreamStore(EventStore):
         if len(events) > MAX_BATCH:
             raise InvalidEvent(f"at most {MAX_BATCH} events in one append on Redis (got {len(events)}): "
                                "the batch is one atomic script call; split it into several appends")
-        p, keys = self._route(stream)
+        if self._fork != _forks:
+            self._after_fork()
+        p, keys, command, lock = self._route(stream)
+        # One append at a time per stream in this process: threads appending to one stream
+        # would otherwise seal against the same head, all but one losing each round trip
+        # (STALE) and a slow one losing 64 in a row. Other processes are still met by STALE.
+        with lock:
+            return self._append_locked(stream, events, expected_version, p, keys, command)
+
+    def _append_locked(self, stream: str, events: list[Event], expected_version: int | None, p: int,
+                       keys: list[str], command: bytes) -> list[Event]:
         max_bytes = self.max_event_bytes
         expected = -1 if expected_version is None else expected_version
         stored: dict[int, Event] = {}  # index in `events` -> the stored twin of a duplicate
@@ -316,13 +351,15 @@ class RedisStreamStore(EventStore):
             args: list[Any] = [stream, expected, head.version, head.hash, f"{version} {prev}", n]
             args += [event.id for event in sealed]
             args += bodies
-            reply = self._call(self._run_append, keys, args)
+            if self._direct:
+                reply = self._call(self._append_direct, command, args)
+            else:
+                reply = self._call(self._run_append, keys, args)
             if type(reply) is int:  # stored; the position of the first event
                 first = reply
-                if self.wait_replicas:
+                if self.wait_replicas and not self._direct:  # (the direct path WAITs itself)
                     self._wait_replicas(keys[0])
-                with self._lock:
-                    self._heads[stream] = StreamHead(version, prev)
+                self._heads[stream] = StreamHead(version, prev)
                 replace = msgspec.structs.replace
                 for offset, i in enumerate(pending):
                     stored[i] = replace(sealed[offset], position=first + offset, partition=p)
@@ -338,8 +375,7 @@ class RedisStreamStore(EventStore):
                     break
                 continue
             actual = StreamHead(int(reply[1]), reply[2].decode())
-            with self._lock:
-                self._heads[stream] = actual
+            self._heads[stream] = actual
             if status == b"CONFLICT":
                 raise ConcurrencyError(stream, expected, actual.version)
             # STALE: another writer moved the head; reseal against it and retry
@@ -358,6 +394,84 @@ class RedisStreamStore(EventStore):
             self._append_sha = self.client.script_load(APPEND_LUA)
             return self.client.execute_command("EVALSHA", self._append_sha, 5, *keys, *args)
 
+    def _append_direct(self, command: bytes, args: list[Any]) -> Any:
+        """`_run_append` over a connection the store holds (a plain redis.Redis client).
+
+        `command` is the packed `EVALSHA sha 5 KEYS` of the stream (see `_route`). The
+        connection comes from the client's pool once, so it was set up like any other (AUTH,
+        TLS, SELECT, socket timeouts, health checks) and reconnects the same way. Each caller
+        takes its own idle connection, so concurrent appends do not queue behind one socket.
+
+        On a connection failure (a stale socket after a Redis restart, a timeout) the script is
+        sent once more on a fresh connection, as redis-py's own retry would: safe, because the
+        script is idempotent by event ids (a run that did land answers DUP with the stored
+        twins) and checks the head. If that fails too the error goes up, and `_call` makes it
+        StoreUnavailable. Any exception other than NOSCRIPT (handled in place, its reply read)
+        disconnects the connection, so no reply is ever left unread on it.
+
+        With `wait_replicas`, WAIT goes on the same connection right after a write: WAIT waits
+        for the calling connection's own writes, so it means nothing on another connection."""
+        try:
+            conn = self._held.pop()
+        except IndexError:
+            conn = self.client.connection_pool.get_connection()
+        try:
+            packed = [_pack_command(command, _APPEND_HEAD_ARGS, args)]
+            for attempt in (1, 2):
+                try:
+                    conn.send_packed_command(packed)
+                    try:
+                        reply = conn.read_response()
+                    except rex.NoScriptError:  # a complete error reply: the connection is clean
+                        conn.send_command("SCRIPT", "LOAD", APPEND_LUA)
+                        conn.read_response()
+                        conn.send_packed_command(packed)
+                        reply = conn.read_response()
+                    break
+                except (rex.ConnectionError, rex.TimeoutError, OSError):
+                    conn.disconnect()
+                    if attempt == 2:
+                        raise
+            acked = self.wait_replicas
+            if acked and type(reply) is int:
+                conn.send_command("WAIT", self.wait_replicas, 2000)
+                acked = int(conn.read_response())
+        except BaseException:
+            conn.disconnect()  # whatever happened mid-command, the next use starts afresh
+            self._put_held(conn)
+            raise
+        self._put_held(conn)
+        if acked < self.wait_replicas:
+            raise _replicas_short(self.url, acked, self.wait_replicas)
+        return reply
+
+    def _put_held(self, conn: Any) -> None:
+        if len(self._held) < _MAX_HELD and not self._closed:
+            self._held.append(conn)
+            if self._closed:  # close() ran meanwhile and may have missed it
+                self._release_held()
+        else:
+            self.client.connection_pool.release(conn)
+
+    def _release_held(self) -> None:
+        """Give the held connections back to the client's pool (which closes them when the
+        client closes its pool; a pool passed in by the caller keeps them)."""
+        while True:
+            try:
+                conn = self._held.pop()
+            except IndexError:
+                return
+            if self._fork == _forks:
+                self.client.connection_pool.release(conn)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the held connections' sockets are the parent's (drop them
+        unused; the pool resets itself likewise) and a route's lock may have been held by a
+        parent thread that does not exist here (make new routes)."""
+        self._held = []
+        self._routes = {}
+        self._fork = _forks
+
     def _stored_twin(self, partition: int, seq: int, data: bytes) -> Event:
         """The event an id is already stored as (the DUP reply carries its stored bytes)."""
         if not data:
@@ -373,8 +487,7 @@ class RedisStreamStore(EventStore):
 
         acked = self._call(wait)
         if acked < self.wait_replicas:
-            raise StoreUnavailable(f"{self.url}: only {acked} of {self.wait_replicas} replicas confirmed the append "
-                                   "in time; it is stored on the primary (retrying is safe)")
+            raise _replicas_short(self.url, acked, self.wait_replicas)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -532,11 +645,47 @@ class RedisStreamStore(EventStore):
             return
         self._closed = True
         with contextlib.suppress(Exception):  # closing a broken connection must not raise
+            self._release_held()
+        with contextlib.suppress(Exception):
             self.client.close()
+
+
+_forks = 0  # how many forks deep this process is: a store made before a fork notices it
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):  # (POSIX; nothing forks elsewhere)
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _raw_reply(response: Any, **options: Any) -> Any:
     return response
+
+
+def _packed_args(args: list[Any]) -> bytes:
+    """Arguments (str, int or bytes) in RESP, without the command header: the start of a
+    command that `_pack_command` completes."""
+    return _pack_command(b"", 0, args).partition(b"\r\n")[2]
+
+
+def _pack_command(packed: bytes, count: int, args: list[Any]) -> bytes:
+    """A Redis command in RESP: `count` arguments already packed in `packed`, then `args`
+    (str, int or bytes). The bytes redis-py's packer sends, without its per-call checks and
+    copies of every argument."""
+    parts = [b"*%d\r\n" % (count + len(args)), packed]
+    for arg in args:
+        data = arg.encode() if type(arg) is str else b"%d" % arg if type(arg) is int else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _replicas_short(url: str, acked: int, wanted: int) -> StoreUnavailable:
+    return StoreUnavailable(f"{url}: only {acked} of {wanted} replicas confirmed the append in time; it is "
+                            "stored on the primary (retrying is safe)")
 
 
 def _parse_head(raw: bytes | None) -> StreamHead:
