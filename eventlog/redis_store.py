@@ -48,7 +48,7 @@ from eventlog.errors import (
 from eventlog.events import Event
 from eventlog.names import validate_stream
 from eventlog.open import redact_url
-from eventlog.store import EMPTY_HEAD, Cursor, EventStore, StreamHead
+from eventlog.store import EMPTY_HEAD, Cursor, EventStore, StreamHead, batched
 
 log = logging.getLogger("eventlog.redis")
 
@@ -511,7 +511,13 @@ class RedisStreamStore(EventStore):
                 raise CorruptLog(f"{self.url}: stream {stream!r}, entry 0-{seq}: {exc}") from None
         return iter(events)
 
-    def _partition_entries(self, partition: int, after: int, upcast: bool) -> Iterator[Event]:
+    def _partition_entries(self, partition: int, after: int, upcast: bool, lazy_runs: bool = False) -> Iterator[Event]:
+        for events in self._partition_batches(partition, after, upcast, lazy_runs):
+            yield from events
+
+    def _partition_batches(self, partition: int, after: int, upcast: bool,
+                           lazy_runs: bool = False) -> Iterator[list[Event]]:
+        """A partition's log after `after`, as decoded runs of up to 100 entries."""
         key = self._keys(partition)[0]
         start = after + 1
         set_field = msgspec.structs.force_setattr
@@ -526,18 +532,19 @@ class RedisStreamStore(EventStore):
                 # in runs of 100: a run's events are still in the CPU cache when they are used
                 for i in range(0, len(entries), 100):
                     page = entries[i:i + 100]
-                    events = codec.decode_lines(b"\n".join([f[1] for _, f in page]), upcast=upcast)
+                    events = codec.decode_lines(b"\n".join([f[1] for _, f in page]), upcast=upcast,
+                                                lazy_runs=lazy_runs)
                     if len(events) != len(page):  # a line that is not an event: entry by entry
-                        yield from self._decode_entries(page, partition, upcast)
+                        yield list(self._decode_entries(page, partition, upcast))
                         continue
                     for (entry_id, _), event in zip(page, events):
                         # just decoded, referenced nowhere else: place it instead of copying it
                         set_field(event, "position", int(entry_id.split(b"-")[1]))
                         if partition:
                             set_field(event, "partition", partition)
-                        yield event
+                    yield events
             else:
-                yield from self._decode_entries(entries, partition, upcast)
+                yield list(self._decode_entries(entries, partition, upcast))
             if len(entries) < BATCH:
                 return
 
@@ -560,16 +567,23 @@ class RedisStreamStore(EventStore):
                 log.warning("%s: skipping unreadable entry %s of partition %d: %s", self.url,
                             entry_id.decode(), partition, exc)
 
-    def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]:
+    def _read_all(self, after: Cursor, *, upcast: bool, lazy_runs: bool = False) -> Iterator[Event]:
         if self.partitions == 1:
-            yield from self._partition_entries(0, after.get(0), upcast)
+            yield from self._partition_entries(0, after.get(0), upcast, lazy_runs)
             return
         iterators = [
-            ((e.id, e.partition, e.position, e) for e in self._partition_entries(p, after.get(p), upcast))
+            ((e.id, e.partition, e.position, e) for e in self._partition_entries(p, after.get(p), upcast, lazy_runs))
             for p in range(self.partitions)
         ]
         for *_, event in heapq.merge(*iterators):
             yield event
+
+    def read_batches_for_fold(self, after: Cursor | int | str | None = None, *,
+                              lazy_runs: bool = False) -> Iterator[list[Event]]:
+        cursor = Cursor.of(after)
+        if self.partitions == 1:
+            return self._partition_batches(0, cursor.get(0), True, lazy_runs)
+        return batched(self._read_all(cursor, upcast=True, lazy_runs=lazy_runs))
 
     def _wait_for_append(self, cursor: Cursor, seconds: float, stop: threading.Event | None) -> None:
         if self.cluster or self.partitions > 1:

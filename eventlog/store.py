@@ -94,6 +94,18 @@ Until = Cursor | int | str | datetime | None
 FOLD_BATCH = 256
 
 
+def batched(events: Iterable[Event], size: int = FOLD_BATCH) -> Iterator[list[Event]]:
+    """`events` in lists of `size` (the last one shorter)."""
+    batch: list[Event] = []
+    for event in events:
+        batch.append(event)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class EventStore(ABC):
     """An append-only log of streams of events.
 
@@ -173,14 +185,7 @@ class EventStore(ABC):
         `lazy_runs`: `run.recorded` events may come back as `eventlog.lazy_runs.LazyEvent`,
         the run left as its stored JSON, for a fold that reads runs only as JSON. A store
         that keeps decoded events gives the plain ones."""
-        batch: list[Event] = []
-        for event in self.read_all(after):
-            batch.append(event)
-            if len(batch) == FOLD_BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        return batched(self.read_all(after))
 
     def read_all_raw(self, after: Cursor | int | str | None = None) -> Iterator[Event]:
         """Like `read_all` but payloads exactly as stored (no upcasting): for verification."""
