@@ -3,7 +3,8 @@
 file: our `ProjectionRunner(all_projections()).catch_up()` over a file store vs reading the
 same segment lines and decoding each into `Event` (msgspec, typed). Redis: the same fold
 over `read_all` vs raw XRANGE pages (replies unparsed, as the store reads them) + typed decode. Peak memory (max RSS of a child process
-doing only the rebuild) shows the rebuild streams instead of loading the log.
+doing only the rebuild) shows the rebuild streams instead of loading the log. Each column
+runs in a fresh process of its own.
 
 The "read only" column is the floor under the fold: the store's read for a rebuild
 (`read_batches_for_fold`, with run bodies left as their stored JSON, which is how the runner
@@ -23,7 +24,7 @@ from pathlib import Path
 import msgspec
 import redis
 
-from benchmarks._common import Result, Settings, fmt_rate, pct, rate, redis_server, tempdir, timed
+from benchmarks._common import Result, Settings, fmt_rate, pct, rate, redis_server, tempdir
 from eventlog import (
     Actor,
     Event,
@@ -36,6 +37,7 @@ from eventlog import (
     open_store,
 )
 from eventlog.names import session_stream, user_stream
+from projections import ProjectionRunner, all_projections
 
 
 def populate(store, n: int, seed: int = 7) -> None:  # type: ignore[no-untyped-def]
@@ -61,7 +63,8 @@ def populate(store, n: int, seed: int = 7) -> None:  # type: ignore[no-untyped-d
         written += len(batch) + len(mem)
 
 
-def _raw_file(path: Path) -> int:
+def _raw_file(url: str) -> int:
+    path = Path(url.split("?")[0])
     decoder = msgspec.json.Decoder(Event)
     n = 0
     for seg in sorted(path.glob("*.jsonl")):
@@ -70,6 +73,23 @@ def _raw_file(path: Path) -> int:
                 decoder.decode(line)
                 n += 1
     return n
+
+
+def _raw_redis(url: str) -> int:
+    """XRANGE pages (replies unparsed, as our store reads them) + a typed decode of each entry."""
+    client = redis.Redis.from_url(url)
+    client.set_response_callback("XRANGE", lambda response, **options: response)
+    decoder = msgspec.json.Decoder(Event)
+    start, n = "-", 0
+    while True:
+        page = client.xrange("el:{el:0}:log", start, "+", count=1000)
+        for _, fields in page:
+            decoder.decode(fields[1])
+            n += 1
+        if len(page) < 1000:
+            client.close()
+            return n
+        start = "(" + page[-1][0].decode()
 
 
 def _read_only(url: str) -> int:
@@ -85,8 +105,6 @@ def _read_only(url: str) -> int:
 
 
 def _fold(url: str) -> int:
-    from projections import ProjectionRunner, all_projections
-
     store = open_store(url)
     runner = ProjectionRunner(store, all_projections(), use_snapshots=False)
     n = runner.catch_up()
@@ -106,29 +124,34 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def child_rss(url: str) -> float:
-    """Peak RSS (MiB) of a fresh process that only rebuilds the projections."""
-    code = ("import sys; from benchmarks.replay import _fold, peak_rss_kib; n = _fold(sys.argv[1]); "
-            "print(peak_rss_kib())")
-    out = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=1800,
+def in_child(name: str, url: str) -> tuple[float, float]:
+    """Run `name(url)` (one of this module's readers) in a fresh process: (seconds, peak RSS
+    MiB). Every column is measured so, in the same conditions: a process that has done
+    nothing else (the parent that wrote the log holds its own garbage and heap, which slowed
+    whatever ran after it by a third)."""
+    code = ("import sys, time; from benchmarks import replay; fn = getattr(replay, sys.argv[1]); "
+            "t = time.perf_counter(); fn(sys.argv[2]); t = time.perf_counter() - t; "
+            "print(t, replay.peak_rss_kib())")
+    out = subprocess.run([sys.executable, "-c", code, name, url], capture_output=True, text=True, timeout=1800,
                          cwd=str(Path(__file__).resolve().parents[1]), check=True).stdout
-    return int(out.strip().splitlines()[-1]) / 1024
+    seconds, kib = out.strip().splitlines()[-1].split()
+    return float(seconds), int(kib) / 1024
 
 
 def run(settings: Settings) -> Result:
     n = 5000 if settings.quick else 1_000_000
     result = Result("replay", f"Replay: rebuild all projections from {n:,} events",
                     ["store", "raw typed decode", "read only (floor)", "rebuild all projections", "ours/raw",
-                     "target", "peak RSS (child)"])
+                     "target", "peak RSS (rebuild)"])
     with tempdir() as d:
         url = str(d / "log") + "?fsync=never"
         store = open_store(url)
         populate(store, n)
         store.close()
-        raw = rate(n, timed(lambda: _raw_file(d / "log")))
-        floor = rate(n, timed(lambda: _read_only(url)))
-        ours = rate(n, timed(lambda: _fold(url)))
-        rss = child_rss(url)
+        raw = rate(n, in_child("_raw_file", url)[0])
+        floor = rate(n, in_child("_read_only", url)[0])
+        seconds, rss = in_child("_fold", url)
+        ours = rate(n, seconds)
         result.rows.append(["file", fmt_rate(raw), fmt_rate(floor), fmt_rate(ours), pct(ours, raw), ">= 50%",
                             f"{rss:.0f} MiB"])
     with redis_server() as server:
@@ -136,30 +159,18 @@ def run(settings: Settings) -> Result:
         populate(store, n if settings.quick else 200_000)
         m = sum(1 for _ in store.read_all())
         store.close()
-        client = redis.Redis(port=server.port)
-        client.set_response_callback("XRANGE", lambda response, **options: response)  # as our store reads
-        decoder = msgspec.json.Decoder(Event)
-
-        def raw_redis() -> None:
-            start = "-"
-            while True:
-                page = client.xrange("el:{el:0}:log", start, "+", count=1000)
-                for _, fields in page:
-                    decoder.decode(fields[1])
-                if len(page) < 1000:
-                    return
-                start = "(" + page[-1][0].decode()
-
-        raw = rate(m, timed(raw_redis))
-        floor = rate(m, timed(lambda: _read_only(server.url)))
-        ours = rate(m, timed(lambda: _fold(server.url)))
+        raw = rate(m, in_child("_raw_redis", server.url)[0])
+        floor = rate(m, in_child("_read_only", server.url)[0])
+        seconds, rss = in_child("_fold", server.url)
+        ours = rate(m, seconds)
         result.rows.append([f"redis ({m:,} events)", fmt_rate(raw), fmt_rate(floor), fmt_rate(ours), pct(ours, raw),
-                            ">= 50%", "-"])
+                            ">= 50%", f"{rss:.0f} MiB"])
     result.notes.append("projections: sessions, conversation, memories, workflows, actors, records — all at once")
     result.notes.append("read only: the store's read for a rebuild (batches, run bodies left as their stored JSON) "
                         "into a loop that does nothing (decode + iteration floor of any fold); raw decodes every "
                         "run into dicts, so read only can beat raw")
-    result.notes.append(f"this process: peak RSS {peak_rss_kib() / 1024:.0f} MiB (it also holds the raw runs)")
+    result.notes.append("each column is one fresh process that only does that read (timed after its imports); "
+                        "peak RSS is that of the rebuild's process")
     return result
 
 

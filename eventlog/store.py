@@ -295,20 +295,28 @@ class EventStore(ABC):
 
 
 def _dedupe_batch(stream: str, events: Iterable[Event]) -> list[Event]:
+    """The batch checked (Event objects, for this stream, with usable ids), repeats dropped."""
+    if type(events) is list and len(events) == 1:  # the common append: nothing to dedupe
+        _check_event(stream, events[0])
+        return [events[0]]
     batch: list[Event] = []
     seen: set[str] = set()
     for event in events:
-        if not isinstance(event, Event):
-            raise InvalidEvent(f"append takes Event objects, got {type(event).__name__}")
-        if event.stream and event.stream != stream:
-            raise InvalidEvent(f"event {event.id} names stream {event.stream!r}, appended to {stream!r}")
-        if not isinstance(event.id, str) or not event.id or len(event.id) > 128:
-            raise InvalidEvent("event id must be a non-empty string of at most 128 characters")
+        _check_event(stream, event)
         if event.id in seen:
             continue
         seen.add(event.id)
         batch.append(event)
     return batch
+
+
+def _check_event(stream: str, event: Event) -> None:
+    if not isinstance(event, Event):
+        raise InvalidEvent(f"append takes Event objects, got {type(event).__name__}")
+    if event.stream and event.stream != stream:
+        raise InvalidEvent(f"event {event.id} names stream {event.stream!r}, appended to {stream!r}")
+    if not isinstance(event.id, str) or not event.id or len(event.id) > 128:
+        raise InvalidEvent("event id must be a non-empty string of at most 128 characters")
 
 
 class SealedBatch(NamedTuple):
