@@ -230,7 +230,7 @@ def decode(data: bytes | memoryview, *, upcast: bool = True) -> Event:
     as stored)."""
     try:
         event = _event_decoder.decode(data)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, UnicodeDecodeError):  # (bad UTF-8 in a string: kept or refused there)
         return _decode_slow(data, upcast)
     except msgspec.DecodeError as exc:
         raise CorruptLog(f"not a JSON event: {exc}") from exc
@@ -248,14 +248,18 @@ def decode_lines(data: bytes, *, upcast: bool = True, lazy_runs: bool = False) -
     common case: no per-line Python work); otherwise line by line through `decode`, so
     unknown types, old schemas and garbage are handled exactly as there.
 
-    `lazy_runs`: `run.recorded` payloads come back as `LazyRunRecorded` (the run as its
-    stored JSON) inside `LazyEvent`s typed here as `Event` — only for a fold that declared it
-    reads them (see `eventlog.lazy_runs`). A run that is not a JSON object (which the typed
-    decoder would refuse) sends the whole run of lines down the exact path."""
+    `lazy_runs`: the events come back as `LazyEvent`s (typed here as `Event`), whose
+    `run.recorded` payloads are `LazyRunRecorded` (the run as its stored JSON) — only for a
+    fold that declared it reads them (see `eventlog.lazy_runs`). What the typed decoder would
+    refuse in a run and `Raw` does not check — a run that is not a JSON object, bytes that are
+    not UTF-8 — sends the whole run of lines down the exact path. (Numbers beyond a float's
+    range are not looked for: no writer of this codec produces them.)"""
     if lazy_runs:
         try:
             lazy: list[LazyEvent] = _lazy_decoder.decode_lines(data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+            if not data.isascii():
+                data.decode()  # the UTF-8 check `Raw` skips (fast, and rarely needed at all)
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
             return _decode_each(data, upcast)
         for e in lazy:
             p = e.payload
@@ -264,7 +268,7 @@ def decode_lines(data: bytes, *, upcast: bool = True, lazy_runs: bool = False) -
         return lazy  # type: ignore[return-value]  # an Event in all but the run's type
     try:
         events = _event_decoder.decode_lines(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
         return _decode_each(data, upcast)
     if upcast:
         for event in events:
@@ -289,7 +293,7 @@ def _decode_slow(data: bytes | memoryview, upcast: bool) -> Event:
     try:
         raw = _raw_decoder.decode(data)
         tag = _tag_decoder.decode(raw.payload).type
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise CorruptLog(f"malformed event: {exc}") from exc
     cls = PAYLOAD_TYPES.get(tag)
     if cls is None or cls is UnknownPayload:

@@ -6,10 +6,17 @@ of dicts only to encode it back was a third of the cost of a rebuild. Here the r
 back as `msgspec.Raw`: the stored bytes of that one JSON value, not parsed.
 
 `LazyEvent` has `Event`'s fields in `Event`'s order (so it would encode to the same bytes)
-with a payload union in which `RunRecorded` is replaced by `LazyRunRecorded`. Stores hand
-these out only to a caller that asks for them (`EventStore.read_batches_for_fold(lazy_runs=True)`), and the
-projection runner asks only when every projection it serves declares `lazy_runs = True`.
-Nothing else ever sees one.
+with a payload union in which `RunRecorded` is replaced by `LazyRunRecorded`; every event of
+a lazily decoded batch is one (`isinstance(e, Event)` is False for them). Stores hand these
+out only to a caller that asks (`EventStore.read_batches_for_fold(lazy_runs=True)`), and the
+projection runner asks only when every projection it serves promises it can take them
+(`Projection.takes_lazy_runs`: `lazy_runs = True` on the class that defines `apply`).
+
+For such a projection: the `Raw` is a view into the decoder's whole input (a 64 KiB read),
+so keep `bytes(p.run)`, never the `Raw` itself (it would hold the buffer alive and would be
+spliced verbatim into a msgpack snapshot). The bytes are the run as stored; for a line this
+codec wrote they equal `msgspec.json.encode(run)`, for a line from elsewhere they decode to
+the same dict.
 """
 
 from __future__ import annotations

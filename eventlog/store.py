@@ -182,9 +182,9 @@ class EventStore(ABC):
         handed over in batches of a few hundred so the caller's per-event work can be one
         loop. A store that decodes stored bytes yields the runs it decodes at once.
 
-        `lazy_runs`: `run.recorded` events may come back as `eventlog.lazy_runs.LazyEvent`,
-        the run left as its stored JSON, for a fold that reads runs only as JSON. A store
-        that keeps decoded events gives the plain ones."""
+        `lazy_runs`: a store that decodes stored bytes may return `eventlog.lazy_runs.LazyEvent`s
+        (every `run.recorded` run left as its stored JSON), for a fold that reads runs only as
+        JSON; see there. A store that keeps decoded events gives plain ones."""
         return batched(self.read_all(after))
 
     def read_all_raw(self, after: Cursor | int | str | None = None) -> Iterator[Event]:

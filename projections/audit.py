@@ -117,13 +117,14 @@ class ActorsProjection(Projection[ActorsState]):
             _count(actors, f"workflow:{workflow}", kind_of, at)
         return state
 
-
     def fold(self, events: Iterable[Event], state: ActorsState | None = None) -> ActorsState:
         """`apply` over `events` as one loop. Most events of a log come from the actor of the
         event before (a run's events, a session's turns), so events are tallied per stretch
         of one actor (equal fields) and each stretch is added to that actor's counts once:
         an event costs a comparison and one increment instead of building keys and
         updating two or more counts. Same counts, same order of types, as `apply`."""
+        if not self.applies_as(ActorsProjection):  # a subclass's own `apply`: fold with it
+            return super().fold(events, state)
         current = self.initial() if state is None else state
         actors = current.actors
         type_of = TYPE_OF

@@ -119,10 +119,11 @@ class ConversationProjection(Projection[ConversationState]):
             state.sessions.pop(p.session_id, None)
         return state
 
-
     def fold(self, events: Iterable[Event], state: ConversationState | None = None) -> ConversationState:
         """`apply` over `events` as one loop: runs (the bulk of a log) are recorded inline,
         anything else goes through `apply`. Same result as applying one by one."""
+        if not self.applies_as(ConversationProjection):  # a subclass's own `apply`: fold with it
+            return super().fold(events, state)
         current = self.initial() if state is None else state
         sessions = current.sessions
         apply = self.apply

@@ -1,9 +1,10 @@
 """A projection is a fold: an initial state and `apply(state, event) -> state`.
 
-The same `apply` serves a full rebuild, the live runner and a time-travel query, so there is
-no second code path that could drift. For speed `apply` may update the state it is given and
-return it; it must depend on nothing but (state, event), so folding the same events into a
-fresh `initial()` always gives the same state. Events a projection does not handle (including
+The same `apply` serves the live runner and a time-travel query. A full rebuild folds the log
+in batches through `fold`, which is `apply` in a loop unless a projection writes its own (the
+hot read models do, tested against applying one by one). For speed `apply` may update the
+state it is given and return it; it must depend on nothing but (state, event), so folding the
+same events into a fresh `initial()` always gives the same state. Events a projection does not handle (including
 payload types this version does not know) return the state untouched.
 """
 
@@ -43,12 +44,27 @@ class Projection(ABC, Generic[S]):
     def apply(self, state: S, event: Event) -> S: ...
 
     def fold(self, events: Iterable[Event], state: S | None = None) -> S:
-        """Apply `events` in order to `state` (a fresh initial state when None)."""
+        """Apply `events` in order to `state` (a fresh initial state when None).
+
+        A projection may override this with one loop of its own (a rebuild folds the log
+        batch by batch through it); it must give exactly what applying one by one gives.
+        Such a loop is written for its own class's `apply`: it checks `applies_as` and falls
+        back to this one for a subclass that overrides `apply`."""
         current = self.initial() if state is None else state
         apply = self.apply
         for event in events:
             current = apply(current, event)
         return current
+
+    def applies_as(self, cls: type) -> bool:
+        """Whether this projection's `apply` is the one `cls` defines (not a subclass's)."""
+        return _defining(type(self), "apply") is cls
+
+    def takes_lazy_runs(self) -> bool:
+        """`lazy_runs` as promised by the class that defines `apply` or one below it: a
+        subclass that overrides `apply` does not inherit its parent's promise about runs."""
+        cls = type(self)
+        return self.lazy_runs and issubclass(_defining(cls, "lazy_runs"), _defining(cls, "apply"))
 
     def encode_state(self, state: S) -> bytes:
         return msgspec.msgpack.encode(state)
@@ -56,6 +72,11 @@ class Projection(ABC, Generic[S]):
     def decode_state(self, data: bytes) -> S:
         result: S = msgspec.msgpack.decode(data, type=self.state_type)
         return result
+
+
+def _defining(cls: type, name: str) -> type:
+    """The class of `cls`'s MRO whose own body defines `name`."""
+    return next(c for c in cls.__mro__ if name in vars(c))
 
 
 _last_epoch: tuple[datetime | None, int] = (None, 0)

@@ -40,7 +40,7 @@ class ProjectionRunner:
         self.store = store
         self.projections = {p.name: p for p in projections}
         self.states: dict[str, Any] = {p.name: p.initial() for p in projections}
-        # per projection: partition -> last position applied (mutable, updated per event)
+        # per projection: partition -> last position applied
         self._offsets: dict[str, dict[int, int]] = {p.name: {} for p in projections}
         self.lock = threading.RLock()
         self.applied = 0
@@ -89,15 +89,16 @@ class ProjectionRunner:
         """Fold everything appended since the last call; returns how many events were read."""
         with self.lock:  # one catch-up at a time, so events are applied in log order
             offsets = list(self._offsets.values())
-            if offsets and all(o == offsets[0] for o in offsets[1:]):
-                n = self._catch_up_aligned()
-            else:
-                n = 0
-                for event in self.store.read_all(after=self.cursor):
-                    self._apply(event)
-                    n += 1
-            if n:
-                self._applied_event.notify_all()
+            n = 0
+            try:
+                if offsets and all(o == offsets[0] for o in offsets[1:]):
+                    n = self._catch_up_aligned()
+                else:
+                    for event in self.store.read_all(after=self.cursor):
+                        self._apply(event)
+                        n += 1
+            finally:
+                self._applied_event.notify_all()  # (also after a failure: waiters re-check)
         return n
 
     def _catch_up_aligned(self) -> int:
@@ -107,40 +108,53 @@ class ProjectionRunner:
         with runs left as their JSON when every projection can take that), and each
         projection folds a whole batch with `Projection.fold`, which a projection may write
         as one tight loop. A projection with its own `fold` (or one that handles every type)
-        gets every event and skips what it does not handle; one that only has `apply` gets
-        just the events of the types it handles. Projections are independent folds, so
+        gets every event and passes over what it does not handle; one that only has `apply`
+        gets just the events of the types it handles. Projections are independent folds, so
         folding a batch projection by projection gives the states that applying it event
-        by event would. The cursor moves after each batch."""
+        by event would. The cursor moves after each batch.
+
+        A read that fails part way leaves the batches folded so far, with their cursor. A
+        fold that fails part way leaves states that no cursor describes (the projections
+        before it have the batch, the rest not), so every read model is reset to its
+        initial state and the next catch-up folds the log again."""
         states = self.states
         projections = self.projections
         reached = dict(next(iter(self._offsets.values())))
         whole = [(name, p.fold) for name, p in projections.items()
                  if p.handles is None or type(p).fold is not Projection.fold]
-        routed = {name: p for name, p in projections.items() if all(name != w for w, _ in whole)}
+        whole_names = {name for name, _ in whole}
+        routed = {name: p for name, p in projections.items() if name not in whole_names}
         pending: dict[str, list[Event]] = {name: [] for name in routed}
         routes: dict[type, list[Any]] = {}
         single = self.store.partitions == 1
+        lazy = all(p.takes_lazy_runs() for p in projections.values())
         n = 0
         try:
-            lazy = all(p.lazy_runs for p in projections.values())
             for batch in self.store.read_batches_for_fold(Cursor(dict(reached)), lazy_runs=lazy):
                 if not batch:
                     continue
-                for name, fold in whole:
-                    states[name] = fold(batch, states[name])
-                if routed:
-                    for event in batch:
-                        kind = type(event.payload)
-                        targets = routes.get(kind)
-                        if targets is None:
-                            targets = routes[kind] = [pending[name].append for name, p in routed.items()
-                                                      if p.handles is None or issubclass(kind, p.handles)]
-                        for add in targets:
-                            add(event)
-                    for name, events in pending.items():
-                        if events:
-                            states[name] = routed[name].fold(events, states[name])
-                            events.clear()
+                try:
+                    for name, fold in whole:
+                        states[name] = fold(batch, states[name])
+                    if routed:
+                        for event in batch:
+                            kind = type(event.payload)
+                            targets = routes.get(kind)
+                            if targets is None:
+                                targets = routes[kind] = [pending[name].append for name, p in routed.items()
+                                                          if p.handles is None or issubclass(kind, p.handles)]
+                            for add in targets:
+                                add(event)
+                        for name, events in pending.items():
+                            if events:
+                                states[name] = routed[name].fold(events, states[name])
+                                events.clear()
+                except BaseException:
+                    log.error("projection runner: a fold failed part way; read models reset, the next "
+                              "catch-up folds the log again")
+                    self._reset()
+                    reached = {}
+                    raise
                 if single:
                     last = batch[-1]
                     reached[last.partition] = last.position
@@ -153,6 +167,12 @@ class ProjectionRunner:
                 self._offsets[name] = dict(reached)
             self.applied += n
         return n
+
+    def _reset(self) -> None:
+        """Every read model back to its initial state, at the start of the log."""
+        for name, projection in self.projections.items():
+            self.states[name] = projection.initial()
+            self._offsets[name] = {}
 
     # --- following ------------------------------------------------------------------------
 

@@ -89,6 +89,8 @@ class SessionsProjection(Projection[SessionsState]):
     def fold(self, events: Iterable[Event], state: SessionsState | None = None) -> SessionsState:
         """`apply` over `events` as one loop, with the hot case inline: a run recorded in a
         session that has a row only moves the row's `updated_at` and `version`."""
+        if not self.applies_as(SessionsProjection):  # a subclass's own `apply`: fold with it
+            return super().fold(events, state)
         current = self.initial() if state is None else state
         sessions = current.sessions
         handlers = _HANDLERS

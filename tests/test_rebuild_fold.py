@@ -23,6 +23,7 @@ from eventlog import (
     RunDeleted,
     RunRecorded,
     SessionDeleted,
+    SessionStarted,
     codec,
     new_event,
     open_store,
@@ -31,7 +32,13 @@ from eventlog import jsonl as jsonl_module
 from eventlog.lazy_runs import LazyEvent, LazyRunRecorded
 from eventlog.names import session_stream
 from eventlog.store import FOLD_BATCH
-from projections import ConversationProjection, ProjectionRunner, all_projections
+from projections import (
+    ActorsProjection,
+    ConversationProjection,
+    ProjectionRunner,
+    SessionsProjection,
+    all_projections,
+)
 from projections.fold import Projection, epoch, epoch_inline
 from tests.test_projections import SIDS, appends, encoded
 
@@ -262,3 +269,106 @@ def test_redis_rebuild_reads_runs_as_stored_json(redis_url: str, partitions: int
         assert encoded(rebuilt.states[name]) == encoded(live.states[name]), name
     assert rebuilt.cursor == live.cursor
     store.close()
+
+
+class _OnlyDone(ConversationProjection):
+    """A user's projection extending a built-in one: its `apply` reads the run as a dict."""
+
+    name = "only_done"
+
+    def apply(self, state: Any, event: Event) -> Any:
+        p = event.payload
+        if isinstance(p, RunRecorded) and p.run.get("status") != "done":
+            return state
+        return super().apply(state, event)
+
+
+class _RunsPerSession(SessionsProjection):
+    name = "runs_per_session"
+
+    def apply(self, state: Any, event: Event) -> Any:
+        state = super().apply(state, event)
+        if isinstance(event.payload, RunRecorded):
+            row = state.sessions.get(event.payload.session_id)
+            if row is not None:
+                row.fields["runs"] = row.fields.get("runs", 0) + 1
+        return state
+
+
+class _NoAnonymous(ActorsProjection):
+    name = "no_anonymous"
+
+    def apply(self, state: Any, event: Event) -> Any:
+        return state if event.actor.user_id == "anon" else super().apply(state, event)
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+def test_a_subclass_that_overrides_apply_is_folded_with_its_own_apply(kind: str, tmp_path: Path) -> None:
+    """The built-ins' fold loops are written for their own `apply`, and their promise to take
+    runs as JSON is about that `apply`: a subclass's rebuild must go through its `apply`."""
+    store = MemoryStore() if kind == "memory" else open_store(str(tmp_path / "log"))
+    a = Actor(agent_id="a", user_id="anon", session_id="s1")
+    stored = store.append(session_stream("s1"), [
+        new_event(SessionStarted(session_id="s1"), actor=a),
+        new_event(RunRecorded(session_id="s1", run_id="r1", run={"status": "running"}), actor=a),
+        new_event(RunRecorded(session_id="s1", run_id="r2", run={"status": "done"}), actor=Actor(agent_id="a", user_id="bob")),
+    ])
+    made = [_OnlyDone(), _RunsPerSession(), _NoAnonymous()]
+    assert not any(p.takes_lazy_runs() for p in made)
+    for projection in made:
+        live = apply_each(projection, stored)
+        assert encoded(projection.fold(stored)) == encoded(live)
+        rebuilt = ProjectionRunner(store, [*all_projections(), type(projection)()], use_snapshots=False)
+        rebuilt.catch_up()
+        assert encoded(rebuilt.states[projection.name]) == encoded(live), projection.name
+    assert [r.run_id for r in apply_each(_OnlyDone(), stored).sessions["s1"].runs] == ["r2"]
+
+
+class _FailsOnce(Projection[list[str]]):
+    """A projection whose fold fails once, part way through the log."""
+
+    name = "fails_once"
+    state_type = list
+    lazy_runs = True
+    failed = False
+
+    def initial(self) -> list[str]:
+        return []
+
+    def apply(self, state: list[str], event: Event) -> list[str]:
+        if event.version == 7 and not _FailsOnce.failed:
+            _FailsOnce.failed = True
+            raise RuntimeError("boom")
+        state.append(event.id)
+        return state
+
+
+def test_a_fold_failing_part_way_resets_and_the_next_catch_up_counts_nothing_twice(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "log"))
+    a = Actor(agent_id="a", user_id="u", session_id="s1")
+    stored = store.append(session_stream("s1"), [
+        new_event(RunRecorded(session_id="s1", run_id=f"r{i % 4}", run={"i": i}), actor=a) for i in range(20)])
+    runner = ProjectionRunner(store, [*all_projections(), _FailsOnce()], use_snapshots=False)
+    with pytest.raises(RuntimeError):
+        runner.catch_up()
+    assert runner.cursor.get(0) == 0  # nothing claims to be applied
+    assert runner.catch_up() == 20
+    for projection in [*all_projections(), _FailsOnce()]:
+        assert encoded(runner.states[projection.name]) == encoded(apply_each(projection, stored)), projection.name
+    assert runner.states["actors"].actors["agent:a"].events == 20
+
+
+def test_lines_with_bad_utf8_are_kept_or_skipped_alike_by_every_read(tmp_path: Path) -> None:
+    """Bad UTF-8 inside a run's body (which `Raw` does not check) or an envelope field: the
+    lazy read for a rebuild gives what the exact read gives, and nothing raises."""
+    good = [codec.encode(codec.seal(new_event(RunRecorded(session_id="s", run_id=f"r{i}", run={"a": "é"})),
+                                    stream="session/s", version=i + 1, prev_hash="")) for i in range(3)]
+    lines = [good[0], good[1].replace("é".encode(), b"\xff"), good[2].replace(b'"stream":"session/s"', b'"stream":"\xff"')]
+    for chosen in (lines[:2], lines):  # bad UTF-8 only in a run's body; and in an envelope too
+        data = b"\n".join(chosen)
+        lazy, plain = codec.decode_lines(data, lazy_runs=True), codec.decode_lines(data)
+        assert [type(e.payload).__name__ for e in plain] == ["RunRecorded", "UnknownPayload"]
+        assert [(e.id, type(e.payload).__name__) for e in lazy] == [(e.id, type(e.payload).__name__) for e in plain]
+    with pytest.raises(Exception) as info:
+        codec.decode(lines[2])
+    assert type(info.value).__name__ == "CorruptLog"
