@@ -30,6 +30,10 @@ from eventlog.store import Cursor, EventStore, StreamHead
 
 log = logging.getLogger("eventlog.fallback")
 
+# The partition pending events are read under (see `FallbackStore._read_all`): beyond any real
+# partition count (at most 1024).
+PENDING_PARTITION = 1 << 20
+
 
 class SyncSummary(msgspec.Struct, kw_only=True):
     replayed: int = 0  # newly stored in the primary
@@ -125,6 +129,8 @@ class FallbackStore(EventStore):
         with self._lock:
             pending = list(self.secondary.read_all(after=self._synced))
             total = len(pending)
+            if total:
+                self.generation += 1  # from here replayed events show in the primary as well
             before = self.primary.last_position() if pending else Cursor()
             done = 0
             i = 0
@@ -151,6 +157,8 @@ class FallbackStore(EventStore):
                         summary.remaining = total - done
                         summary.complete = False
                         raise
+            if total:
+                self.generation += 1  # the pending events now read from the primary, renumbered
             if self._degraded:
                 self._degraded = False
                 log.warning("primary %s is back; %d pending events replayed", redact_url(self.primary.url), total)
@@ -222,8 +230,13 @@ class FallbackStore(EventStore):
                      if e.version >= from_version and (to_version is None or e.version <= to_version)])
 
     def _read_all(self, after: Cursor, *, upcast: bool) -> Iterator[Event]:
-        """The primary's log; while events are pending, followed by those not yet in it
-        (their positions are the secondary's, so resume a degraded read from the start)."""
+        """The primary's log; while events are pending, followed by those not yet in it.
+
+        Pending events are numbered in the secondary's log, not the primary's, so they come
+        under a partition of their own (`PENDING_PARTITION`): a cursor then covers both, and
+        a reader resuming from it gets each pending event once. When a sync has replayed them
+        into the primary they come back from there, in the primary's numbering: `generation`
+        changes, and a reader that folded them as pending starts over (ProjectionRunner does)."""
         try:
             yield from self.primary._read_all(after, upcast=upcast)
             reachable = True
@@ -231,7 +244,10 @@ class FallbackStore(EventStore):
             reachable = False
         if not self._degraded and reachable and not self._has_pending_safe():
             return
-        yield from self.secondary._read_all(self._synced, upcast=upcast)
+        start = max(self._synced.get(0), after.get(PENDING_PARTITION))
+        replace = msgspec.structs.replace
+        for event in self.secondary._read_all(Cursor({0: start}), upcast=upcast):
+            yield replace(event, partition=PENDING_PARTITION)
 
     def _streams(self) -> Iterable[str]:
         names = set(self.secondary.streams()) if self._degraded or self._has_pending_safe() else set()

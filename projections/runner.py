@@ -44,6 +44,8 @@ class ProjectionRunner:
         self._offsets: dict[str, dict[int, int]] = {p.name: {} for p in projections}
         self.lock = threading.RLock()
         self.applied = 0
+        self._use_snapshots = use_snapshots
+        self._generation = store.generation  # see `_start_over_if_renumbered`
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._applied_event = threading.Condition(self.lock)
@@ -71,6 +73,9 @@ class ProjectionRunner:
     def apply(self, event: Event) -> None:
         """Apply one event to every projection that has not seen it (idempotent)."""
         with self.lock:
+            if self.store.generation != self._generation:  # renumbered: fold afresh instead
+                self.catch_up()
+                return
             self._apply(event)
             self._applied_event.notify_all()
 
@@ -88,18 +93,36 @@ class ProjectionRunner:
     def catch_up(self) -> int:
         """Fold everything appended since the last call; returns how many events were read."""
         with self.lock:  # one catch-up at a time, so events are applied in log order
-            offsets = list(self._offsets.values())
             n = 0
             try:
-                if offsets and all(o == offsets[0] for o in offsets[1:]):
-                    n = self._catch_up_aligned()
-                else:
-                    for event in self.store.read_all(after=self.cursor):
-                        self._apply(event)
-                        n += 1
+                for _attempt in range(3):
+                    generation = self._start_over_if_renumbered()
+                    offsets = list(self._offsets.values())
+                    if offsets and all(o == offsets[0] for o in offsets[1:]):
+                        n += self._catch_up_aligned()
+                    else:
+                        for event in self.store.read_all(after=self.cursor):
+                            self._apply(event)
+                            n += 1
+                    if self.store.generation == generation:
+                        break  # (renumbered while reading: what was read may mix both, fold again)
             finally:
                 self._applied_event.notify_all()  # (also after a failure: waiters re-check)
         return n
+
+    def _start_over_if_renumbered(self) -> int:
+        """When the store's positions changed meaning since the last fold (`generation`: a
+        fallback store's pending events replayed into Redis), the cursors mean nothing: every
+        read model starts over, from its snapshot when snapshots are used. Returns the
+        generation folded under."""
+        generation = self.store.generation
+        if generation != self._generation:
+            log.info("projection runner: %s renumbered its log; folding it again", self.store.url)
+            self._reset()
+            if self._use_snapshots:
+                self.load_snapshots()
+            self._generation = generation
+        return generation
 
     def _catch_up_aligned(self) -> int:
         """The common case — every projection at the same cursor — folded batch by batch.
@@ -126,7 +149,6 @@ class ProjectionRunner:
         routed = {name: p for name, p in projections.items() if name not in whole_names}
         pending: dict[str, list[Event]] = {name: [] for name in routed}
         routes: dict[type, list[Any]] = {}
-        single = self.store.partitions == 1
         lazy = all(p.takes_lazy_runs() for p in projections.values())
         n = 0
         try:
@@ -155,12 +177,8 @@ class ProjectionRunner:
                     self._reset()
                     reached = {}
                     raise
-                if single:
-                    last = batch[-1]
-                    reached[last.partition] = last.position
-                else:
-                    for event in batch:
-                        reached[event.partition] = event.position
+                for event in batch:  # (a batch may span partitions: a fallback's pending ones)
+                    reached[event.partition] = event.position
                 n += len(batch)
         finally:
             for name in self._offsets:
