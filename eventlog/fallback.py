@@ -25,6 +25,7 @@ import msgspec
 
 from eventlog.errors import StoreUnavailable
 from eventlog.events import Event
+from eventlog.integrity import VerifyReport
 from eventlog.open import redact_url
 from eventlog.store import Cursor, EventStore, StreamHead
 
@@ -56,6 +57,8 @@ class FallbackStore(EventStore):
         self._degraded = False
         self._stop = threading.Event()
         self._synced = Cursor.of(self._load_checkpoint())
+        self._generation = 0
+        self._checkpoint_seen = self._checkpoint_stamp()
         self._health_interval = health_interval
         self._thread: threading.Thread | None = None
         if auto_sync:
@@ -78,7 +81,31 @@ class FallbackStore(EventStore):
             log.warning("primary %s unavailable (%s); appending to %s until it returns",
                         redact_url(self.primary.url), exc, self.secondary.url)
 
+    @property
+    def generation(self) -> int:  # type: ignore[override]
+        """Bumped whenever pending events were replayed into the primary — by this store or,
+        noticed through the shared sync checkpoint, by any other process or `eventlog sync`
+        using the same file store — because replayed events are renumbered (see `_read_all`)."""
+        stamp = self._checkpoint_stamp()
+        if stamp != self._checkpoint_seen:
+            with self._lock:
+                if stamp != self._checkpoint_seen:
+                    self._checkpoint_seen = stamp
+                    theirs = Cursor.of(self._load_checkpoint())
+                    if theirs.get(0) > self._synced.get(0):
+                        self._synced = theirs
+                    self._generation += 1
+        return self._generation
+
     # --- checkpoint -----------------------------------------------------------------------
+
+    def _checkpoint_stamp(self) -> tuple[int, int] | None:
+        path = self._checkpoint_path()
+        try:
+            st = os.stat(path) if path is not None else None
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st is not None else None
 
     def _checkpoint_path(self) -> Path | None:
         path = getattr(self.secondary, "path", None)
@@ -129,8 +156,6 @@ class FallbackStore(EventStore):
         with self._lock:
             pending = list(self.secondary.read_all(after=self._synced))
             total = len(pending)
-            if total:
-                self.generation += 1  # from here replayed events show in the primary as well
             before = self.primary.last_position() if pending else Cursor()
             done = 0
             i = 0
@@ -148,6 +173,9 @@ class FallbackStore(EventStore):
                 for event in batch:
                     self._synced = self._synced.advanced(event)
                 self._save_checkpoint()
+                self._checkpoint_seen = self._checkpoint_stamp()
+                # These events now come from the primary, renumbered: readers start over.
+                self._generation += 1
                 done += len(batch)
                 i = j
                 if progress is not None:
@@ -157,8 +185,6 @@ class FallbackStore(EventStore):
                         summary.remaining = total - done
                         summary.complete = False
                         raise
-            if total:
-                self.generation += 1  # the pending events now read from the primary, renumbered
             if self._degraded:
                 self._degraded = False
                 log.warning("primary %s is back; %d pending events replayed", redact_url(self.primary.url), total)
@@ -219,13 +245,17 @@ class FallbackStore(EventStore):
             primary = list(self.primary.read(stream))
         except StoreUnavailable:
             primary = None
+        replace = msgspec.structs.replace
         if primary is None:
-            events = list(self.secondary.read(stream))
+            synced = self._synced.get(0)
+            events = [replace(e, partition=PENDING_PARTITION) if e.position > synced else e
+                      for e in self.secondary.read(stream)]
         else:
             seen = {e.id for e in primary}
             extra = [e for e in self._pending_events(stream) if e.id not in seen]
             head = len(primary)
-            events = primary + [msgspec.structs.replace(e, version=head + k + 1) for k, e in enumerate(extra)]
+            events = primary + [replace(e, version=head + k + 1, partition=PENDING_PARTITION)
+                                for k, e in enumerate(extra)]
         return iter([e for e in events
                      if e.version >= from_version and (to_version is None or e.version <= to_version)])
 
@@ -259,10 +289,31 @@ class FallbackStore(EventStore):
         return self._union_head(stream)
 
     def last_position(self) -> Cursor:
+        """The primary's end and, while events are pending, the pending ones' end (under
+        `PENDING_PARTITION`, as `read_all` numbers them)."""
         try:
-            return self.primary.last_position()
+            cursor = self.primary.last_position()
         except StoreUnavailable:
-            return self.secondary.last_position()
+            cursor = Cursor()
+        if self._degraded or self._has_pending_safe():
+            end = self.secondary.last_position().get(0)
+            if end > self._synced.get(0):
+                cursor = Cursor({**cursor.offsets, PENDING_PARTITION: end})
+        return cursor
+
+    def verify(self, *, resume: bool = False, expect_root: str | None = None) -> VerifyReport:
+        """The primary's log (pending events are not in its chain yet: a sync re-seals them
+        there), and while events are pending the file's own log too, reporting the first
+        that fails; the file's alone while the primary is unreachable."""
+        try:
+            report = self.primary.verify(resume=resume, expect_root=expect_root)
+        except StoreUnavailable:
+            return self.secondary.verify(resume=resume)
+        if report.ok and self._has_pending_safe():
+            own = self.secondary.verify(resume=resume)
+            if not own.ok:
+                return own
+        return report
 
     def put_blob(self, name: str, data: bytes) -> None:
         try:

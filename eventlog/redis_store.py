@@ -181,8 +181,11 @@ class RedisStreamStore(EventStore):
         # retry wrapper, metrics, event dispatch, packing) cost more client time per call
         # than the rest of the append together. Everything else (reads, config, blobs) keeps
         # using the client and its pool.
-        self._direct = (not cluster and type(client) is redis.Redis
-                        and type(getattr(client, "connection_pool", None)) is redis.ConnectionPool)
+        # (Held connections count against the pool's max_connections: only a pool with room
+        # to spare — from_url's has 100 — takes the direct path, or reads could starve.)
+        pool = getattr(client, "connection_pool", None)
+        self._direct = (not cluster and type(client) is redis.Redis and type(pool) is redis.ConnectionPool
+                        and getattr(pool, "max_connections", 0) >= 4 * _MAX_HELD)
         self._held: list[Any] = []  # idle held connections (list pop/append are atomic)
         self._fork = _forks  # held connections and route locks are not a forked child's
         self._read_script = client.register_script(READ_STREAM_LUA)
@@ -418,6 +421,8 @@ class RedisStreamStore(EventStore):
         try:
             packed = [_pack_command(command, _APPEND_HEAD_ARGS, args)]
             for attempt in (1, 2):
+                if self._closed:  # close() ran meanwhile: no reconnecting behind its back
+                    raise EventLogError(f"store {self.url} is closed")
                 try:
                     conn.send_packed_command(packed)
                     try:
@@ -433,7 +438,14 @@ class RedisStreamStore(EventStore):
                     if attempt == 2:
                         raise
             acked = self.wait_replicas
-            if acked and type(reply) is int:
+            if acked and (type(reply) is int or reply[0] == b"DUP"):
+                if type(reply) is not int:
+                    # Stored by an earlier attempt whose reply was lost, maybe on another
+                    # connection: WAIT counts this connection's writes, so write a probe
+                    # first. Replication is one ordered stream, so replicas that have the
+                    # probe have everything the primary wrote before it.
+                    conn.send_command("INCR", f"{self.prefix}:wait-probe")
+                    conn.read_response()
                 conn.send_command("WAIT", self.wait_replicas, 2000)
                 acked = int(conn.read_response())
         except BaseException:
@@ -450,8 +462,10 @@ class RedisStreamStore(EventStore):
             self._held.append(conn)
             if self._closed:  # close() ran meanwhile and may have missed it
                 self._release_held()
-        else:
-            self.client.connection_pool.release(conn)
+            return
+        if self._closed:
+            conn.disconnect()  # the pool is closed: do not hand it a live socket
+        self.client.connection_pool.release(conn)
 
     def _release_held(self) -> None:
         """Give the held connections back to the client's pool (which closes them when the
@@ -692,7 +706,19 @@ def _pack_command(packed: bytes, count: int, args: list[Any]) -> bytes:
     copies of every argument."""
     parts = [b"*%d\r\n" % (count + len(args)), packed]
     for arg in args:
-        data = arg.encode() if type(arg) is str else b"%d" % arg if type(arg) is int else arg
+        kind = type(arg)
+        if kind is bytes:
+            data = arg
+        elif kind is str:
+            data = arg.encode()
+        elif kind is int:
+            data = b"%d" % arg
+        elif isinstance(arg, str):  # a str subclass (an enum's value, say)
+            data = str.encode(arg)
+        elif isinstance(arg, int) and not isinstance(arg, bool):
+            data = b"%d" % int(arg)
+        else:
+            data = bytes(arg)
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
 

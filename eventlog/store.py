@@ -131,6 +131,8 @@ class EventStore(ABC):
         self, stream: str, events: Iterable[Event], expected_version: int | None = None
     ) -> list[Event]:
         """Append `events` to `stream`; returns them as recorded (version, position, hash)."""
+        if type(stream) is not str and isinstance(stream, str):
+            stream = str.__str__(stream)  # a str subclass (an enum member): its text, not its repr
         validate_stream(stream)
         batch = _dedupe_batch(stream, events)
         if expected_version is not None and (
@@ -149,6 +151,8 @@ class EventStore(ABC):
 
     def read(self, stream: str, from_version: int = 1, to_version: int | None = None) -> Iterator[Event]:
         """Events of one stream with `from_version <= version <= to_version`, in order."""
+        if type(stream) is not str and isinstance(stream, str):
+            stream = str.__str__(stream)
         validate_stream(stream)
         return self._read(stream, max(1, from_version), to_version)
 
@@ -170,7 +174,10 @@ class EventStore(ABC):
         return self._read_all_until(cursor, stop)
 
     def _read_all_until(self, cursor: Cursor, stop: Cursor) -> Iterator[Event]:
-        single = self.partitions == 1
+        # One partition read in order: the first event past `stop` ends it. (A fallback
+        # store's pending events come after, under a partition of their own: a stop naming
+        # two partitions reads on.)
+        single = self.partitions == 1 and len(stop.offsets) <= 1
         for event in self._read_all(cursor, upcast=True):
             if stop.covers(event):
                 yield event

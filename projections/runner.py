@@ -73,9 +73,6 @@ class ProjectionRunner:
     def apply(self, event: Event) -> None:
         """Apply one event to every projection that has not seen it (idempotent)."""
         with self.lock:
-            if self.store.generation != self._generation:  # renumbered: fold afresh instead
-                self.catch_up()
-                return
             self._apply(event)
             self._applied_event.notify_all()
 
@@ -96,6 +93,7 @@ class ProjectionRunner:
             n = 0
             try:
                 for _attempt in range(3):
+                    n = 0  # (what the last attempt read)
                     generation = self._start_over_if_renumbered()
                     offsets = list(self._offsets.values())
                     if offsets and all(o == offsets[0] for o in offsets[1:]):
@@ -206,7 +204,11 @@ class ProjectionRunner:
     def _follow(self) -> None:
         while not self._stop.is_set():
             try:
+                self.catch_up()  # (and starts over when the store renumbered its log)
+                generation = self._generation
                 for event in self.store.tail(after=self.cursor, stop=self._stop):
+                    if self.store.generation != generation:
+                        break  # renumbered: what this tail yields next means nothing; start over
                     self.apply(event)
             except Exception:  # keep following: a transient store error must not kill reads
                 log.exception("projection runner: tail failed; retrying")
@@ -240,8 +242,14 @@ class ProjectionRunner:
     # --- snapshots ------------------------------------------------------------------------
 
     def save_snapshots(self) -> None:
-        """Save every projection's state with its cursor beside the log."""
+        """Save every projection's state with its cursor beside the log. Not while the cursor
+        is provisional (it names a partition the store does not have: a fallback store's
+        pending events, renumbered when they are synced): such a snapshot would count them
+        twice once they are read back from the primary."""
         with self.lock:
+            if any(_provisional(self.store, Cursor(offsets)) for offsets in self._offsets.values()):
+                log.info("projection runner: cursor is provisional (pending events); snapshots not saved")
+                return
             snaps = [
                 Snapshot(name=name, schema=p.schema, cursor=str(Cursor(dict(self._offsets[name]))),
                          state=p.encode_state(self.states[name]))
@@ -265,6 +273,9 @@ class ProjectionRunner:
                     continue
                 state = projection.decode_state(snap.state)
                 cursor = Cursor.of(snap.cursor)
+                if _provisional(self.store, cursor):
+                    log.info("snapshot %s covers provisional positions: rebuilding", name)
+                    continue
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
                 log.warning("snapshot %s is unreadable (%s): rebuilding", name, exc)
                 continue
@@ -274,3 +285,8 @@ class ProjectionRunner:
 
     def close(self) -> None:
         self.stop()
+
+
+def _provisional(store: EventStore, cursor: Cursor) -> bool:
+    """Whether `cursor` names a partition `store` does not have (see `save_snapshots`)."""
+    return any(p >= store.partitions for p in cursor.offsets)

@@ -338,3 +338,51 @@ def test_wait_replicas_waits_on_the_connection_that_wrote(tmp_path: Path) -> Non
     finally:
         replica.kill()
         primary.kill()
+
+
+def test_a_lost_reply_still_waits_for_replicas(redis_url: str) -> None:
+    """With wait_replicas, the retry of a lost reply answers DUP: the append must still not
+    return before replicas confirm (none exist here, so it must say so), not skip the WAIT."""
+    store = RedisStreamStore.from_url(redis_url + "?wait_replicas=1")
+    assert store._direct
+    with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+        store.append("session/s1", [msg("a")])
+    _lose_replies(held(store), 1)
+    with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+        store.append("session/s1", [msg("b")])
+    assert redis.Redis.from_url(redis_url).xlen("el:{el:0}:log") == 2  # both stored, once
+    store.close()
+
+
+def test_a_small_pool_is_not_held_from_its_readers(redis_url: str) -> None:
+    """Held connections count against the pool's max_connections: a store over a small pool
+    goes through redis-py, so reads keep getting connections."""
+    client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(redis_url, max_connections=2))
+    client.set_response_callback("XRANGE", lambda response, **options: response)
+    store = RedisStreamStore(client, url=redis_url)
+    assert not store._direct
+
+    def write(k: int) -> None:
+        for i in range(20):
+            store.append(f"session/t{k}", [msg(f"{k}-{i}", f"t{k}")])
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(1 for _ in store.read_all()) == 40
+    store.close()
+
+
+def test_a_str_subclass_stream_name_is_packed_as_its_text(redis_url: str) -> None:
+    import enum
+
+    class Stream(str, enum.Enum):
+        S1 = "session/s1"
+
+    store = redis_store(redis_url)
+    assert store.append(Stream.S1, [msg("a")])[0].version == 1
+    assert [(e.stream, type(e.stream)) for e in store.read("session/s1")] == [("session/s1", str)]
+    assert [e.version for e in store.read(Stream.S1)] == [1]
+    store.close()
