@@ -143,7 +143,7 @@ class ConversationProjection(Projection[ConversationState]):
                 conv = _conversation(current, sid)
             run_id = p.run_id
             at = event.at
-            try:  # `epoch(at)` inlined (see fold.epoch_inline)
+            try:  # `epoch(at)` inlined; tests hold it to `epoch`
                 since = at - EPOCH
                 now = since.days * 86400 + since.seconds if since.days >= 0 else epoch(at)
             except TypeError:

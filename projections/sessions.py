@@ -100,7 +100,7 @@ class SessionsProjection(Projection[SessionsState]):
                 row = sessions.get(p.session_id)
                 if row is not None:
                     at = event.at
-                    try:  # `epoch(at)` inlined (see fold.epoch_inline)
+                    try:  # `epoch(at)` inlined; tests hold it to `epoch`
                         since = at - EPOCH
                         now = since.days * 86400 + since.seconds if since.days >= 0 else epoch(at)
                     except TypeError:

@@ -39,7 +39,7 @@ from projections import (
     SessionsProjection,
     all_projections,
 )
-from projections.fold import Projection, epoch, epoch_inline
+from projections.fold import Projection, epoch
 from tests.test_projections import SIDS, appends, encoded
 
 json_values = st.recursive(
@@ -244,8 +244,17 @@ def test_a_read_failing_part_way_keeps_what_was_read_and_resumes(k: int) -> None
 
 @given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc))
        | st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2200, 1, 1)))
-def test_inlined_epoch_equals_epoch(at: Any) -> None:
-    assert epoch_inline(at) == epoch(at) == int(at.timestamp())
+def test_the_folds_inlined_epoch_equals_epoch(at: Any) -> None:
+    """Sessions and conversation compute `epoch(at)` inline in their loops: same seconds for
+    aware, naive and pre-1970 times as `apply` (which calls `epoch`)."""
+    a = Actor(agent_id="a", session_id="s1")
+    events = [codec.seal(new_event(SessionStarted(session_id="s1"), actor=a, at=at), stream="session/s1", version=1,
+                         prev_hash=""),
+              codec.seal(new_event(RunRecorded(session_id="s1", run_id="r1", run={}), actor=a, at=at),
+                         stream="session/s1", version=2, prev_hash="")]
+    for projection in (SessionsProjection(), ConversationProjection()):
+        assert encoded(projection.fold(events)) == encoded(apply_each(projection, events))
+    assert ConversationProjection().fold(events).sessions["s1"].runs[0].recorded_at == epoch(at) == int(at.timestamp())
 
 
 @pytest.mark.parametrize("partitions", [1, 3])
