@@ -5,7 +5,7 @@ of applying the events one by one (hypothesis), on every store."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -248,13 +248,15 @@ def test_the_folds_inlined_epoch_equals_epoch(at: Any) -> None:
     """Sessions and conversation compute `epoch(at)` inline in their loops: same seconds for
     aware, naive and pre-1970 times as `apply` (which calls `epoch`)."""
     a = Actor(agent_id="a", session_id="s1")
+    later = at + timedelta(seconds=37)
     events = [codec.seal(new_event(SessionStarted(session_id="s1"), actor=a, at=at), stream="session/s1", version=1,
                          prev_hash=""),
-              codec.seal(new_event(RunRecorded(session_id="s1", run_id="r1", run={}), actor=a, at=at),
+              codec.seal(new_event(RunRecorded(session_id="s1", run_id="r1", run={}), actor=a, at=later),
                          stream="session/s1", version=2, prev_hash="")]
     for projection in (SessionsProjection(), ConversationProjection()):
         assert encoded(projection.fold(events)) == encoded(apply_each(projection, events))
-    assert ConversationProjection().fold(events).sessions["s1"].runs[0].recorded_at == epoch(at) == int(at.timestamp())
+    assert ConversationProjection().fold(events).sessions["s1"].runs[0].recorded_at == epoch(later) == int(later.timestamp())
+    assert SessionsProjection().fold(events).sessions["s1"].updated_at == epoch(later)
 
 
 @pytest.mark.parametrize("partitions", [1, 3])
