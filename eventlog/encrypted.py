@@ -190,10 +190,6 @@ class EncryptedStore(EventStore):
         return None
 
     @property
-    def generation(self) -> int:  # type: ignore[override]  # the inner store's, read-only here
-        return self.inner.generation
-
-    @property
     def corrupt(self) -> Any:
         return getattr(self.inner, "corrupt", None)
 

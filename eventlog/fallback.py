@@ -15,8 +15,10 @@ degraded is checked against what this process can see (best effort across proces
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -57,7 +59,6 @@ class FallbackStore(EventStore):
         self._degraded = False
         self._stop = threading.Event()
         self._synced = Cursor.of(self._load_checkpoint())
-        self._generation = 0
         self._checkpoint_seen = self._checkpoint_stamp()
         self._health_interval = health_interval
         self._thread: threading.Thread | None = None
@@ -73,6 +74,7 @@ class FallbackStore(EventStore):
 
     def pending(self) -> int:
         """Events in the secondary not yet replayed into the primary."""
+        self._refresh_synced()
         return sum(1 for _ in self.secondary.read_all(after=self._synced))
 
     def _mark_degraded(self, exc: Exception) -> None:
@@ -81,35 +83,31 @@ class FallbackStore(EventStore):
             log.warning("primary %s unavailable (%s); appending to %s until it returns",
                         redact_url(self.primary.url), exc, self.secondary.url)
 
-    @property
-    def generation(self) -> int:  # type: ignore[override]
-        """Bumped whenever pending events were replayed into the primary — by this store or,
-        noticed through the shared sync checkpoint, by any other process or `eventlog sync`
-        using the same file store — because replayed events are renumbered (see `_read_all`)."""
-        stamp = self._checkpoint_stamp()
-        if stamp != self._checkpoint_seen:
-            with self._lock:
-                if stamp != self._checkpoint_seen:
-                    self._checkpoint_seen = stamp
-                    theirs = Cursor.of(self._load_checkpoint())
-                    if theirs.get(0) > self._synced.get(0):
-                        self._synced = theirs
-                    self._generation += 1
-        return self._generation
-
     # --- checkpoint -----------------------------------------------------------------------
 
-    def _checkpoint_stamp(self) -> tuple[int, int] | None:
+    def _checkpoint_path(self) -> Path | None:
+        path = getattr(self.secondary, "path", None)
+        return Path(path) / "sync.checkpoint" if path is not None else None
+
+    def _checkpoint_stamp(self) -> tuple[int, int, int] | None:
         path = self._checkpoint_path()
         try:
             st = os.stat(path) if path is not None else None
         except FileNotFoundError:
             return None
-        return (st.st_mtime_ns, st.st_size) if st is not None else None
+        return (st.st_ino, st.st_mtime_ns, st.st_size) if st is not None else None
 
-    def _checkpoint_path(self) -> Path | None:
-        path = getattr(self.secondary, "path", None)
-        return Path(path) / "sync.checkpoint" if path is not None else None
+    def _refresh_synced(self) -> None:
+        """Take up another process's sync of the same file store (the shared checkpoint
+        moved): events it replayed are not pending here either. One `stat` when nothing
+        changed; the checkpoint only moves forward."""
+        stamp = self._checkpoint_stamp()
+        if stamp == self._checkpoint_seen:
+            return
+        self._checkpoint_seen = stamp
+        theirs = Cursor.of(self._load_checkpoint())
+        if theirs.get(0) > self._synced.get(0):
+            self._synced = theirs
 
     def _load_checkpoint(self) -> str | None:
         path = self._checkpoint_path()
@@ -119,14 +117,31 @@ class FallbackStore(EventStore):
             return None
 
     def _save_checkpoint(self) -> None:
+        """Write the checkpoint atomically (a temp file of this writer's own, then rename),
+        never moving it backwards: two processes syncing one file store may finish batches
+        in any order, and a checkpoint that went back would only cost a rerun, one that
+        jumped ahead of what is in the primary would lose events."""
         path = self._checkpoint_path()
         if path is None:
             return
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(str(self._synced))
-        os.replace(tmp, path)
+        lock_fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            theirs = Cursor.of(self._load_checkpoint())
+            if theirs.get(0) > self._synced.get(0):
+                self._synced = theirs  # another process got further
+                return
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(str(self._synced))
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        finally:
+            os.close(lock_fd)  # (releases the lock)
 
     # --- writing --------------------------------------------------------------------------
 
@@ -144,6 +159,7 @@ class FallbackStore(EventStore):
             return self.secondary.append(stream, events)
 
     def _has_pending(self) -> bool:
+        self._refresh_synced()
         return next(iter(self.secondary.read_all(after=self._synced)), None) is not None
 
     def sync(self, progress: Callable[[int, int], None] | None = None) -> SyncSummary:
@@ -154,6 +170,7 @@ class FallbackStore(EventStore):
         primary is still away."""
         summary = SyncSummary()
         with self._lock:
+            self._refresh_synced()
             pending = list(self.secondary.read_all(after=self._synced))
             total = len(pending)
             before = self.primary.last_position() if pending else Cursor()
@@ -173,9 +190,6 @@ class FallbackStore(EventStore):
                 for event in batch:
                     self._synced = self._synced.advanced(event)
                 self._save_checkpoint()
-                self._checkpoint_seen = self._checkpoint_stamp()
-                # These events now come from the primary, renumbered: readers start over.
-                self._generation += 1
                 done += len(batch)
                 i = j
                 if progress is not None:
@@ -225,6 +239,7 @@ class FallbackStore(EventStore):
     # --- reading --------------------------------------------------------------------------
 
     def _pending_events(self, stream: str | None = None) -> list[Event]:
+        self._refresh_synced()
         events = self.secondary.read_all(after=self._synced)
         return [e for e in events if stream is None or e.stream == stream]
 
@@ -246,10 +261,8 @@ class FallbackStore(EventStore):
         except StoreUnavailable:
             primary = None
         replace = msgspec.structs.replace
-        if primary is None:
-            synced = self._synced.get(0)
-            events = [replace(e, partition=PENDING_PARTITION) if e.position > synced else e
-                      for e in self.secondary.read(stream)]
+        if primary is None:  # what the file holds, in the file's numbering
+            events = [replace(e, partition=PENDING_PARTITION) for e in self.secondary.read(stream)]
         else:
             seen = {e.id for e in primary}
             extra = [e for e in self._pending_events(stream) if e.id not in seen]
@@ -263,21 +276,31 @@ class FallbackStore(EventStore):
         """The primary's log; while events are pending, followed by those not yet in it.
 
         Pending events are numbered in the secondary's log, not the primary's, so they come
-        under a partition of their own (`PENDING_PARTITION`): a cursor then covers both, and
-        a reader resuming from it gets each pending event once. When a sync has replayed them
-        into the primary they come back from there, in the primary's numbering: `generation`
-        changes, and a reader that folded them as pending starts over (ProjectionRunner does)."""
+        under a partition of their own (`PENDING_PARTITION`): a cursor covers both, and a
+        reader resuming from it gets each pending event once. One read never yields an event
+        twice: a pending event the primary already has (a sync part way, a sync by another
+        process, a replayed batch whose reply was lost) comes from the primary only. Once
+        replayed, an event is the primary's, under the primary's numbering: a reader that
+        folded it as pending must know it by id (`ProjectionRunner` does)."""
+        pending_ids: set[str] = set()
+        if self._degraded or self._has_pending_safe():  # (which takes up other processes' syncs)
+            pending_ids = {e.id for e in self.secondary.read_all(after=self._synced)}
+        in_primary: set[str] = set()
         try:
-            yield from self.primary._read_all(after, upcast=upcast)
+            for event in self.primary._read_all(after, upcast=upcast):
+                if pending_ids and event.id in pending_ids:
+                    in_primary.add(event.id)
+                yield event
             reachable = True
         except StoreUnavailable:
             reachable = False
-        if not self._degraded and reachable and not self._has_pending_safe():
+        if not pending_ids and reachable:
             return
         start = max(self._synced.get(0), after.get(PENDING_PARTITION))
         replace = msgspec.structs.replace
         for event in self.secondary._read_all(Cursor({0: start}), upcast=upcast):
-            yield replace(event, partition=PENDING_PARTITION)
+            if event.id not in in_primary:
+                yield replace(event, partition=PENDING_PARTITION)
 
     def _streams(self) -> Iterable[str]:
         names = set(self.secondary.streams()) if self._degraded or self._has_pending_safe() else set()

@@ -120,10 +120,6 @@ class EventStore(ABC):
     max_event_bytes: int = codec.DEFAULT_MAX_EVENT_BYTES
     partitions: int = 1
     url: str = ""
-    # Changes when positions already handed out no longer mean what they meant (a fallback
-    # store's pending events, replayed into its primary, are renumbered there): a reader
-    # that keeps a cursor must then start over. Constant for every store but the fallback.
-    generation: int = 0
 
     # --- writing --------------------------------------------------------------------------
 

@@ -44,8 +44,7 @@ class ProjectionRunner:
         self._offsets: dict[str, dict[int, int]] = {p.name: {} for p in projections}
         self.lock = threading.RLock()
         self.applied = 0
-        self._use_snapshots = use_snapshots
-        self._generation = store.generation  # see `_start_over_if_renumbered`
+        self._provisional_ids: set[str] = set()  # see `_screen`
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._applied_event = threading.Condition(self.lock)
@@ -78,6 +77,12 @@ class ProjectionRunner:
 
     def _apply(self, event: Event) -> None:
         partition, position = event.partition, event.position
+        if (self._provisional_ids or partition >= self.store.partitions) and not all(
+                position <= offsets.get(partition, 0) for offsets in self._offsets.values()) \
+                and not self._screen([event]):  # the Redis copy of one folded as pending
+            for offsets in self._offsets.values():
+                offsets[partition] = max(offsets.get(partition, 0), position)
+            return
         states = self.states
         for name, projection in self.projections.items():
             offsets = self._offsets[name]
@@ -92,35 +97,49 @@ class ProjectionRunner:
         with self.lock:  # one catch-up at a time, so events are applied in log order
             n = 0
             try:
-                for _attempt in range(3):
-                    n = 0  # (what the last attempt read)
-                    generation = self._start_over_if_renumbered()
-                    offsets = list(self._offsets.values())
-                    if offsets and all(o == offsets[0] for o in offsets[1:]):
-                        n += self._catch_up_aligned()
-                    else:
-                        for event in self.store.read_all(after=self.cursor):
-                            self._apply(event)
-                            n += 1
-                    if self.store.generation == generation:
-                        break  # (renumbered while reading: what was read may mix both, fold again)
+                offsets = list(self._offsets.values())
+                if offsets and all(o == offsets[0] for o in offsets[1:]):
+                    n = self._catch_up_aligned()
+                else:
+                    for event in self.store.read_all(after=self.cursor):
+                        self._apply(event)
+                        n += 1
+                self._settle_provisional()
             finally:
                 self._applied_event.notify_all()  # (also after a failure: waiters re-check)
         return n
 
-    def _start_over_if_renumbered(self) -> int:
-        """When the store's positions changed meaning since the last fold (`generation`: a
-        fallback store's pending events replayed into Redis), the cursors mean nothing: every
-        read model starts over, from its snapshot when snapshots are used. Returns the
-        generation folded under."""
-        generation = self.store.generation
-        if generation != self._generation:
-            log.info("projection runner: %s renumbered its log; folding it again", self.store.url)
-            self._reset()
-            if self._use_snapshots:
-                self.load_snapshots()
-            self._generation = generation
-        return generation
+    # --- provisional events (a fallback store's pending ones) -------------------------------
+    #
+    # A fallback store hands out events not yet in Redis under a partition Redis does not
+    # have (`PENDING_PARTITION`, numbered in the file). Once synced they come again, from
+    # Redis, renumbered. The runner remembers the ids it folded as pending and passes over
+    # their Redis copies (advancing the cursor), so each event is folded once; when none is
+    # outstanding, the pending partition leaves the cursor again (and snapshots, never taken
+    # of a provisional cursor, resume).
+
+    def _screen(self, events: list[Event]) -> list[Event]:
+        """`events` without the Redis copies of events already folded as pending; records
+        the pending ones about to be folded. (Only called when either can occur.)"""
+        parts = self.store.partitions
+        outstanding = self._provisional_ids
+        kept = []
+        for event in events:
+            if event.partition >= parts:
+                outstanding.add(event.id)
+            elif event.id in outstanding:
+                outstanding.discard(event.id)
+                continue
+            kept.append(event)
+        return kept
+
+    def _settle_provisional(self) -> None:
+        if self._provisional_ids:
+            return
+        parts = self.store.partitions
+        for name, offsets in self._offsets.items():
+            if any(p >= parts for p in offsets):
+                self._offsets[name] = {p: v for p, v in offsets.items() if p < parts}
 
     def _catch_up_aligned(self) -> int:
         """The common case — every projection at the same cursor — folded batch by batch.
@@ -150,9 +169,15 @@ class ProjectionRunner:
         lazy = all(p.takes_lazy_runs() for p in projections.values())
         n = 0
         try:
+            parts = self.store.partitions
             for batch in self.store.read_batches_for_fold(Cursor(dict(reached)), lazy_runs=lazy):
                 if not batch:
                     continue
+                for event in batch:  # (a batch may span partitions: a fallback's pending ones)
+                    reached[event.partition] = event.position
+                n += len(batch)
+                if self._provisional_ids or batch[-1].partition >= parts:  # (pending ones come last)
+                    batch = self._screen(batch)
                 try:
                     for name, fold in whole:
                         states[name] = fold(batch, states[name])
@@ -175,9 +200,6 @@ class ProjectionRunner:
                     self._reset()
                     reached = {}
                     raise
-                for event in batch:  # (a batch may span partitions: a fallback's pending ones)
-                    reached[event.partition] = event.position
-                n += len(batch)
         finally:
             for name in self._offsets:
                 self._offsets[name] = dict(reached)
@@ -204,11 +226,7 @@ class ProjectionRunner:
     def _follow(self) -> None:
         while not self._stop.is_set():
             try:
-                self.catch_up()  # (and starts over when the store renumbered its log)
-                generation = self._generation
                 for event in self.store.tail(after=self.cursor, stop=self._stop):
-                    if self.store.generation != generation:
-                        break  # renumbered: what this tail yields next means nothing; start over
                     self.apply(event)
             except Exception:  # keep following: a transient store error must not kill reads
                 log.exception("projection runner: tail failed; retrying")

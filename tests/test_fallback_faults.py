@@ -110,8 +110,8 @@ def _run(i: int, session: str):  # type: ignore[no-untyped-def]
 def test_read_models_count_each_event_once_through_an_outage_and_the_sync(
         killable_redis: RedisServer, tmp_path: Path, follow: bool) -> None:
     """Read models folded while Redis is away see each pending event once (not again on every
-    catch-up), and after the sync — which renumbers those events in Redis — they equal a
-    fresh fold of Redis's log: nothing counted twice, nothing missed."""
+    catch-up), and after the sync — which renumbers those events in Redis — the runner knows
+    their Redis copies by id: nothing counted twice, nothing missed, no refold."""
     import msgspec
 
     from eventlog.fallback import PENDING_PARTITION
@@ -141,8 +141,14 @@ def test_read_models_count_each_event_once_through_an_outage_and_the_sync(
     fresh = ProjectionRunner(primary, all_projections(), use_snapshots=False)
     fresh.catch_up()
     with runner.reading_all() as states:
-        for name, state in fresh.states.items():
-            assert msgspec.msgpack.encode(states[name]) == msgspec.msgpack.encode(state), name
+        # What the read models say equals a fresh fold of Redis's log: the same runs with the
+        # same bodies, each counted once. (Runs folded while pending keep the file's
+        # provisional versions and event positions until the next rebuild.)
+        for name in ("actors", "memories", "workflows", "records"):
+            assert msgspec.msgpack.encode(states[name]) == msgspec.msgpack.encode(fresh.states[name]), name
+        ours, theirs = states["conversation"].sessions["s1"], fresh.states["conversation"].sessions["s1"]
+        assert [(r.run_id, r.body, r.event_id) for r in ours.runs] == [(r.run_id, r.body, r.event_id) for r in theirs.runs]
+        assert states["sessions"].sessions.keys() == fresh.states["sessions"].sessions.keys()
         assert states["actors"].actors["agent:a"].events == 13
         assert [r.run_id for r in states["conversation"].sessions["s1"].runs] == [f"r{i}" for i in range(13)]
         assert states["conversation"].sessions["s1"].rewrites == 0
@@ -195,8 +201,9 @@ def test_snapshots_are_not_taken_of_pending_events_and_a_restart_counts_once(
 
 
 def test_another_processes_sync_is_noticed(killable_redis: RedisServer, tmp_path: Path) -> None:
-    """Two stores over one file store (two processes): when B syncs A's pending events, A's
-    read models start over instead of counting Redis's copies on top."""
+    """Two stores over one file store (two processes): when B syncs A's pending events, A
+    takes up B's checkpoint, and A's read models know Redis's copies by id instead of
+    counting them on top."""
     from projections import ProjectionRunner, all_projections
 
     killable_redis.kill()
@@ -208,9 +215,8 @@ def test_another_processes_sync_is_noticed(killable_redis: RedisServer, tmp_path
     assert _counts(runner) == (3, 3)
     killable_redis.start()
     b = FallbackStore(RedisStreamStore.from_url(killable_redis.url), JsonlStore(tmp_path / "fb"), auto_sync=False)
-    generation = a.generation
     assert b.sync().replayed == 3
-    assert a.generation != generation
+    assert a.pending() == 0  # A takes up B's checkpoint
     runner.catch_up()
     assert _counts(runner) == (3, 3)
     assert a.sync().replayed == 0  # A knows they are synced
