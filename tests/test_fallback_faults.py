@@ -169,6 +169,8 @@ def test_snapshots_are_not_taken_of_pending_events_and_a_restart_counts_once(
     """A snapshot saved while events are pending would count them again once they are read
     back from Redis: none is saved then (and one naming the pending partition is never
     loaded); snapshots taken before or after the outage are used as usual."""
+    import msgspec
+
     from projections import ProjectionRunner, all_projections
 
     def fallback() -> FallbackStore:
@@ -191,7 +193,13 @@ def test_snapshots_are_not_taken_of_pending_events_and_a_restart_counts_once(
     assert store.sync().replayed == 3
     runner.catch_up()
     assert _counts(runner) == (6, 6)
+    assert runner.cursor.offsets.keys() == {0}  # nothing outstanding: the cursor is Redis's again
     runner.save_snapshots()
+    from eventlog import Cursor
+    from projections.runner import Snapshot
+
+    snap = msgspec.msgpack.decode(store.get_blob("snapshot/actors") or b"", type=Snapshot)
+    assert Cursor.of(snap.cursor) == Cursor({0: 6})  # saved again, after the outage
     store.close()
     again = fallback()
     restarted = ProjectionRunner(again, all_projections())
@@ -261,3 +269,23 @@ def test_positions_of_pending_events_agree_everywhere(killable_redis: RedisServe
     assert store.verify().ok
     assert list(store.tail(after=store.last_position(), timeout=0.2)) == []
     store.close()
+
+
+def test_the_sync_checkpoint_never_moves_backwards(tmp_path: Path) -> None:
+    """Two processes syncing one file store finish batches in any order: the shared checkpoint
+    keeps the furthest, and the one behind takes it up instead of writing over it."""
+    from eventlog import Cursor
+    from eventlog.memory import MemoryStore
+
+    a = FallbackStore(MemoryStore(), JsonlStore(tmp_path / "fb"), auto_sync=False)
+    b = FallbackStore(MemoryStore(), JsonlStore(tmp_path / "fb"), auto_sync=False)
+    a._synced, b._synced = Cursor({0: 10}), Cursor({0: 9})
+    a._save_checkpoint()
+    b._save_checkpoint()
+    assert Cursor.of((tmp_path / "fb" / "sync.checkpoint").read_text()) == Cursor({0: 10})
+    assert b._synced.get(0) == 10
+    assert not list((tmp_path / "fb").glob("*.tmp"))
+    c = FallbackStore(MemoryStore(), JsonlStore(tmp_path / "fb"), auto_sync=False)
+    assert c._synced.get(0) == 10
+    for store in (a, b, c):
+        store.close()
