@@ -208,6 +208,7 @@ class ProjectionRunner:
 
     def _reset(self) -> None:
         """Every read model back to its initial state, at the start of the log."""
+        self._provisional_ids.clear()
         for name, projection in self.projections.items():
             self.states[name] = projection.initial()
             self._offsets[name] = {}
