@@ -324,16 +324,17 @@ class FallbackStore(EventStore):
                 cursor = Cursor({**cursor.offsets, PENDING_PARTITION: end})
         return cursor
 
-    def verify(self, *, resume: bool = False, expect_root: str | None = None) -> VerifyReport:
+    def verify(self, *, resume: bool = False, expect_root: str | None = None,
+               progress: Callable[[int], None] | None = None) -> VerifyReport:
         """The primary's log (pending events are not in its chain yet: a sync re-seals them
         there), and while events are pending the file's own log too, reporting the first
         that fails; the file's alone while the primary is unreachable."""
         try:
-            report = self.primary.verify(resume=resume, expect_root=expect_root)
+            report = self.primary.verify(resume=resume, expect_root=expect_root, progress=progress)
         except StoreUnavailable:
-            return self.secondary.verify(resume=resume)
+            return self.secondary.verify(resume=resume, progress=progress)
         if report.ok and self._has_pending_safe():
-            own = self.secondary.verify(resume=resume)
+            own = self.secondary.verify(resume=resume, progress=progress)
             if not own.ok:
                 return own
         return report

@@ -259,11 +259,12 @@ class EventStore(ABC):
             cursor = cursor.advanced(event)
         return cursor
 
-    def verify(self, *, resume: bool = False, expect_root: str | None = None) -> VerifyReport:
+    def verify(self, *, resume: bool = False, expect_root: str | None = None,
+               progress: Callable[[int], None] | None = None) -> VerifyReport:
         """Check every hash, chain link and position; see `eventlog.integrity`."""
         from eventlog.integrity import verify
 
-        return verify(self, resume=resume, expect_root=expect_root)
+        return verify(self, resume=resume, expect_root=expect_root, progress=progress)
 
     # --- small side data (projection snapshots) -------------------------------------------
 

@@ -17,7 +17,7 @@ from adapters.cli.output import Output
 from adapters.cli.registry import command
 from eventlog import EventStore, StoreUnavailable, redact_url
 from eventlog.fallback import FallbackStore
-from eventlog.integrity import verify, write_checkpoint
+from eventlog.integrity import write_checkpoint
 from eventlog.jsonl import JsonlStore
 
 # --- verify -------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ def cmd_verify(store: EventStore, args: argparse.Namespace, out: Output) -> int:
         raise UserError(f"--expect-root {args.expect_root[:80]!r} is not a root",
                         "a root is the 64 hex digits an earlier `eventlog verify` printed")
     with progress_bar(out, "verifying") as advance:
-        report = verify(store, resume=args.resume, expect_root=args.expect_root, progress=advance)
+        report = store.verify(resume=args.resume, expect_root=args.expect_root, progress=advance)
     doc: dict[str, Any] = {"ok": report.ok, "events": report.events, "streams": report.streams,
                            "root": report.root, "cursor": report.cursor, "checkpoints": report.checkpoints,
                            "resumed_from": report.resumed_from, "first_break": None}
