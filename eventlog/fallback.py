@@ -277,30 +277,36 @@ class FallbackStore(EventStore):
 
         Pending events are numbered in the secondary's log, not the primary's, so they come
         under a partition of their own (`PENDING_PARTITION`): a cursor covers both, and a
-        reader resuming from it gets each pending event once. One read never yields an event
-        twice: a pending event the primary already has (a sync part way, a sync by another
-        process, a replayed batch whose reply was lost) comes from the primary only. Once
-        replayed, an event is the primary's, under the primary's numbering: a reader that
-        folded it as pending must know it by id (`ProjectionRunner` does)."""
-        pending_ids: set[str] = set()
+        reader resuming from it gets each pending event once. A pending event the primary
+        already holds (a sync part way or by another process, a replayed batch or an append
+        whose reply was lost) is the primary's: it is never yielded as pending, so whoever
+        read it from the primary does not get it twice. Once replayed, an event comes from
+        the primary, under the primary's numbering: a reader that folded it as pending must
+        know it by id (`ProjectionRunner` does)."""
+        pending: list[Event] = []
         if self._degraded or self._has_pending_safe():  # (which takes up other processes' syncs)
-            pending_ids = {e.id for e in self.secondary.read_all(after=self._synced)}
-        in_primary: set[str] = set()
-        try:
-            for event in self.primary._read_all(after, upcast=upcast):
-                if pending_ids and event.id in pending_ids:
-                    in_primary.add(event.id)
-                yield event
-            reachable = True
-        except StoreUnavailable:
-            reachable = False
-        if not pending_ids and reachable:
-            return
-        start = max(self._synced.get(0), after.get(PENDING_PARTITION))
+            start = max(self._synced.get(0), after.get(PENDING_PARTITION))
+            pending = list(self.secondary._read_all(Cursor({0: start}), upcast=upcast))
+        with contextlib.suppress(StoreUnavailable):
+            yield from self.primary._read_all(after, upcast=upcast)
+        held = self.held_by_primary(pending) if pending else set()
         replace = msgspec.structs.replace
-        for event in self.secondary._read_all(Cursor({0: start}), upcast=upcast):
-            if event.id not in in_primary:
+        for event in pending:
+            if event.id not in held:
                 yield replace(event, partition=PENDING_PARTITION)
+
+    def held_by_primary(self, events: list[Event]) -> set[str]:
+        """The ids among `events` the primary already stores (by its id index when it has one,
+        else by reading it); none while it is unreachable."""
+        try:
+            lookup = getattr(self.primary, "stored_ids", None)
+            if lookup is not None:
+                found: set[str] = lookup(events)
+                return found
+            wanted = {e.id for e in events}
+            return {e.id for e in self.primary.read_all() if e.id in wanted}
+        except StoreUnavailable:
+            return set()
 
     def _streams(self) -> Iterable[str]:
         names = set(self.secondary.streams()) if self._degraded or self._has_pending_safe() else set()

@@ -503,6 +503,21 @@ class RedisStreamStore(EventStore):
         if acked < self.wait_replicas:
             raise _replicas_short(self.url, acked, self.wait_replicas)
 
+    def stored_ids(self, events: Iterable[Event]) -> set[str]:
+        """Which of `events` (by id, in their stream's partition) this log already holds:
+        one HMGET of the id index per partition."""
+        by_partition: dict[int, list[str]] = {}
+        for event in events:
+            by_partition.setdefault(self.partition_of(event.stream), []).append(event.id)
+        found: set[str] = set()
+        for p, ids in by_partition.items():
+            key = self._keys(p)[2]
+            for i in range(0, len(ids), 1000):
+                chunk = ids[i:i + 1000]
+                seqs = self._call(self.client.hmget, key, chunk)
+                found.update(event_id for event_id, seq in zip(chunk, seqs) if seq is not None)
+        return found
+
     # --- reading --------------------------------------------------------------------------
 
     def _decode(self, data: bytes, seq: int, partition: int, upcast: bool = True) -> Event:

@@ -72,14 +72,17 @@ class ProjectionRunner:
     def apply(self, event: Event) -> None:
         """Apply one event to every projection that has not seen it (idempotent)."""
         with self.lock:
+            provisional = event.partition >= self.store.partitions or bool(self._provisional_ids)
             self._apply(event)
+            if provisional:
+                self._settle_provisional()
             self._applied_event.notify_all()
 
     def _apply(self, event: Event) -> None:
         partition, position = event.partition, event.position
         if (self._provisional_ids or partition >= self.store.partitions) and not all(
                 position <= offsets.get(partition, 0) for offsets in self._offsets.values()) \
-                and not self._screen([event]):  # the Redis copy of one folded as pending
+                and not self._screen([event], read_earlier=True):  # already folded (by id)
             for offsets in self._offsets.values():
                 offsets[partition] = max(offsets.get(partition, 0), position)
             return
@@ -118,14 +121,21 @@ class ProjectionRunner:
     # outstanding, the pending partition leaves the cursor again (and snapshots, never taken
     # of a provisional cursor, resume).
 
-    def _screen(self, events: list[Event]) -> list[Event]:
+    def _screen(self, events: list[Event], *, read_earlier: bool = False) -> list[Event]:
         """`events` without the Redis copies of events already folded as pending; records
-        the pending ones about to be folded. (Only called when either can occur.)"""
+        the pending ones about to be folded. (Only called when either can occur.)
+        `read_earlier`: the events were read a while ago (the follower's tail), so a pending
+        one may have reached Redis since and been folded from there: the store is asked."""
         parts = self.store.partitions
         outstanding = self._provisional_ids
+        held_by_primary = getattr(self.store, "held_by_primary", None)
+        pending = [e for e in events if e.partition >= parts]
+        stale = held_by_primary(pending) if read_earlier and pending and held_by_primary is not None else set()
         kept = []
         for event in events:
             if event.partition >= parts:
+                if event.id in stale:
+                    continue
                 outstanding.add(event.id)
             elif event.id in outstanding:
                 outstanding.discard(event.id)

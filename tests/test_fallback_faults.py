@@ -310,3 +310,54 @@ def test_eventlog_verify_on_a_fallback_with_pending_events(killable_redis: Redis
     done = eventlog("verify", "--url", killable_redis.url, "--fallback", str(tmp_path / "fb"), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["ok"] is True
+
+
+def test_an_append_whose_reply_is_lost_is_counted_once(killable_redis: RedisServer, tmp_path: Path) -> None:
+    """Redis stores the event but its reply is lost twice: the fallback writes the same event
+    to the file. It is Redis's: never read as pending, counted once, and the read models'
+    cursor stays Redis's (snapshots keep being saved)."""
+    from projections import ProjectionRunner, all_projections
+    from tests.test_redis_hot_path import _lose_replies
+
+    primary = RedisStreamStore.from_url(killable_redis.url)
+    store = FallbackStore(primary, JsonlStore(tmp_path / "fb"), auto_sync=False)
+    runner = ProjectionRunner(store, all_projections())
+    for i in range(3):
+        store.append("session/s1", [_run(i, "s1")])
+    runner.catch_up()
+    _lose_replies(primary._held[0], 2)
+    store.append("session/s1", [_run(3, "s1")])  # stored in Redis, and in the file
+    assert store.pending() == 1
+    for _ in range(2):
+        runner.catch_up()
+        assert _counts(runner) == (4, 4)
+    assert store.sync().already_present == 1
+    store.append("session/s1", [_run(4, "s1")])
+    runner.catch_up()
+    assert _counts(runner) == (5, 5)
+    assert runner.cursor.offsets.keys() == {0}
+    store.close()
+
+
+def test_the_follower_does_not_fold_twice_what_reached_redis_meanwhile(
+        killable_redis: RedisServer, tmp_path: Path) -> None:
+    """The follower's tail read X while pending; before it applies X, a sync puts X in Redis
+    and a catch-up folds X from there: applying the stale pending X must not count it again."""
+    from projections import ProjectionRunner, all_projections
+
+    store = FallbackStore(RedisStreamStore.from_url(killable_redis.url), JsonlStore(tmp_path / "fb"), auto_sync=False)
+    runner = ProjectionRunner(store, all_projections(), use_snapshots=False)
+    for i in range(3):
+        store.append("session/s1", [_run(i, "s1")])
+    runner.catch_up()
+    tail = store.tail(after=runner.cursor)
+    killable_redis.kill()
+    store.append("session/s1", [_run(3, "s1")])
+    stale = next(tail)  # the follower has it, as pending ...
+    killable_redis.start()
+    store.sync()  # ... the health thread syncs it ...
+    runner.catch_up()  # ... a read folds it from Redis ...
+    runner.apply(stale)  # ... then the follower applies what it read
+    assert _counts(runner) == (4, 4)
+    assert runner.cursor.offsets.keys() == {0}
+    store.close()
