@@ -21,7 +21,8 @@ _VALID_MAX = 4096
 
 
 def validate_stream(name: object) -> str:
-    """Return `name` if it is a valid stream name, else raise `InvalidStreamName` saying why."""
+    """Return `name` (as a plain `str`) if it is a valid stream name, else raise
+    `InvalidStreamName` saying why."""
     if type(name) is str and name in _VALID:
         return name
     name = _check_stream(name)
@@ -34,6 +35,8 @@ def validate_stream(name: object) -> str:
 def _check_stream(name: object) -> str:
     if not isinstance(name, str):
         raise InvalidStreamName(f"stream name must be a string, got {type(name).__name__}")
+    if type(name) is not str:
+        name = str.__str__(name)  # a str subclass (an enum member): its text, not its repr
     if not name:
         raise InvalidStreamName("stream name is empty")
     if len(name) > MAX_STREAM_NAME:

@@ -127,9 +127,7 @@ class EventStore(ABC):
         self, stream: str, events: Iterable[Event], expected_version: int | None = None
     ) -> list[Event]:
         """Append `events` to `stream`; returns them as recorded (version, position, hash)."""
-        if type(stream) is not str and isinstance(stream, str):
-            stream = str.__str__(stream)  # a str subclass (an enum member): its text, not its repr
-        validate_stream(stream)
+        stream = validate_stream(stream)
         batch = _dedupe_batch(stream, events)
         if expected_version is not None and (
             isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0
@@ -147,9 +145,7 @@ class EventStore(ABC):
 
     def read(self, stream: str, from_version: int = 1, to_version: int | None = None) -> Iterator[Event]:
         """Events of one stream with `from_version <= version <= to_version`, in order."""
-        if type(stream) is not str and isinstance(stream, str):
-            stream = str.__str__(stream)
-        validate_stream(stream)
+        stream = validate_stream(stream)
         return self._read(stream, max(1, from_version), to_version)
 
     @abstractmethod

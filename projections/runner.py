@@ -80,11 +80,7 @@ class ProjectionRunner:
 
     def _apply(self, event: Event) -> None:
         partition, position = event.partition, event.position
-        if (self._provisional_ids or partition >= self.store.partitions) and not all(
-                position <= offsets.get(partition, 0) for offsets in self._offsets.values()) \
-                and not self._screen([event], read_earlier=True):  # already folded (by id)
-            for offsets in self._offsets.values():
-                offsets[partition] = max(offsets.get(partition, 0), position)
+        if (self._provisional_ids or partition >= self.store.partitions) and self._folded_by_id(event):
             return
         states = self.states
         for name, projection in self.projections.items():
@@ -120,6 +116,18 @@ class ProjectionRunner:
     # their Redis copies (advancing the cursor), so each event is folded once; when none is
     # outstanding, the pending partition leaves the cursor again (and snapshots, never taken
     # of a provisional cursor, resume).
+
+    def _folded_by_id(self, event: Event) -> bool:
+        """For `_apply`: whether `event` was folded already under another number (then only
+        the cursors move). Events every projection has passed are left to `_apply`'s check."""
+        partition, position = event.partition, event.position
+        if all(position <= offsets.get(partition, 0) for offsets in self._offsets.values()):
+            return False
+        if self._screen([event], read_earlier=True):
+            return False
+        for offsets in self._offsets.values():
+            offsets[partition] = max(offsets.get(partition, 0), position)
+        return True
 
     def _screen(self, events: list[Event], *, read_earlier: bool = False) -> list[Event]:
         """`events` without the Redis copies of events already folded as pending; records
