@@ -7,20 +7,22 @@ whatever the length of the log.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import msgspec
 from msgspec import Raw
 
 from eventlog import Event, MessageAppended, RunDeleted, RunRecorded, SessionDeleted
-from projections.fold import EPOCH, Projection, epoch
+from projections.fold import Projection, epoch
 
 _encode_run = msgspec.json.Encoder().encode
 _decode_run = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-class RunEntry(msgspec.Struct, kw_only=True, gc=False):
+class RunEntry(msgspec.Struct, gc=False):
     """One run of a session. The run is kept as its JSON (`body`) and decoded on each read of
     `run`: a decoded run is a tree of dicts, lists and strings (~1 KiB and several objects the
     cyclic GC has to walk on every full collection), its JSON one compact, untracked bytes
@@ -29,7 +31,7 @@ class RunEntry(msgspec.Struct, kw_only=True, gc=False):
 
     `run` is therefore a fresh dict on every read (mutating it does not change the read
     model) and exactly what a rebuild from the stored JSON would give, live or not.
-    `gc=False`: the fields are strings, ints and bytes, so an entry can never be part of a
+    `gc=False`: the fields are strings, ints, bytes and a datetime, so an entry can never be part of a
     reference cycle and the GC need not track it."""
 
     run_id: str
@@ -39,9 +41,15 @@ class RunEntry(msgspec.Struct, kw_only=True, gc=False):
     agent_id: str | None = None
     team_id: str | None = None
     workflow_id: str | None = None
-    recorded_at: int = 0
+    at: datetime | None = None  # the event's time, kept as decoded (`recorded_at` is read far
+    # less often than a rebuild would have to compute it)
     event_id: str = ""
     version: int = 0  # stream version of the event that last recorded this run
+
+    @property
+    def recorded_at(self) -> int:
+        """When the run was recorded, in whole seconds since the epoch (Agno's unit)."""
+        return epoch(self.at) if self.at is not None else 0
 
     @property
     def run(self) -> dict[str, Any]:
@@ -60,20 +68,48 @@ class MessageEntry(msgspec.Struct, kw_only=True):
     event_id: str = ""
 
 
-class Conversation(msgspec.Struct, kw_only=True):
+class Conversation(msgspec.Struct, kw_only=True, gc=False):
+    """A session's runs and messages.
+
+    The runs live in one dict, run id -> entry, in run order: recording a run again replaces
+    it in place, a new run goes last, a deleted one leaves a gap that closes — the order a
+    list plus an index would keep, in one structure. It is also what keeps a long history
+    out of the cyclic GC: a dict whose keys and values are never tracked (str keys,
+    `gc=False` entries) is itself untracked, while a list is always tracked and every full
+    collection would touch each of its million entries (two such collections were ~8 % of a
+    rebuild). The conversation itself is `gc=False` too, for the reason `SessionRow` gives."""
+
     session_id: str
-    runs: list[RunEntry] = []
+    entries: dict[str, RunEntry] = {}  # run id -> run, in run order
     messages: list[MessageEntry] = []
-    index: dict[str, int] = {}  # run id -> place in `runs`
-    rewrites: int = 0  # runs replaced or deleted so far (0: the list has only grown)
+    rewrites: int = 0  # runs replaced or deleted so far (0: runs have only been added)
+
+    @property
+    def runs(self) -> list[RunEntry]:
+        """The runs in order (a new list on every read)."""
+        return list(self.entries.values())
+
+    def get(self, run_id: str) -> RunEntry | None:
+        return self.entries.get(run_id)
 
     def run_index(self, run_id: str) -> int:
-        return self.index.get(run_id, -1)
+        """The run's place in `runs` (-1: not there). A scan: use `get` to find a run."""
+        if run_id not in self.entries:
+            return -1
+        for i, key in enumerate(self.entries):
+            if key == run_id:
+                return i
+        return -1  # pragma: no cover  (it was there)
 
     def last_runs(self, n: int | None) -> list[RunEntry]:
         if n is None:
-            return list(self.runs)
-        return self.runs[-n:] if n > 0 else []
+            return self.runs
+        if n <= 0:
+            return []
+        values = self.entries.values()
+        if n >= len(values):
+            return list(values)
+        return list(itertools.islice(reversed(values), n))[::-1]
 
 
 class ConversationState(msgspec.Struct):
@@ -82,7 +118,8 @@ class ConversationState(msgspec.Struct):
 
 class ConversationProjection(Projection[ConversationState]):
     name = "conversation"
-    schema = 5  # 4: runs kept as JSON bytes (RunEntry.body); 5: RunEntry ids are the actor's
+    schema = 6  # 4: runs kept as JSON bytes (RunEntry.body); 5: RunEntry ids are the actor's;
+    # 6: runs in one dict (Conversation.entries), RunEntry.at
     state_type = ConversationState
     handles = (RunRecorded, MessageAppended, RunDeleted, SessionDeleted)
     lazy_runs = True
@@ -109,12 +146,8 @@ class ConversationProjection(Projection[ConversationState]):
             )
         elif isinstance(p, RunDeleted):
             conv_or_none = state.sessions.get(p.session_id)
-            if conv_or_none is not None:
-                i = conv_or_none.run_index(p.run_id)
-                if i >= 0:
-                    del conv_or_none.runs[i]
-                    conv_or_none.rewrites += 1
-                    conv_or_none.index = {r.run_id: k for k, r in enumerate(conv_or_none.runs)}
+            if conv_or_none is not None and conv_or_none.entries.pop(p.run_id, None) is not None:
+                conv_or_none.rewrites += 1
         elif isinstance(p, SessionDeleted):
             state.sessions.pop(p.session_id, None)
         return state
@@ -128,44 +161,33 @@ class ConversationProjection(Projection[ConversationState]):
         sessions = current.sessions
         apply = self.apply
         encode = _encode_run
+        last_sid = None
+        conv = None
+        agent: str | None = None
         for event in events:
             p = event.payload
             if not isinstance(p, RunRecorded):
                 current = apply(current, event)
+                last_sid = None  # (it may have deleted the session)
                 continue
             run = p.run
             # a rebuild's run is its stored JSON already (eventlog.lazy_runs)
             body = bytes(run) if isinstance(run, Raw) else encode(run)
-            a = event.actor
             sid = p.session_id
-            conv = sessions.get(sid)
-            if conv is None:
-                conv = _conversation(current, sid)
+            if sid != last_sid or conv is None:
+                conv = sessions.get(sid)
+                if conv is None:
+                    conv = _conversation(current, sid)
+                last_sid = sid
+            a = event.actor
+            if a.agent_id != agent:  # one string per stretch of one agent, not one per run
+                agent = a.agent_id
             run_id = p.run_id
-            at = event.at
-            try:  # `epoch(at)` inlined; tests hold it to `epoch`
-                since = at - EPOCH
-                now = since.days * 86400 + since.seconds if since.days >= 0 else epoch(at)
-            except TypeError:
-                now = epoch(at)
-            entry = RunEntry(
-                run_id=run_id,
-                body=body,
-                agent_id=a.agent_id,
-                team_id=a.team_id,
-                workflow_id=a.workflow_id,
-                recorded_at=now,
-                event_id=event.id,
-                version=event.version,
-            )
-            index = conv.index
-            i = index.get(run_id)
-            if i is None:
-                index[run_id] = len(conv.runs)
-                conv.runs.append(entry)
-            else:
-                conv.runs[i] = entry
+            entry = RunEntry(run_id, body, agent, a.team_id, a.workflow_id, event.at, event.id, event.version)
+            entries = conv.entries
+            if run_id in entries:
                 conv.rewrites += 1
+            entries[run_id] = entry
         return current
 
 
@@ -178,22 +200,18 @@ def _record_run(state: ConversationState, event: Event, p: RunRecorded) -> None:
         agent_id=a.agent_id,
         team_id=a.team_id,
         workflow_id=a.workflow_id,
-        recorded_at=epoch(event.at),
+        at=event.at,
         event_id=event.id,
         version=event.version,
     )
-    index = conv.index
-    i = index.get(p.run_id)
-    if i is None:
-        index[p.run_id] = len(conv.runs)
-        conv.runs.append(entry)
-    else:
-        conv.runs[i] = entry
+    entries = conv.entries
+    if p.run_id in entries:
         conv.rewrites += 1
+    entries[p.run_id] = entry
 
 
 def _conversation(state: ConversationState, session_id: str) -> Conversation:
     conv = state.sessions.get(session_id)
     if conv is None:
-        conv = state.sessions[session_id] = Conversation(session_id=session_id, runs=[], messages=[], index={})
+        conv = state.sessions[session_id] = Conversation(session_id=session_id, entries={}, messages=[])
     return conv

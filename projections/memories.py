@@ -23,7 +23,9 @@ from projections.fold import Projection, epoch, epoch_of
 from projections.sessions import page_rows
 
 
-class MemoryRow(msgspec.Struct, kw_only=True):
+class MemoryRow(msgspec.Struct, kw_only=True, gc=False):
+    """One memory. `gc=False`: see `projections.sessions.SessionRow`."""
+
     memory_id: str
     user_id: str | None = None
     memory: Any = None

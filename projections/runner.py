@@ -8,6 +8,7 @@ Readers take `runner.lock` while they look at a state, so they never see half an
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -182,8 +183,9 @@ class ProjectionRunner:
                  if p.handles is None or type(p).fold is not Projection.fold]
         whole_names = {name for name, _ in whole}
         routed = {name: p for name, p in projections.items() if name not in whole_names}
-        pending: dict[str, list[Event]] = {name: [] for name in routed}
-        routes: dict[type, list[Any]] = {}
+        routes: dict[tuple[str, frozenset[type]], frozenset[type]] = {}  # (projection, types) -> its share
+        payload_of = operator.attrgetter("payload")
+        partition_of = operator.attrgetter("partition")
         lazy = all(p.takes_lazy_runs() for p in projections.values())
         n = 0
         try:
@@ -191,27 +193,34 @@ class ProjectionRunner:
             for batch in self.store.read_batches_for_fold(Cursor(dict(reached)), lazy_runs=lazy):
                 if not batch:
                     continue
-                for event in batch:  # (a batch may span partitions: a fallback's pending ones)
-                    reached[event.partition] = event.position
+                last = batch[-1]
+                if batch[0].partition == last.partition and len(set(map(partition_of, batch))) == 1:
+                    reached[last.partition] = last.position  # (positions rise within a partition)
+                else:  # a batch may span partitions (a fallback's pending ones, a merged log)
+                    for event in batch:
+                        reached[event.partition] = event.position
                 n += len(batch)
                 if self._provisional_ids or batch[-1].partition >= parts:  # (pending ones come last)
                     batch = self._screen(batch)
                 try:
                     for name, fold in whole:
                         states[name] = fold(batch, states[name])
-                    if routed:
-                        for event in batch:
-                            kind = type(event.payload)
-                            targets = routes.get(kind)
-                            if targets is None:
-                                targets = routes[kind] = [pending[name].append for name, p in routed.items()
-                                                          if p.handles is None or issubclass(kind, p.handles)]
-                            for add in targets:
-                                add(event)
-                        for name, events in pending.items():
-                            if events:
-                                states[name] = routed[name].fold(events, states[name])
-                                events.clear()
+                    if routed:  # (the types of a batch, then each projection's share, at C speed)
+                        kinds = list(map(type, map(payload_of, batch)))
+                        present = frozenset(kinds)
+                        for name, projection in routed.items():
+                            wanted = routes.get((name, present))
+                            if wanted is None:
+                                if len(routes) > 4096:  # (a bound: mixes of types are few in practice)
+                                    routes.clear()
+                                handles = projection.handles or ()
+                                wanted = routes[(name, present)] = frozenset(
+                                    k for k in present if issubclass(k, handles))
+                            if not wanted:
+                                continue
+                            events = batch if wanted == present else [
+                                e for e, k in zip(batch, kinds) if k in wanted]
+                            states[name] = projection.fold(events, states[name])
                 except BaseException:
                     log.error("projection runner: a fold failed part way; read models reset, the next "
                               "catch-up folds the log again")

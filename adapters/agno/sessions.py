@@ -252,9 +252,9 @@ class SessionMethods(EventLogCore):
                     log.debug("upsert_run: session %s not found; skipping", session_id)
                     return
                 conv = states["conversation"].sessions.get(session_id)
-                i = conv.run_index(run_id) if conv is not None else -1
-                if i >= 0:
-                    previous = conv.runs[i].run
+                entry = conv.get(run_id) if conv is not None else None
+                if entry is not None:
+                    previous = entry.run
                     if "run_index" in previous:
                         run_dict["run_index"] = previous["run_index"]
                 elif run_index is not None and "run_index" not in run_dict:
@@ -267,9 +267,9 @@ class SessionMethods(EventLogCore):
 
     def _find_run(self, states: dict[str, Any], run_id: str) -> tuple[SessionRow, dict[str, Any]] | None:
         for sid, conv in states["conversation"].sessions.items():
-            i = conv.run_index(run_id)
-            if i >= 0 and sid in states["sessions"].sessions:
-                return states["sessions"].sessions[sid], run_dicts([conv.runs[i]])[0]
+            entry = conv.get(run_id)
+            if entry is not None and sid in states["sessions"].sessions:
+                return states["sessions"].sessions[sid], entry.run
         return None
 
     def get_run(self, run_id: str, deserialize: bool | None = True) -> Any:
