@@ -57,6 +57,8 @@ _encoder = msgspec.json.Encoder()
 _event_decoder = msgspec.json.Decoder(Event)
 _raw_decoder = msgspec.json.Decoder(_RawEvent)
 _lazy_decoder = msgspec.json.Decoder(LazyEvent)
+_event_array_decoder = msgspec.json.Decoder(list[Event])
+_lazy_array_decoder = msgspec.json.Decoder(list[LazyEvent])
 _tag_decoder = msgspec.json.Decoder(_Tag)
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
 
@@ -261,10 +263,8 @@ def decode_lines(data: bytes, *, upcast: bool = True, lazy_runs: bool = False) -
                 data.decode()  # the UTF-8 check `Raw` skips (fast, and rarely needed at all)
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
             return _decode_each(data, upcast)
-        for e in lazy:
-            p = e.payload
-            if (upcast and e.schema != p.schema) or (type(p) is LazyRunRecorded and memoryview(p.run)[0] != 123):
-                return _decode_each(data, upcast)  # 123: "{"
+        if not _lazy_exact(lazy, upcast):
+            return _decode_each(data, upcast)
         return lazy  # type: ignore[return-value]  # an Event in all but the run's type
     try:
         events = _event_decoder.decode_lines(data)
@@ -275,6 +275,49 @@ def decode_lines(data: bytes, *, upcast: bool = True, lazy_runs: bool = False) -
             if event.schema != event.payload.schema:
                 return _decode_each(data, upcast)
     return events
+
+
+def decode_entries(datas: list[bytes], *, upcast: bool = True, lazy_runs: bool = False) -> list[Event] | None:
+    """Decode stored events kept one per entry (a Redis stream page) in one decoder call, or
+    None when that cannot give exactly one current, known event per entry — then the caller
+    decodes entry by entry with `decode`.
+
+    The entries are decoded as the items of one JSON array: an entry that is empty, is not
+    JSON, or holds two values side by side breaks the array's syntax, and one holding two
+    values separated by a comma adds an item, which the count catches. (Joined as lines
+    instead, a blank entry and one with two events on one line cancel out, and every later
+    event of the page would take its neighbour's place.) `lazy_runs` as in `decode_lines`."""
+    blob = b"[" + b",".join(datas) + b"]"
+    try:
+        if lazy_runs:
+            lazy: list[LazyEvent] = _lazy_array_decoder.decode(blob)
+            if not blob.isascii():
+                blob.decode()  # the UTF-8 check `Raw` skips
+        else:
+            events: list[Event] = _event_array_decoder.decode(blob)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    if lazy_runs:
+        if len(lazy) != len(datas) or not _lazy_exact(lazy, upcast):
+            return None
+        return lazy  # type: ignore[return-value]  # an Event in all but the run's type
+    if len(events) != len(datas):
+        return None
+    if upcast:
+        for event in events:
+            if event.schema != event.payload.schema:
+                return None
+    return events
+
+
+def _lazy_exact(lazy: list[LazyEvent], upcast: bool) -> bool:
+    """Whether lazily decoded events are what the exact path gives (but for the runs' type):
+    no payload to upcast, every run a JSON object."""
+    for e in lazy:
+        p = e.payload
+        if (upcast and e.schema != p.schema) or (type(p) is LazyRunRecorded and memoryview(p.run)[0] != 123):
+            return False  # 123: "{"
+    return True
 
 
 def _decode_each(data: bytes, upcast: bool) -> list[Event]:

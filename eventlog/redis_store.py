@@ -559,20 +559,18 @@ class RedisStreamStore(EventStore):
                 return
             start = int(entries[-1][0].split(b"-")[1]) + 1
             # The common page: every entry is ours, [b"e", data] under id 0-<position>, as
-            # Redis sends it (see _raw_reply): checked and taken apart by C-level passes
-            # (map/set/join), decoded in one call per run of 100 (a run's events are still
-            # in the CPU cache when they are used). Anything else goes entry by entry.
+            # Redis sends it (see _raw_reply): checked and taken apart by C-level passes, and
+            # decoded in one call per run of 100 (a run's events are still in the CPU cache
+            # when they are used). Anything else goes entry by entry.
             fields = list(map(_second, entries))
             positions = _positions(entries) if _all_ours(fields) else None
             if positions is None:
                 yield list(self._decode_entries(entries, partition, upcast))
             else:
                 for i in range(0, len(entries), 100):
-                    datas = list(map(_second, fields[i:i + 100]))
-                    blob = b"\n".join(datas)
-                    events = (codec.decode_lines(blob, upcast=upcast, lazy_runs=lazy_runs)
-                              if blob.count(b"\n") == len(datas) - 1 else [])
-                    if len(events) != len(datas):  # a line that is not an event: entry by entry
+                    page = fields[i:i + 100]
+                    events = codec.decode_entries(list(map(_second, page)), upcast=upcast, lazy_runs=lazy_runs)
+                    if events is None:  # an entry that is not exactly one current event
                         yield list(self._decode_entries(entries[i:i + 100], partition, upcast))
                         continue
                     # just decoded, referenced nowhere else: place each instead of copying it
@@ -811,9 +809,19 @@ def _all_ours(fields: list[Any]) -> bool:
             and set(map(_first, fields)) == {b"e"})
 
 
-def _positions(entries: list[Any]) -> list[int] | None:
+def _positions(entries: list[Any]) -> range | list[int] | None:
     """The positions of a page whose ids are all `0-<position>` (this store's ids); None if
-    any is not."""
+    any is not. Ids rise along a stream, so when the first and last are `0-a` and `0-b` and
+    the page holds b - a + 1 entries, its ids are exactly 0-a .. 0-b (the usual page: no
+    entry deleted in between) and nothing per entry needs reading."""
+    first, last = entries[0][0], entries[-1][0]
+    if first[:2] == b"0-" and last[:2] == b"0-":
+        try:
+            a, b = int(first[2:]), int(last[2:])
+        except ValueError:
+            return None
+        if b - a + 1 == len(entries):
+            return range(a, b + 1)
     ids = list(map(_first, entries))
     if set(map(_id_prefix, ids)) != {b"0-"}:
         return None

@@ -16,6 +16,7 @@ import msgspec
 from msgspec import Raw
 
 from eventlog import Event, MessageAppended, RunDeleted, RunRecorded, SessionDeleted
+from eventlog.lazy_runs import LazyRunRecorded
 from projections.fold import Projection, epoch
 
 _encode_run = msgspec.json.Encoder().encode
@@ -164,15 +165,19 @@ class ConversationProjection(Projection[ConversationState]):
         last_sid = None
         conv = None
         agent: str | None = None
+        lazy_run = LazyRunRecorded
         for event in events:
             p = event.payload
-            if not isinstance(p, RunRecorded):
-                current = apply(current, event)
-                last_sid = None  # (it may have deleted the session)
+            if type(p) is lazy_run:  # a rebuild's run: its stored JSON already (eventlog.lazy_runs)
+                body = bytes(p.run)
+            elif isinstance(p, RunRecorded):
+                run = p.run
+                body = bytes(run) if isinstance(run, Raw) else encode(run)
+            else:
+                if isinstance(p, _OTHERS_HANDLED):
+                    current = apply(current, event)
+                    last_sid = None  # (it may have deleted the session)
                 continue
-            run = p.run
-            # a rebuild's run is its stored JSON already (eventlog.lazy_runs)
-            body = bytes(run) if isinstance(run, Raw) else encode(run)
             sid = p.session_id
             if sid != last_sid or conv is None:
                 conv = sessions.get(sid)
@@ -189,6 +194,9 @@ class ConversationProjection(Projection[ConversationState]):
                 conv.rewrites += 1
             entries[run_id] = entry
         return current
+
+
+_OTHERS_HANDLED = (MessageAppended, RunDeleted, SessionDeleted)
 
 
 def _record_run(state: ConversationState, event: Event, p: RunRecorded) -> None:

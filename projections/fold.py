@@ -10,6 +10,7 @@ payload types this version does not know) return the state untouched.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -74,6 +75,7 @@ class Projection(ABC, Generic[S]):
         return result
 
 
+@functools.cache  # (asked once per batch and projection: the answer never changes)
 def _defining(cls: type, name: str) -> type:
     """The class of `cls`'s MRO whose own body defines `name`."""
     return next(c for c in cls.__mro__ if name in vars(c))

@@ -24,6 +24,7 @@ from eventlog import (
     SessionStateChanged,
     SessionSummaryChanged,
 )
+from eventlog.lazy_runs import LazyRunRecorded
 from projections.fold import Projection, epoch
 
 
@@ -112,9 +113,10 @@ class SessionsProjection(Projection[SessionsState]):
         stretch_sid = None
         latest: Any = None  # the stretch's latest time so far
         version = 0  # its last event's version
+        lazy_run = LazyRunRecorded
         for event in events:
             p = event.payload
-            if isinstance(p, RunRecorded):  # (a rebuild's LazyRunRecorded too: a subclass)
+            if type(p) is lazy_run or isinstance(p, RunRecorded):  # (the first: a rebuild's runs)
                 sid = p.session_id
                 if sid == stretch_sid:
                     at = event.at
