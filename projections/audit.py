@@ -121,38 +121,50 @@ class ActorsProjection(Projection[ActorsState]):
         """`apply` over `events` as one loop. Most events of a log come from the actor of the
         event before (a run's events, a session's turns), so events are tallied per stretch
         of one actor (equal fields) and each stretch is added to that actor's counts once:
-        an event costs a comparison and one increment instead of building keys and
-        updating two or more counts. Same counts, same order of types, as `apply`."""
+        an event costs a comparison and one increment (keyed by its payload's type, named
+        once per stretch) instead of building keys and updating two or more counts. Same
+        counts, same order of types, as `apply`."""
         if not self.applies_as(ActorsProjection):  # a subclass's own `apply`: fold with it
             return super().fold(events, state)
         current = self.initial() if state is None else state
         actors = current.actors
-        type_of = TYPE_OF
+        named = _named_types()
         last: Actor | None = None
         counts: list[ActorCount] = []
-        tally: dict[str, int] = {}
+        tally: dict[type | str, int] = {}  # payload type (or, for one named per event, its name)
         n = 0
-        last_at: datetime | None = None
+        last_event: Event | None = None
         for event in events:
             a = event.actor
             if a != last:
                 if n:
-                    _add_stretch(counts, tally, n, last_at)
+                    _add_stretch(counts, tally, n, last_event)
                     tally = {}
                     n = 0
                 last = a
                 counts = _counters(actors, a, event.at)
             if not counts:
                 continue
-            kind_of = type_of.get(type(event.payload))
-            if kind_of is None or kind_of == "unknown.kept":
-                kind_of = event.type
-            tally[kind_of] = tally.get(kind_of, 0) + 1
+            kind = type(event.payload)
+            key: type | str = kind if kind in named else event.type
+            tally[key] = tally.get(key, 0) + 1
             n += 1
-            last_at = event.at
+            last_event = event
         if n:
-            _add_stretch(counts, tally, n, last_at)
+            _add_stretch(counts, tally, n, last_event)
         return current
+
+
+_named: dict[type, str] = {}
+
+
+def _named_types() -> dict[type, str]:
+    """Payload types whose name is fixed (`TYPE_OF`, less the kept unknowns, which carry their
+    own): rebuilt whenever a type joins `TYPE_OF`."""
+    global _named
+    if len(_named) != len(TYPE_OF) - 1:
+        _named = {cls: name for cls, name in TYPE_OF.items() if name != "unknown.kept"}
+    return _named
 
 
 def _counters(actors: dict[str, ActorCount], a: Actor, at: datetime) -> list[ActorCount]:
@@ -169,11 +181,17 @@ def _counters(actors: dict[str, ActorCount], a: Actor, at: datetime) -> list[Act
     return counts
 
 
-def _add_stretch(counts: list[ActorCount], tally: dict[str, int], n: int, last_at: datetime | None) -> None:
+def _add_stretch(counts: list[ActorCount], tally: dict[type | str, int], n: int, last: Event | None) -> None:
+    named = _named_types()
+    kinds: dict[str, int] = {}  # by name, in order of first appearance (as `apply` counts)
+    for key, k in tally.items():
+        name = key if isinstance(key, str) else named[key]
+        kinds[name] = kinds.get(name, 0) + k
+    last_at = last.at if last is not None else None
     for count in counts:
         count.events += n
         types = count.types
-        for kind_of, k in tally.items():
+        for kind_of, k in kinds.items():
             types[kind_of] = types.get(kind_of, 0) + k
         count.last_at = last_at
 

@@ -253,3 +253,62 @@ def test_a_redis_page_with_an_id_this_store_does_not_write_is_read_entry_by_entr
     assert plain[-1].id == "foreign-1" and plain[:-1] == first
     client.close()
     store.close()
+
+
+@st.composite
+def actor_events(draw: st.DrawFn) -> Event:
+    """Known and unknown payload types (an unknown one may carry a known type's name), from
+    actors that change now and then (some with no ids at all)."""
+    from eventlog import UnknownPayload
+
+    actor = draw(st.sampled_from([Actor(agent_id="a"), Actor(agent_id="a", user_id="u"), Actor(team_id="t"),
+                                  Actor()]))
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        p: Any = RunRecorded(session_id="s", run_id="r", run={})
+    elif kind == 1:
+        p = SessionStateChanged(session_id="s", set={})
+    else:
+        p = UnknownPayload(kind=draw(st.sampled_from(["x.y", "run.recorded", "z"])), raw=b"{}")
+    return new_event(p, actor=actor, at=draw(times.filter(lambda t: t.tzinfo is not None)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(actor_events(), max_size=30), cut=st.integers(0, 30))
+def test_actors_fold_counts_names_and_order_exactly_as_apply(events: list[Event], cut: int) -> None:
+    from projections import ActorsProjection
+
+    projection = ActorsProjection()
+    expected = _apply_each(projection, events)
+    for got in (projection.fold(events), projection.fold(events[cut:], projection.fold(events[:cut]))):
+        assert msgspec.msgpack.encode(got) == msgspec.msgpack.encode(expected)
+        assert [list(c.types) for c in got.actors.values()] == [list(c.types) for c in expected.actors.values()]
+
+
+@pytest.mark.parametrize("foreign", ["blank+spaced", "comma"])
+def test_a_blank_entry_and_two_events_in_one_entry_cannot_shift_a_redis_page(redis_url: str, foreign: str) -> None:
+    """Joined as lines, a blank entry (-1 event) and an entry holding two events side by side
+    (+1) would cancel out and move every later event of the page onto its neighbour's
+    position. Decoded as one JSON array, either breaks the page, which is then read entry by
+    entry: both foreign entries are skipped, every event of ours keeps its own position."""
+    import redis as redis_lib
+
+    from eventlog import codec
+
+    prefix = f"gl{len(foreign)}"
+    store = open_store(f"{redis_url}?prefix={prefix}")
+    first = store.append("session/s1", [new_event(RunRecorded(session_id="s1", run_id=f"r{i}", run={"i": i}))
+                                        for i in range(20)])
+    client = redis_lib.Redis.from_url(redis_url)
+    datas = ([b"", codec.encode(first[0]) + b" " + codec.encode(first[1])] if foreign == "blank+spaced"
+             else [codec.encode(first[2]) + b"," + codec.encode(first[3])])
+    for data in datas:
+        seq = client.incr(f"{prefix}:{{{prefix}:0}}:seq")
+        client.xadd(f"{prefix}:{{{prefix}:0}}:log", {b"e": data}, id=f"0-{seq}")
+    second = store.append("session/s1", [new_event(RunRecorded(session_id="s1", run_id=f"q{i}", run={"i": i}))
+                                         for i in range(20)])
+    for events in (list(store.read_all()), [e for b in store.read_batches_for_fold(lazy_runs=True) for e in b]):
+        assert [(e.id, e.position) for e in events] == [(e.id, e.position) for e in first + second]
+        assert [e.position for e in events] == [*range(1, 21), *range(21 + len(datas), 41 + len(datas))]
+    client.close()
+    store.close()
