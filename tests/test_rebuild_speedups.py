@@ -31,6 +31,7 @@ from eventlog import (
 from eventlog.names import session_stream, user_stream
 from projections import ConversationProjection, ProjectionRunner, SessionsProjection, all_projections
 from projections.fold import Projection
+from tests.test_rebuild_fold import apply_each
 
 _TZS = [timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)), None]
 times = st.builds(
@@ -61,18 +62,11 @@ def session_events(draw: st.DrawFn) -> Event:
     return msgspec.structs.replace(event, stream=session_stream(sid), version=draw(st.integers(1, 50)))
 
 
-def _apply_each(projection: Projection[Any], events: list[Event]) -> Any:
-    state = projection.initial()
-    for event in events:
-        state = projection.apply(state, event)
-    return state
-
-
 @settings(max_examples=300, deadline=None)
 @given(events=st.lists(session_events(), min_size=1, max_size=40), cut=st.integers(0, 40))
 def test_sessions_fold_settles_stretches_of_runs_exactly_as_apply(events: list[Event], cut: int) -> None:
     projection = SessionsProjection()
-    expected = msgspec.msgpack.encode(_apply_each(projection, events))
+    expected = msgspec.msgpack.encode(apply_each(projection, events))
     assert msgspec.msgpack.encode(projection.fold(events)) == expected
     cut = min(cut, len(events))  # a batch boundary inside a stretch
     assert msgspec.msgpack.encode(projection.fold(events[cut:], projection.fold(events[:cut]))) == expected
@@ -100,7 +94,7 @@ def test_conversation_runs_keep_the_order_a_list_with_an_index_would(ops: list[t
                 order.remove(run_id)
                 rewrites += 1
     projection = ConversationProjection()
-    for state in (projection.fold(events), _apply_each(projection, events)):
+    for state in (projection.fold(events), apply_each(projection, events)):
         conv = state.sessions.get("s1")
         if conv is None:
             assert not order and rewrites == 0  # (only deletions of runs never recorded)
@@ -224,7 +218,7 @@ def test_naive_times_are_never_settled_as_a_stretch(monkeypatch: pytest.MonkeyPa
             events.append(msgspec.structs.replace(
                 new_event(RunRecorded(session_id=sid, run_id=f"r{v}", run={}), at=at), version=v))
         projection = SessionsProjection()
-        expected = _apply_each(projection, events).sessions[sid]
+        expected = apply_each(projection, events).sessions[sid]
         assert expected.updated_at == int(datetime(2026, 3, 8, 2, 30).timestamp())  # the earlier time's
         assert projection.fold(events).sessions[sid] == expected
     finally:
@@ -279,7 +273,7 @@ def test_actors_fold_counts_names_and_order_exactly_as_apply(events: list[Event]
     from projections import ActorsProjection
 
     projection = ActorsProjection()
-    expected = _apply_each(projection, events)
+    expected = apply_each(projection, events)
     for got in (projection.fold(events), projection.fold(events[cut:], projection.fold(events[:cut]))):
         assert msgspec.msgpack.encode(got) == msgspec.msgpack.encode(expected)
         assert [list(c.types) for c in got.actors.values()] == [list(c.types) for c in expected.actors.values()]
