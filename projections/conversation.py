@@ -164,6 +164,7 @@ class ConversationProjection(Projection[ConversationState]):
         encode = _encode_run
         last_sid = None
         conv = None
+        entries: dict[str, RunEntry] = {}
         agent: str | None = None
         lazy_run = LazyRunRecorded
         for event in events:
@@ -183,13 +184,13 @@ class ConversationProjection(Projection[ConversationState]):
                 conv = sessions.get(sid)
                 if conv is None:
                     conv = _conversation(current, sid)
+                entries = conv.entries
                 last_sid = sid
             a = event.actor
             if a.agent_id != agent:  # one string per stretch of one agent, not one per run
                 agent = a.agent_id
             run_id = p.run_id
             entry = RunEntry(run_id, body, agent, a.team_id, a.workflow_id, event.at, event.id, event.version)
-            entries = conv.entries
             if run_id in entries:
                 conv.rewrites += 1
             entries[run_id] = entry

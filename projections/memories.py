@@ -62,29 +62,37 @@ class UserMemoriesProjection(Projection[MemoriesState]):
         p = event.payload
         if isinstance(p, (UserMemoryAdded, UserMemoryUpdated)):
             now = epoch(event.at)
-            writer = event.actor.agent_id or event.actor.team_id
-            old = state.memories.get(p.memory_id)
-            if old is not None and old.user_id != p.user_id:
+            a = event.actor
+            writer = a.agent_id or a.team_id
+            memory_id, user_id, fields = p.memory_id, p.user_id, p.fields
+            old = state.memories.get(memory_id)
+            if old is not None and old.user_id != user_id:
                 _unlink(state, old)
-            row = MemoryRow(
-                memory_id=p.memory_id,
-                user_id=p.user_id,
+            if fields:  # Agno's own columns, when the writer passed them
+                agent_id = fields.get("agent_id") or a.agent_id
+                team_id = fields.get("team_id") or a.team_id
+                created_at = epoch_of(fields.get("created_at"), now)
+                updated_at = epoch_of(fields.get("updated_at"), now)
+            else:
+                agent_id, team_id, created_at, updated_at = a.agent_id, a.team_id, now, now
+            state.memories[memory_id] = MemoryRow(
+                memory_id=memory_id,
+                user_id=user_id,
                 memory=p.memory,
                 topics=list(p.topics),
                 input=p.input,
-                fields=dict(p.fields),
-                agent_id=p.fields.get("agent_id") or event.actor.agent_id,
-                team_id=p.fields.get("team_id") or event.actor.team_id,
-                run_id=event.actor.run_id,
-                created_at=old.created_at if old is not None else epoch_of(p.fields.get("created_at"), now),
-                updated_at=epoch_of(p.fields.get("updated_at"), now),
+                fields=dict(fields),
+                agent_id=agent_id,
+                team_id=team_id,
+                run_id=a.run_id,
+                created_at=old.created_at if old is not None else created_at,
+                updated_at=updated_at,
                 created_by=old.created_by if old is not None else writer,
                 updated_by=writer,
                 event_id=event.id,
                 changes=(old.changes + 1) if old is not None else 1,
             )
-            state.memories[p.memory_id] = row
-            state.by_user.setdefault(p.user_id or "", {})[p.memory_id] = None
+            state.by_user.setdefault(user_id or "", {})[memory_id] = None
         elif isinstance(p, UserMemoryDeleted):
             gone = state.memories.pop(p.memory_id, None)
             if gone is not None:

@@ -112,7 +112,7 @@ class SessionsProjection(Projection[SessionsState]):
         row: SessionRow | None = None  # the row of the stretch of runs being folded, if any
         stretch_sid = None
         latest: Any = None  # the stretch's latest time so far
-        version = 0  # its last event's version
+        last: Any = None  # its last event
         lazy_run = LazyRunRecorded
         for event in events:
             p = event.payload
@@ -124,23 +124,23 @@ class SessionsProjection(Projection[SessionsState]):
                         if at > latest:
                             latest = at
                     except TypeError:  # a naive time among aware ones: settled on its own
-                        _settle(row, latest, version)  # type: ignore[arg-type]
+                        _settle(row, latest, last)  # type: ignore[arg-type]
                         row = stretch_sid = None
                         _run_changed(sessions, event, p)
                         continue
-                    version = event.version
+                    last = event
                     continue
                 if row is not None:
-                    _settle(row, latest, version)
+                    _settle(row, latest, last)
                     row = stretch_sid = None
                 at = event.at
                 if at.tzinfo is not None:
                     row = sessions.get(sid)
                     if row is not None:
-                        stretch_sid, latest, version = sid, at, event.version
+                        stretch_sid, latest, last = sid, at, event
                         continue
             elif row is not None:
-                _settle(row, latest, version)
+                _settle(row, latest, last)
                 row = stretch_sid = None
             handler = handlers.get(type(p))
             if handler is None:
@@ -149,16 +149,17 @@ class SessionsProjection(Projection[SessionsState]):
                     continue
             handler(sessions, event, p)
         if row is not None:
-            _settle(row, latest, version)
+            _settle(row, latest, last)
         return current
 
 
-def _settle(row: SessionRow, latest: datetime, version: int) -> None:
-    """A stretch of runs of one session: its row moves to their latest time, last version."""
+def _settle(row: SessionRow, latest: datetime, last: Event) -> None:
+    """A stretch of runs of one session: its row moves to their latest time and to the
+    version of the last."""
     now = epoch(latest)
     if now > row.updated_at:
         row.updated_at = now
-    row.version = version
+    row.version = last.version
 
 
 _Handler = Callable[[dict[str, SessionRow], Event, Any], None]
