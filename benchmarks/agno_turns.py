@@ -32,6 +32,11 @@ from benchmarks._common import Result, Settings, fmt_ms, redis_server, tempdir
 CHECKPOINTS_FULL = [10, 100, 500, 1000]
 CHECKPOINTS_QUICK = [8, 20]
 SAMPLES = 11
+# Per checkpoint, BLOCKS blocks of SAMPLES turns, BLOCK_GAP seconds apart; the block with the
+# lowest median counts (as `timeit` takes the best repeat): a burst of load on this shared VM
+# then hits one block, not the checkpoint (one such burst doubled even InMemoryDb's turn 1000).
+BLOCKS = 3
+BLOCK_GAP = 0.05
 COLD_REPEATS = 3  # fresh processes per cold measurement (1 with --quick); the median is shown
 
 
@@ -236,7 +241,7 @@ def run(settings: Settings) -> Result:
     cols = ["backend"] + [f"turn {c}" for c in checkpoints] + [f"{last}/{checkpoints[0]}",
                                                                f"cold get_session @{last}", "of which full GC"]
     result = Result("agno_turns", "Agno per turn (get_session + upsert_session + upsert_run + memory upsert/query; "
-                                  f"median of {SAMPLES} turns)", cols)
+                                  f"median of {SAMPLES} turns, the best of {BLOCKS} blocks)", cols)
     detail = Result("agno_turns_detail", "", ["backend", "turn", "get_session", "upsert_session", "upsert_run",
                                               "memory"])
     splits: dict[str, dict[str, float]] = {}
@@ -249,13 +254,19 @@ def run(settings: Settings) -> Result:
             costs: dict[int, float] = {}
             turn = 0
             for checkpoint in checkpoints:
-                while turn < checkpoint - SAMPLES:
+                per_block = max(1, min(SAMPLES, (checkpoint - turn) // BLOCKS))  # (the blocks end at it)
+                while turn < checkpoint - per_block * BLOCKS:
                     turn += 1
                     one_turn(db, turn, "bench", read=(turn == 1), memory=False)
-                samples = []
-                while turn < checkpoint:
-                    turn += 1
-                    samples.append(one_turn(db, turn, "bench"))
+                blocks = []
+                for _ in range(BLOCKS):
+                    time.sleep(BLOCK_GAP)
+                    block = []
+                    for _ in range(per_block):
+                        turn += 1
+                        block.append(one_turn(db, turn, "bench"))
+                    blocks.append(block)
+                samples = min(blocks, key=lambda b: statistics.median(s["turn"] for s in b))
                 costs[checkpoint] = statistics.median(s["turn"] for s in samples)
                 mid = samples[len(samples) // 2]
                 detail.rows.append([kind] + [checkpoint] + [fmt_ms(mid[k]) for k in
