@@ -32,8 +32,8 @@ class RunEntry(msgspec.Struct, gc=False):
 
     `run` is therefore a fresh dict on every read (mutating it does not change the read
     model) and exactly what a rebuild from the stored JSON would give, live or not.
-    `gc=False`: the fields are strings, ints, bytes and a datetime, so an entry can never be part of a
-    reference cycle and the GC need not track it."""
+    `gc=False`: the fields are strings, ints, bytes and a datetime, so an entry can never be
+    part of a reference cycle and the GC need not track it."""
 
     run_id: str
     body: bytes  # the run (Agno's dict) as JSON
