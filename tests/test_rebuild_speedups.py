@@ -306,3 +306,20 @@ def test_a_blank_entry_and_two_events_in_one_entry_cannot_shift_a_redis_page(red
         assert [e.position for e in events] == [*range(1, 21), *range(21 + len(datas), 41 + len(datas))]
     client.close()
     store.close()
+
+
+def test_a_redis_page_with_a_gap_in_its_ids_keeps_each_events_position(redis_url: str) -> None:
+    """A page whose ids are all `0-<position>` but not contiguous (an entry deleted in the
+    middle) cannot take its positions from its first and last id: each is read."""
+    import redis as redis_lib
+
+    store = open_store(f"{redis_url}?prefix=gap")
+    stored = store.append("session/s1", [new_event(RunRecorded(session_id="s1", run_id=f"r{i}", run={"i": i}))
+                                         for i in range(30)])
+    client = redis_lib.Redis.from_url(redis_url)
+    client.xdel("gap:{gap:0}:log", "0-11")
+    kept = [e for e in stored if e.position != 11]
+    for events in (list(store.read_all()), [e for b in store.read_batches_for_fold(lazy_runs=True) for e in b]):
+        assert [(e.id, e.position) for e in events] == [(e.id, e.position) for e in kept]
+    client.close()
+    store.close()
