@@ -232,10 +232,11 @@ def decode(data: bytes | memoryview, *, upcast: bool = True) -> Event:
     as stored)."""
     try:
         event = _event_decoder.decode(data)
-    except (msgspec.ValidationError, UnicodeDecodeError):  # (bad UTF-8 in a string: kept or refused there)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        # The slow path decides: bad UTF-8 inside the payload (msgspec 0.23 reports it as a
+        # DecodeError, older versions as a ValidationError) is kept as an `UnknownPayload`;
+        # what is not an event at all raises `CorruptLog` there.
         return _decode_slow(data, upcast)
-    except msgspec.DecodeError as exc:
-        raise CorruptLog(f"not a JSON event: {exc}") from exc
     if upcast and event.schema != type(event.payload).schema and not isinstance(
         event.payload, UnknownPayload
     ):
@@ -243,8 +244,17 @@ def decode(data: bytes | memoryview, *, upcast: bool = True) -> Event:
     return event
 
 
-def decode_lines(data: bytes, *, upcast: bool = True, lazy_runs: bool = False) -> list[Event]:
-    """Decode a run of stored events, one per line, skipping lines that are not events.
+CorruptLine = Callable[[int, bytes, CorruptLog], None]
+"""Told of a line of a run that is not an event: its byte offset in the run, its bytes, why."""
+
+
+def decode_lines(data: bytes, *, upcast: bool = True, lazy_runs: bool = False,
+                 on_corrupt: CorruptLine | None = None) -> list[Event]:
+    """Decode a run of stored events, one per line.
+
+    A line that is not an event is never dropped silently: without `on_corrupt` it raises
+    `CorruptLog` naming its byte offset in the run; with it, the callback is told (the file
+    store records and reports such lines, and `verify` shows them) and the line is left out.
 
     One decoder call for the whole run when every line is a current, known event (the
     common case: no per-line Python work); otherwise line by line through `decode`, so
@@ -262,18 +272,18 @@ def decode_lines(data: bytes, *, upcast: bool = True, lazy_runs: bool = False) -
             if not data.isascii():
                 data.decode()  # the UTF-8 check `Raw` skips (fast, and rarely needed at all)
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-            return _decode_each(data, upcast)
+            return _decode_each(data, upcast, on_corrupt)
         if not _lazy_exact(lazy, upcast):
-            return _decode_each(data, upcast)
+            return _decode_each(data, upcast, on_corrupt)
         return lazy  # type: ignore[return-value]  # an Event in all but the run's type
     try:
         events = _event_decoder.decode_lines(data)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-        return _decode_each(data, upcast)
+        return _decode_each(data, upcast, on_corrupt)
     if upcast:
         for event in events:
             if event.schema != event.payload.schema:
-                return _decode_each(data, upcast)
+                return _decode_each(data, upcast, on_corrupt)
     return events
 
 
@@ -320,15 +330,21 @@ def _lazy_exact(lazy: list[LazyEvent], upcast: bool) -> bool:
     return True
 
 
-def _decode_each(data: bytes, upcast: bool) -> list[Event]:
+def _decode_each(data: bytes, upcast: bool, on_corrupt: CorruptLine | None) -> list[Event]:
+    """Line by line through `decode`; a line that is not an event goes to `on_corrupt` (or
+    raises, naming its offset) — never silently away."""
     events = []
+    offset = 0
     for line in data.split(b"\n"):
-        if not line:
+        start, offset = offset, offset + len(line) + 1
+        if not line.strip():
             continue
         try:
             events.append(decode(line, upcast=upcast))
-        except CorruptLog:
-            continue
+        except CorruptLog as exc:
+            if on_corrupt is None:
+                raise CorruptLog(f"line at byte {start} of the run is not an event: {exc}") from exc
+            on_corrupt(start, line, exc)
     return events
 
 

@@ -30,7 +30,7 @@ from urllib.parse import quote
 import msgspec
 
 from eventlog import codec
-from eventlog.errors import ConcurrencyError, EventLogError, StoreUnavailable
+from eventlog.errors import ConcurrencyError, CorruptLog, EventLogError, StoreUnavailable
 from eventlog.events import Event
 from eventlog.jsonl_index import MISSING, StreamIndex, unpack
 from eventlog.names import validate_stream
@@ -82,6 +82,7 @@ class JsonlStore(EventStore):
         self.batch_events = batch_events
         self.recovered: list[str] = []  # torn tails moved aside at open
         self.corrupt: list[tuple[int, int, str]] = []  # (segment, offset, why) skipped lines
+        self._corrupt_at: set[tuple[int, int]] = set()  # where reads found them (see _corrupt_reader)
         self._thread_lock = threading.RLock()
         self._closed = False
         self._dirty = 0
@@ -242,6 +243,24 @@ class JsonlStore(EventStore):
         ids = self._ids.get(row.stream)
         if ids is not None:
             ids[row.id] = row.version
+
+    def _corrupt_reader(self, segment: int, start: int) -> codec.CorruptLine:
+        """What a read does with a line of `segment` (in a run read from byte `start`) that is
+        not an event: one the index already refused is in `self.corrupt`; one the index took
+        (its envelope reads, the rest does not) is added there and logged, once, so `verify`
+        reports it as a break — a read leaves it out, but never without a trace."""
+
+        def seen(offset: int, line: bytes, exc: CorruptLog) -> None:
+            where = (segment, start + offset)
+            if where in self._corrupt_at:
+                return
+            self._corrupt_at.add(where)
+            if any(c[:2] == where for c in self.corrupt):
+                return
+            self.corrupt.append((segment, start + offset, str(exc)))
+            log.warning("unreadable event in %s at byte %d: %s", self.segment_path(segment), start + offset, exc)
+
+        return seen
 
     def _quarantine_tail(self, segment: int, offset: int, data: bytes) -> None:
         """Move a torn last line aside (never delete data) and truncate the segment there."""
@@ -481,10 +500,11 @@ class JsonlStore(EventStore):
             end_segment, end_offset = self.index.end_segment, self.index.end_offset
         while segment <= end_segment:
             limit = end_offset if segment == end_segment else None
-            for chunk in _chunks(self.segment_path(segment), offset, limit):
-                # A whole chunk of lines in one decoder call; unreadable lines are skipped
-                # (they are reported once, at indexing time, in self.corrupt).
-                events = codec.decode_lines(chunk, upcast=upcast, lazy_runs=lazy_runs)
+            for start, chunk in _chunks(self.segment_path(segment), offset, limit):
+                # A whole chunk of lines in one decoder call; a line that is not an event is
+                # left out but never silently: it is in self.corrupt (which `verify` reports).
+                events = codec.decode_lines(chunk, upcast=upcast, lazy_runs=lazy_runs,
+                                            on_corrupt=self._corrupt_reader(segment, start))
                 if events and events[0].position <= start_after:
                     events = [e for e in events if e.position > start_after]
                 yield events
@@ -557,9 +577,9 @@ class JsonlStore(EventStore):
 _CHUNK = 64 << 10
 
 
-def _chunks(path: Path, offset: int, limit: int | None) -> Iterator[bytes]:
+def _chunks(path: Path, offset: int, limit: int | None) -> Iterator[tuple[int, bytes]]:
     """Runs of complete lines of a segment from `offset` up to `limit`, about `_CHUNK` bytes
-    each (a line longer than that comes whole in one run)."""
+    each (a line longer than that comes whole in one run), with the offset each starts at."""
     with open(path, "rb", buffering=0) as f:
         f.seek(offset)
         remaining = None if limit is None else limit - offset
@@ -575,7 +595,9 @@ def _chunks(path: Path, offset: int, limit: int | None) -> Iterator[bytes]:
             if cut < 0:
                 rest += chunk
                 continue
-            yield rest + chunk[: cut + 1] if rest else chunk[: cut + 1]
+            run = rest + chunk[: cut + 1] if rest else chunk[: cut + 1]
+            yield offset, run
+            offset += len(run)
             rest = chunk[cut + 1:]
 
 

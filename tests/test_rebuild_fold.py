@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from eventlog import (
     Actor,
+    CorruptLog,
     Cursor,
     Event,
     MemoryStore,
@@ -29,6 +30,7 @@ from eventlog import (
     open_store,
 )
 from eventlog import jsonl as jsonl_module
+from eventlog.jsonl import JsonlStore
 from eventlog.lazy_runs import LazyEvent, LazyRunRecorded
 from eventlog.names import session_stream
 from eventlog.store import FOLD_BATCH
@@ -369,17 +371,65 @@ def test_a_fold_failing_part_way_resets_and_the_next_catch_up_counts_nothing_twi
     assert runner.states["actors"].actors["agent:a"].events == 20
 
 
-def test_lines_with_bad_utf8_are_kept_or_skipped_alike_by_every_read(tmp_path: Path) -> None:
-    """Bad UTF-8 inside a run's body (which `Raw` does not check) or an envelope field: the
-    lazy read for a rebuild gives what the exact read gives, and nothing raises."""
+def _bad_utf8_lines() -> list[bytes]:
+    """Three sealed runs: intact; bad UTF-8 inside the run's body (which `Raw` does not check
+    and msgspec 0.23's typed decoder refuses); bad UTF-8 in the envelope (not an event)."""
     good = [codec.encode(codec.seal(new_event(RunRecorded(session_id="s", run_id=f"r{i}", run={"a": "é"})),
                                     stream="session/s", version=i + 1, prev_hash="")) for i in range(3)]
-    lines = [good[0], good[1].replace("é".encode(), b"\xff"), good[2].replace(b'"stream":"session/s"', b'"stream":"\xff"')]
-    for chosen in (lines[:2], lines):  # bad UTF-8 only in a run's body; and in an envelope too
-        data = b"\n".join(chosen)
-        lazy, plain = codec.decode_lines(data, lazy_runs=True), codec.decode_lines(data)
-        assert [type(e.payload).__name__ for e in plain] == ["RunRecorded", "UnknownPayload"]
-        assert [(e.id, type(e.payload).__name__) for e in lazy] == [(e.id, type(e.payload).__name__) for e in plain]
-    with pytest.raises(Exception) as info:
+    return [good[0], good[1].replace("é".encode(), b"\xff"),
+            good[2].replace(b'"stream":"session/s"', b'"stream":"\xff"')]
+
+
+def test_lines_with_bad_utf8_are_kept_alike_by_every_read_whatever_the_msgspec_version() -> None:
+    """A line whose payload holds bad UTF-8 is an event with an unknown (kept raw) payload on
+    the exact and the lazy path alike; a line that is no event at all is never dropped
+    silently: it raises, naming its offset, or goes to the caller's `on_corrupt`."""
+    lines = _bad_utf8_lines()
+    data = b"\n".join(lines[:2])
+    lazy, plain = codec.decode_lines(data, lazy_runs=True), codec.decode_lines(data)
+    assert [type(e.payload).__name__ for e in plain] == ["RunRecorded", "UnknownPayload"]
+    assert [(e.id, type(e.payload).__name__) for e in lazy] == [(e.id, type(e.payload).__name__) for e in plain]
+    assert type(codec.decode(lines[1]).payload).__name__ == "UnknownPayload"
+    data = b"\n".join(lines)
+    for lazy_runs in (False, True):
+        with pytest.raises(CorruptLog, match=f"byte {len(lines[0]) + len(lines[1]) + 2}"):
+            codec.decode_lines(data, lazy_runs=lazy_runs)
+        told: list[int] = []
+
+        def tell(at: int, line: bytes, exc: CorruptLog, told: list[int] = told) -> None:
+            told.append(at)
+
+        events = codec.decode_lines(data, lazy_runs=lazy_runs, on_corrupt=tell)
+        assert len(events) + len(told) == len(lines)  # every line is an event or reported
+        assert told == [len(lines[0]) + len(lines[1]) + 2]
+    with pytest.raises(CorruptLog):
         codec.decode(lines[2])
-    assert type(info.value).__name__ == "CorruptLog"
+
+
+def test_a_file_store_reads_every_stored_line_or_reports_it(tmp_path: Path) -> None:
+    """On the file store: the line with bad UTF-8 in its run is read back (exact, lazy and
+    stream reads, in place), and the one that is not an event is in `store.corrupt` and makes
+    `verify` fail — the count of what reads return plus what is reported is every line."""
+    from eventlog.integrity import verify
+
+    store = JsonlStore(tmp_path / "log")
+    store.append("session/s", [new_event(RunRecorded(session_id="s", run_id=f"r{i}", run={"a": "é"}))
+                               for i in range(3)])
+    store.close()
+    segment = next((tmp_path / "log").glob("*.jsonl"))
+    lines = segment.read_bytes().split(b"\n")[:3]
+    lines[1] = lines[1].replace("é".encode(), b"\xff")
+    lines[2] = lines[2].replace(b'"at":"', b'"at":"\xff')  # the index reads it, the event does not
+    segment.write_bytes(b"\n".join(lines) + b"\n")
+    store = JsonlStore(tmp_path / "log")
+    try:
+        exact = list(store.read_all())
+        lazy = [e for batch in store.read_batches_for_fold(lazy_runs=True) for e in batch]
+        assert [e.position for e in exact] == [e.position for e in lazy] == [1, 2]
+        assert type(exact[1].payload).__name__ == "UnknownPayload"
+        assert len(exact) + len(store.corrupt) == 3
+        assert [e.version for e in store.read("session/s", to_version=2)] == [1, 2]
+        report = verify(store)
+        assert not report.ok
+    finally:
+        store.close()
