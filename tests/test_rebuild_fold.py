@@ -186,8 +186,11 @@ def test_lazy_decode_takes_the_exact_path_for_anything_unusual() -> None:
     unknown = good.replace(b'"run.recorded"', b'"run.someday"')
     for lines in ([good], [good, not_object], [unknown, good], [good, b"garbage", good]):
         data = b"\n".join(lines)
-        lazy, plain = codec.decode_lines(data, lazy_runs=True), codec.decode_lines(data)
-        assert len(lazy) == len(plain)
+        told: list[tuple[bool, int]] = []
+        lazy = codec.decode_lines(data, lazy_runs=True, on_corrupt=lambda at, line, exc, t=told: t.append((True, at)))
+        plain = codec.decode_lines(data, on_corrupt=lambda at, line, exc, t=told: t.append((False, at)))
+        assert len(lazy) == len(plain) == len(lines) - (b"garbage" in lines)
+        assert told == ([(True, len(good) + 1), (False, len(good) + 1)] if b"garbage" in lines else [])
         for a, b in zip(lazy, plain):
             if type(a.payload) is LazyRunRecorded:
                 assert isinstance(b.payload, RunRecorded)
