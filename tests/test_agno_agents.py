@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from agno.agent import Agent
+from agno.db.base import SessionType
 from agno.team import Team
 from agno.workflow import Step, Workflow
 from agno.workflow.types import StepInput, StepOutput
@@ -167,7 +168,7 @@ NO_CLOSE_SCRIPT = textwrap.dedent(
     import sys
     from agno.agent import Agent
     from adapters.agno import EventLogDb, OfflineModel
-    db = EventLogDb(sys.argv[1])
+    db = EventLogDb(sys.argv[1], shared_index=sys.argv[2] == "index")
     a = Agent(name="planner", id="planner", model=OfflineModel(id="planner"), db=db, add_history_to_context=True)
     for i in range(3):
         a.run(f"turn {i}", session_id="no-close", user_id="fay")
@@ -177,22 +178,35 @@ NO_CLOSE_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("kind", ["file", "redis"])
-def test_a_process_that_never_closes_its_db_leaves_snapshots_for_the_next_start(
-        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    """Agno never closes its db; the read models are snapshotted when the process exits, so the
-    next start loads them and folds only what came after, instead of the whole log."""
+@pytest.mark.parametrize("read_side", ["index", "in-process"])
+def test_a_process_that_never_closes_its_db_leaves_its_read_models_for_the_next_start(
+        kind: str, read_side: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Agno never closes its db. With the shared index, the index is up to date when the
+    process exits, so the next start folds nothing; with in-process read models, they are
+    snapshotted at exit, so the next start loads them and folds only what came after."""
     from eventlog import open_store
     from projections import ProjectionRunner, all_projections
+    from projections.index import Indexer, open_index
 
     url = str(tmp_path / "log") if kind == "file" else str(request.getfixturevalue("redis_url"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", NO_CLOSE_SCRIPT, url], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    done = subprocess.run([sys.executable, "-c", NO_CLOSE_SCRIPT, url, read_side], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     store = open_store(url)
     try:
         end = store.last_position()
         assert end.get(0) > 0
+        if read_side == "index":
+            index = open_index(store)
+            assert index is not None
+            assert index.cursors() == end.offsets  # nothing left to fold
+            assert Indexer(store, index).catch_up() == 0
+            db = EventLogDb(store=store)
+            session = db.get_session("no-close", SessionType.AGENT)
+            assert session is not None and len(session.runs) == 3
+            index.close()
+            return
         runner = ProjectionRunner(store, all_projections())  # loads the snapshots
         assert all(cursor == end for cursor in runner.cursors.values())  # nothing left to fold
         assert runner.catch_up() == 0

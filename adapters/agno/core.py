@@ -20,6 +20,8 @@ from eventlog import Actor, EventStore, InvalidEvent, Payload, ReadOnlyStore, ne
 from eventlog.events import Event
 from eventlog.memory import MemoryStore
 from projections import ProjectionRunner, all_projections
+from projections.index import Indexer, open_index
+from projections.index.views import DEFAULT_CACHE_MB, IndexedStates
 from projections.timetravel import Point, events_at, parse_point
 
 log = logging.getLogger("adapters.agno")
@@ -33,14 +35,25 @@ class EventLogCore:
     read_only: bool
 
     def _init_core(self, url: str | None, store: EventStore | None, *, snapshots: bool,
-                   at: Point | str | None) -> None:
+                   at: Point | str | None, cache_mb: int | None = None, shared_index: bool = True) -> None:
+        url, url_cache_mb = _take_cache_mb(url)
+        cache_mb = cache_mb if cache_mb is not None else url_cache_mb
         self._owns_store = store is None
         self.store = store if store is not None else open_store(url)
         self._write_lock = threading.RLock()
         self.read_only = at is not None
         self.point = parse_point(at) if isinstance(at, str) else at
         self._closed = False
-        if self.point is None:
+        self.indexer: Indexer | None = None
+        index = open_index(self.store) if self.point is None and shared_index else None
+        if index is not None:
+            # The shared read index (SQLite beside a file log, keys beside a Redis log): this
+            # process folds only what the index has not seen yet, and reads what it asks for.
+            self.indexer = Indexer(self.store, index)
+            self.indexer.catch_up()
+            self._states: Any = IndexedStates(self.store, index, (cache_mb or DEFAULT_CACHE_MB) << 20)
+            self.runner = ProjectionRunner(self.store, [], use_snapshots=False)  # (nothing to fold)
+        elif self.point is None:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=snapshots)
             self.runner.catch_up()
             if snapshots and not isinstance(self.store, MemoryStore):
@@ -56,11 +69,21 @@ class EventLogCore:
 
     # --- reading --------------------------------------------------------------------------
 
+    def _catch_up(self) -> None:
+        """Bring the read models up to the log (errors propagate: Agno needs read failures
+        to raise)."""
+        if self.indexer is not None:
+            self.indexer.catch_up()
+        elif self.point is None:
+            self.runner.catch_up()
+
     @contextmanager
-    def _reading(self) -> Iterator[dict[str, Any]]:
+    def _reading(self) -> Iterator[Any]:
         """The read models, caught up with the log and held still while the caller reads."""
-        if self.point is None:
-            self.runner.catch_up()  # errors propagate: Agno needs read failures to raise
+        self._catch_up()
+        if self.indexer is not None:
+            yield self._states  # each index read is consistent on its own; rows are copies
+            return
         with self.runner.lock:
             yield self.runner.states
 
@@ -83,7 +106,7 @@ class EventLogCore:
             # enums, pydantic models): store their string forms, as Agno's JsonDb does.
             events = [_jsonable_event(e) for e in events]
             recorded = self.store.append(stream, events)
-        self.runner.catch_up()
+        self._catch_up()
         return recorded
 
     def close(self) -> None:
@@ -94,16 +117,37 @@ class EventLogCore:
         self.save_snapshots()
         self._closed = True
         self.runner.stop()
+        if self.indexer is not None:
+            self.indexer.index.close()
         if self._owns_store:
             self.store.close()
 
     def save_snapshots(self, *, failure_level: int = logging.WARNING) -> None:
         """Snapshot the read models now (a snapshot is an optimisation: failures are logged)."""
-        if self.point is None and not self.read_only and not self._closed:
+        if self.point is None and not self.read_only and not self._closed and self.indexer is None:
             try:
                 self.runner.save_snapshots()
             except Exception as exc:
                 log.log(failure_level, "could not save projection snapshots: %s", exc)
+
+
+def _take_cache_mb(url: str | None) -> tuple[str | None, int | None]:
+    """`?cache_mb=N` (the read side's cache per process) is ours, not the store's: take it out."""
+    if url is None or "cache_mb=" not in url:
+        return url, None
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    mb = [v for k, v in query if k == "cache_mb"]
+    try:
+        value = int(mb[-1])
+        if value <= 0:
+            raise ValueError
+    except ValueError:
+        raise InvalidEvent(f"cache_mb must be a positive whole number of MiB, got {mb[-1]!r}") from None
+    rest = urlencode([(k, v) for k, v in query if k != "cache_mb"])
+    return urlunsplit(parts._replace(query=rest)), value
 
 
 def _snapshot_at_exit(ref: weakref.ReferenceType[EventLogCore]) -> None:

@@ -34,15 +34,22 @@ class EventLogDb(SessionMethods, MemoryMethods, RecordMethods, BaseDb):
         id: str | None = None,
         snapshots: bool = True,
         at: Point | str | None = None,
+        cache_mb: int | None = None,
+        shared_index: bool = True,
     ) -> None:
         """`url` as for `eventlog.open_store` (None: the environment's defaults, the file store
         if nothing is set); or an open `store` to share (teams, tests). `at` makes this a
-        read-only view of the state as it was at that event id, position or UTC time."""
+        read-only view of the state as it was at that event id, position or UTC time.
+
+        On a file or Redis log the read models are a shared index beside the log (see
+        docs/architecture.md); `cache_mb` (or `?cache_mb=` in the URL, default 64) bounds the
+        conversations this process keeps folded. `shared_index=False` folds everything into
+        this process instead (the memory, fallback and encrypted stores always do)."""
         super().__init__(id=id)
         self._run_cache = {}
         self._mirror = InMemoryDb()
         self._json_mirror = _RowsJsonDb()
-        self._init_core(url, store, snapshots=snapshots, at=at)
+        self._init_core(url, store, snapshots=snapshots, at=at, cache_mb=cache_mb, shared_index=shared_index)
 
     def as_of(self, point: Point | str) -> EventLogDb:
         """A read-only EventLogDb showing the state just after `point` (event id, position,
@@ -60,8 +67,12 @@ class EventLogDb(SessionMethods, MemoryMethods, RecordMethods, BaseDb):
         from projections import ProjectionRunner, all_projections
 
         with self._write_lock:
-            self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
-            self.runner.catch_up()
+            if self.indexer is not None:  # derived copies of what was erased: fold them again
+                self.indexer.reindex()
+                self._states.conversations.clear()
+            else:
+                self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
+                self.runner.catch_up()
             self._run_cache.clear()
 
     def to_dict(self) -> dict[str, Any]:

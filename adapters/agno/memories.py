@@ -21,8 +21,10 @@ from adapters.agno.sessions import _page
 from eventlog import UserMemoriesCleared, UserMemoryDeleted
 from eventlog.names import user_stream
 from projections import MemoriesState, MemoryRow, memory_stats
+from projections.index.views import IndexedStates, RowMap
 
 CLEAR_STREAM = "memories/all"
+_MEMORY_SORTS = {None: "seq", "updated_at": "upd"}
 
 
 class MemoryMethods(EventLogCore):
@@ -62,6 +64,8 @@ class MemoryMethods(EventLogCore):
 
     def _rows(self, state: MemoriesState, user_id: str | None) -> list[MemoryRow]:
         if user_id is not None:
+            if isinstance(state.memories, RowMap):  # the index: the user's rows in one read
+                return state.memories.many(list(state.by_user.get(user_id, {})))
             return [state.memories[m] for m in state.by_user.get(user_id, {})]
         # insertion order across users, as Agno's list-backed stores keep it
         return list(state.memories.values())
@@ -81,6 +85,17 @@ class MemoryMethods(EventLogCore):
     ) -> Any:
         needle = search_content.lower() if search_content is not None else None
         with self._reading() as states:
+            if (isinstance(states, IndexedStates) and user_id is None and sort_by in _MEMORY_SORTS
+                    and agent_id is None and team_id is None and topics is None and search_content is None):
+                # every user's memories, unfiltered: a page of the index's ordering
+                offset = (page - 1) * limit if limit is not None and page is not None else 0
+                ordering = f"m|all|{_MEMORY_SORTS[sort_by]}"
+                found = states.memory_page(ordering, desc=sort_by is not None and sort_order != "asc",
+                                           offset=offset, limit=limit)
+                page_rows = [memory_row(r) for r in found]
+                if not deserialize:
+                    return page_rows, states.count(ordering)
+                return [UserMemory.from_dict(r) for r in page_rows]
             rows = [
                 memory_row(r)
                 for r in self._rows(states["memories"], user_id)
@@ -97,6 +112,8 @@ class MemoryMethods(EventLogCore):
 
     def get_all_memory_topics(self, user_id: str | None = None) -> list[str]:
         with self._reading() as states:
+            if user_id is None and isinstance(states, IndexedStates):
+                return states.topics()  # the index counts the memories of each topic
             topics: set[str] = set()
             for row in self._rows(states["memories"], user_id):
                 topics.update(row.topics)
@@ -105,6 +122,9 @@ class MemoryMethods(EventLogCore):
     def get_user_memory_stats(self, limit: int | None = None, page: int | None = None,
                               user_id: str | None = None) -> tuple[list[dict[str, Any]], int]:
         with self._reading() as states:
+            if isinstance(states, IndexedStates):
+                offset = (page - 1) * limit if limit is not None and page is not None else 0
+                return states.memory_stats(user_id, offset, limit)
             stats = memory_stats(states["memories"], user_id)
         return _page(stats, limit, page), len(stats)
 
@@ -114,7 +134,7 @@ class MemoryMethods(EventLogCore):
     def delete_user_memories(self, memory_ids: list[str], user_id: str | None = None) -> None:
         with self._write_lock:
             with self._reading() as states:
-                rows = [states["memories"].memories.get(m) for m in memory_ids]
+                rows = [states["memories"].memories.get(m) for m in memory_ids]  # (few ids)
             for row in rows:
                 if row is None or (user_id is not None and row.user_id != user_id):
                     continue

@@ -23,6 +23,7 @@ from eventlog import RunDeleted, RunRecorded, SessionDeleted, SessionRenamed
 from eventlog.names import session_stream
 from projections import Conversation, ConversationState, SessionRow, SessionsState, fork_session
 from projections.conversation import RunEntry
+from projections.index.views import IndexedStates
 from projections.timetravel import Point
 
 
@@ -136,7 +137,14 @@ class SessionMethods(EventLogCore):
     ) -> Any:
         kind = _type_value(session_type)
         with self._reading() as states:
-            rows: list[SessionRow] = []
+            if isinstance(states, IndexedStates) and sort_by in _INDEXED_SORTS:
+                rows, total = _indexed_sessions(states, kind, user_id, component_id, session_name,
+                                                start_timestamp, end_timestamp, limit, page, sort_by, sort_order)
+                dicts = [self._row_dict(states, r, with_runs=include_runs) for r in rows]
+                if not deserialize:
+                    return dicts, total
+                return deserialize_sessions(session_type, dicts)
+            rows = []
             for row in states["sessions"].sessions.values():
                 if user_id is not None and row.user_id != user_id:
                     continue
@@ -266,6 +274,12 @@ class SessionMethods(EventLogCore):
                        actor)
 
     def _find_run(self, states: dict[str, Any], run_id: str) -> tuple[SessionRow, dict[str, Any]] | None:
+        if isinstance(states, IndexedStates):  # the index knows the run's session
+            sid = states.run_session(run_id)
+            row = states.session_rows.get(sid) if sid is not None else None
+            conv = states["conversation"].sessions.get(sid) if row is not None else None
+            entry = conv.get(run_id) if conv is not None else None
+            return (row, entry.run) if entry is not None else None
         for sid, conv in states["conversation"].sessions.items():
             entry = conv.get(run_id)
             if entry is not None and sid in states["sessions"].sessions:
@@ -303,7 +317,15 @@ class SessionMethods(EventLogCore):
         expected = getattr(status, "value", status)
         rows: list[dict[str, Any]] = []
         with self._reading() as states:
-            for sid, row in states["sessions"].sessions.items():
+            if session_id is not None:  # one session: its row, not every row
+                one = states["sessions"].sessions.get(session_id)
+                candidates = [(session_id, one)] if one is not None else []
+            elif user_id is not None and isinstance(states, IndexedStates):
+                candidates = [(r.session_id, r) for r in states.session_page(
+                    f"s|*|u={user_id}|seq", desc=False, offset=0, limit=None)]
+            else:
+                candidates = list(states["sessions"].sessions.items())
+            for sid, row in candidates:
                 if session_id is not None and sid != session_id:
                     continue
                 if user_id is not None and row.user_id != user_id:
@@ -354,8 +376,57 @@ class SessionMethods(EventLogCore):
             point = self.store.last_position()
         with self._write_lock:
             new_id = fork_session(self.store, session_id, point, new_session_id)
-            self.runner.catch_up()
+            self._catch_up()
         return new_id
+
+
+_INDEXED_SORTS = {None: "seq", "updated_at": "upd", "created_at": "cre"}
+_ROLES = {SessionType.AGENT.value: "a", SessionType.TEAM.value: "t", SessionType.WORKFLOW.value: "w"}
+_SCAN_CHUNK = 500
+
+
+def _indexed_sessions(states: IndexedStates, kind: str | None, user_id: str | None, component_id: str | None,
+                      session_name: str | None, start: int | None, end: int | None, limit: int | None,
+                      page: int | None, sort_by: str | None, sort_order: str | None) -> tuple[list[SessionRow], int]:
+    """A page of sessions from the index's orderings: one sorted set picked by the most
+    selective filter (the user, else the component, else all of a type), read from the
+    page's offset — so the cost is the page's, whatever the number of sessions. Filters no
+    ordering has (a name, a time range, a component within a user's sessions) are applied
+    while walking the ordering, and then the total costs a walk of that user's, component's
+    or type's sessions. Order as InMemoryDb's `apply_sorting`: descending unless
+    `sort_order="asc"`; no `sort_by` keeps insertion order."""
+    role = _ROLES.get(kind) if kind is not None else "c"
+    if user_id is not None:
+        scope = f"u={user_id}"
+    elif component_id is not None and role is not None:
+        scope = f"{role}={component_id}"
+    else:
+        scope = "all"
+    ordering = f"s|{kind or '*'}|{scope}|{_INDEXED_SORTS[sort_by]}"
+    desc = sort_by is not None and sort_order != "asc"
+    offset = (page - 1) * limit if limit is not None and page is not None else 0
+    needle = session_name.lower() if session_name is not None else None
+
+    def wanted(row: SessionRow) -> bool:
+        return ((user_id is None or row.user_id == user_id)
+                and (component_id is None or _owned_by(row, kind, component_id))
+                and (start is None or row.created_at >= start)
+                and (end is None or row.created_at <= end)
+                and (needle is None or needle in (row.name or "").lower()))
+
+    exact = (session_name is None and start is None and end is None
+             and (component_id is None or (user_id is None and role is not None)))
+    if exact:
+        return states.session_page(ordering, desc=desc, offset=offset, limit=limit), states.count(ordering)
+    matches: list[SessionRow] = []
+    at = 0
+    while True:
+        chunk = states.session_page(ordering, desc=desc, offset=at, limit=_SCAN_CHUNK)
+        matches += [r for r in chunk if wanted(r)]
+        if len(chunk) < _SCAN_CHUNK:
+            break
+        at += _SCAN_CHUNK
+    return (matches[offset:] if limit is None else matches[offset:offset + limit]), len(matches)
 
 
 def _owned_by(row: SessionRow, kind: str | None, component_id: str) -> bool:

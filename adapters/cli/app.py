@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "adapters.cli.read",
     "adapters.cli.history",
     "adapters.cli.health",
+    "adapters.cli.readmodels",
     "adapters.cli.transfer",
     "adapters.cli.demo",
     "adapters.cli.bench",

@@ -1,0 +1,55 @@
+"""Read-model commands: rebuild the shared read index from the log, or check it against a
+fresh fold (`reindex --check`, exit 1 on a difference).
+
+The index (SQLite beside a file log, keys beside a Redis log) is derived data: rebuilding it
+is always safe, and readers keep working meanwhile (they fold what they need as they go).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from adapters.cli.common import UserError, progress_bar
+from adapters.cli.output import Output
+from adapters.cli.registry import command
+from eventlog import EventStore
+from projections.index import Indexer, open_index
+from projections.index.check import index_differences
+
+
+def _reindex_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--check", action="store_true",
+                   help="do not rebuild: compare the index with a fresh fold of the log (exit 1 on a difference)")
+
+
+@command("reindex", "rebuild the shared read models from the log (--check: compare them with a fresh fold)",
+         _reindex_args)
+def cmd_reindex(store: EventStore, args: argparse.Namespace, out: Output) -> int:
+    index = open_index(store)
+    if index is None:
+        raise UserError(f"{type(store).__name__} keeps its read models in each process: nothing to reindex",
+                        "the shared index exists for file:// and redis:// logs")
+    try:
+        indexer = Indexer(store, index)
+        total = store.last_position()
+        events = sum(total.offsets.values())
+        if args.check:
+            with progress_bar(out, "folding", events):
+                indexer.catch_up()
+                problems = index_differences(store, index)
+            doc = {"index": index.where, "ok": not problems, "cursor": str(total), "differences": problems}
+            out.document(doc, title="read models")
+            return 0 if not problems else 1
+        done = 0
+        with progress_bar(out, "reindexing", events) as advance:
+            def step(n: int) -> None:
+                nonlocal done
+                done += n
+                advance(done, events)
+
+            folded = indexer.reindex(progress=step)
+        out.document({"index": index.where, "events": folded, "cursor": str(store.last_position())},
+                     title="reindexed")
+        return 0
+    finally:
+        index.close()

@@ -1,0 +1,124 @@
+"""The contract of a read index: rows by (kind, key), sorted sets of keys, a tracking cursor.
+
+Two backends implement it — `SqliteIndex` (the file store's, a WAL database beside the
+segments) and `RedisIndex` (keys beside each partition, under its hash tag) — and tests hold
+both to the same behaviour. Everything is partitioned the way the log is: a row lives in the
+partition of the stream whose events make it, so on Redis Cluster an index update touches one
+slot and is one transaction with that partition's cursor.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+INDEX_SCHEMA = 1
+"""The shape of what an index holds. Bump it when a row type or an ordering changes: an index
+of another schema is rebuilt from the log, never served (Redis keys carry it in their names)."""
+
+Member = tuple[str, float]
+"""A row's place in one ordering: (sorted-set name, score)."""
+
+
+class Ranked(NamedTuple):
+    key: str
+    score: float
+
+
+class IndexTxn(ABC):
+    """One partition's update: reads see the index as of the transaction's start (plus its
+    own writes for rows); `commit` writes everything and the new cursor atomically, or
+    returns False when another process moved the cursor first (nothing is written)."""
+
+    partition: int
+    base: int  # the partition's cursor when the transaction began
+
+    @abstractmethod
+    def get(self, kind: str, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def keys(self, ordering: str) -> list[str]:
+        """Every key of a sorted set, in order (ascending score, then key)."""
+
+    @abstractmethod
+    def put(self, kind: str, key: str, data: bytes, old: Iterable[Member], new: Iterable[Member]) -> None: ...
+
+    @abstractmethod
+    def delete(self, kind: str, key: str, old: Iterable[Member]) -> None: ...
+
+    @abstractmethod
+    def next_seq(self) -> int:
+        """A number that grows with every call, in this partition (insertion order)."""
+
+    @abstractmethod
+    def commit(self, upto: int) -> bool: ...
+
+    @abstractmethod
+    def rollback(self) -> None: ...
+
+
+class ReadIndex(ABC):
+    """See the module docstring. Reads never fold: they answer from what is indexed (the
+    `Indexer` brings the index up to the log first)."""
+
+    partitions: int = 1
+    where: str = ""  # for messages: the file or Redis it lives in
+
+    @abstractmethod
+    def cursors(self) -> dict[int, int]:
+        """Per partition, the last position folded in (0: nothing)."""
+
+    @abstractmethod
+    def begin(self, partition: int) -> IndexTxn: ...
+
+    @abstractmethod
+    def get_many(self, kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
+        """Rows by key; `partition` None looks in every partition."""
+
+    @abstractmethod
+    def scan(self, kind: str) -> Iterator[tuple[str, bytes]]:
+        """Every row of a kind (whole-table reads: small tables, checks, reindex)."""
+
+    @abstractmethod
+    def page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[Ranked]:
+        """Keys of a sorted set in order (score, then key; both reversed for `desc`),
+        merged across partitions."""
+
+    @abstractmethod
+    def count(self, ordering: str) -> int: ...
+
+    @abstractmethod
+    def meta(self) -> dict[str, Any]:
+        """What the index says of itself: `schema`, `log` (the log identity it folded)."""
+
+    @abstractmethod
+    def reset(self, schema: int) -> None:
+        """Drop every row, ordering and cursor (a rebuild starts from nothing) and record
+        `schema`."""
+
+    def get(self, kind: str, key: str, partition: int | None = None) -> bytes | None:
+        return self.get_many(kind, [key], partition)[0]
+
+    def close(self) -> None:  # noqa: B027 - optional
+        pass
+
+
+def open_index(store: Any, *, path: Any = None) -> ReadIndex | None:
+    """The shared index for `store`, or None where the read models stay in the process:
+    the memory store (it ends with the process), an encrypted store (an index at rest would
+    hold decrypted personal data past an erasure), the fallback store (its reads must work
+    while Redis is away), and anything else not known here. `path` puts a file store's
+    index elsewhere (tests)."""
+    from eventlog.jsonl import JsonlStore
+    from eventlog.redis_store import RedisStreamStore
+
+    if isinstance(store, JsonlStore):
+        from projections.index.sqlite import SqliteIndex
+
+        return SqliteIndex(path if path is not None else store.path / "readmodels.sqlite3")
+    if isinstance(store, RedisStreamStore):
+        from projections.index.redis import RedisIndex
+
+        return RedisIndex(store)
+    return None

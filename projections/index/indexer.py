@@ -1,0 +1,397 @@
+"""`Indexer`: folds the log's tail into a `ReadIndex` with the read models' own folds.
+
+For each batch of new events of one partition, it loads only the rows those events touch
+(a session's row for a session's events, a memory's row for a memory's events, ...), folds
+the batch over them with the same projection code the in-process read models and time
+travel use (`SessionsProjection`, `UserMemoriesProjection`, `WorkflowsProjection`), and
+writes back what changed, with the orderings queries page through and the new cursor, in
+one index transaction. So an index row always equals the fold of the log up to the cursor
+(tests compare every row with a fresh fold), and the work per event is what that event
+touches, never the size of the log.
+
+What is indexed (kind: key -> row; orderings by score, ties by key):
+
+    session:  session id -> (seq, SessionRow)   s|<type or *>|<scope>|<seq|upd|cre>
+              scope: `all`, `u=<user>`; `c=<any owner id>` (type *), `a=`/`t=`/`w=`
+              <agent/team/workflow id> (its type)
+    run:      run id -> session id               (where to look for a run)
+    memory:   memory id -> (seq, MemoryRow)      m|all|<seq|upd>, m|u=<user>|<seq|upd>
+    muser:    user -> (count, last update)        mu|last
+    topic:    topic -> how many memories have it
+    wf:       workflow key -> (seq, WorkflowRow)  wf|seq
+    rec:<t>:  record key -> (seq, row)            r|<t>|seq
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from eventlog import (
+    Event,
+    EventStore,
+    RecordDeleted,
+    RecordUpserted,
+    RunDeleted,
+    RunRecorded,
+    UserForgotten,
+    UserMemoriesCleared,
+    UserMemoryAdded,
+    UserMemoryDeleted,
+    UserMemoryUpdated,
+    WorkflowStateSaved,
+    WorkflowStepCompleted,
+)
+from eventlog.store import Cursor
+from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex
+from projections.memories import MemoriesState, MemoryRow, UserMemoriesProjection
+from projections.sessions import _SESSION_EVENTS, SessionRow, SessionsProjection, SessionsState
+from projections.workflows import WorkflowRow, WorkflowsProjection, WorkflowsState, workflow_key
+
+log = logging.getLogger("projections.index")
+
+COMMIT_EVERY = 2000  # events per index transaction during a long catch-up
+
+_enc = msgspec.msgpack.Encoder()
+_session_dec = msgspec.msgpack.Decoder(tuple[int, SessionRow])
+_memory_dec = msgspec.msgpack.Decoder(tuple[int, MemoryRow])
+_workflow_dec = msgspec.msgpack.Decoder(tuple[int, WorkflowRow])
+_record_dec = msgspec.msgpack.Decoder(tuple[int, dict[str, Any]])
+_muser_dec = msgspec.msgpack.Decoder(tuple[int, int, int])
+
+_SESSION_TYPES = frozenset(_SESSION_EVENTS)
+_MEMORY_TYPES = frozenset({UserMemoryAdded, UserMemoryUpdated, UserMemoryDeleted, UserMemoriesCleared, UserForgotten})
+_WORKFLOW_TYPES = frozenset({WorkflowStateSaved, WorkflowStepCompleted})
+
+
+def decode_session(data: bytes) -> SessionRow:
+    return _session_dec.decode(data)[1]
+
+
+def decode_memory(data: bytes) -> MemoryRow:
+    return _memory_dec.decode(data)[1]
+
+
+def decode_workflow(data: bytes) -> WorkflowRow:
+    return _workflow_dec.decode(data)[1]
+
+
+def decode_record(data: bytes) -> dict[str, Any]:
+    return _record_dec.decode(data)[1]
+
+
+def decode_muser(data: bytes) -> tuple[int, int]:
+    """A user's (memory count, latest update)."""
+    count, last, _ = _muser_dec.decode(data)
+    return count, last
+
+
+def tie_score(seconds: int, seq: int) -> float:
+    """A time ordering's score: the time plus a fraction that falls as `seq` (insertion order)
+    grows, so rows tied on the second come newest-first in the order they were inserted — what
+    a stable descending sort gives, as Agno's InMemoryDb sorts (ascending pages list such ties
+    newest-inserted first). The fraction is a multiple of 2^-21: exact in a double for times
+    in seconds below 2^31."""
+    return seconds + 0.5 - (seq % (1 << 20)) / (1 << 21)
+
+
+def session_members(seq: int, row: SessionRow) -> list[Member]:
+    """Every ordering a session row is in (see the module docstring): by type and for any
+    type, all sessions and a user's; a component's for any type (`c=`: agent, team or
+    workflow id) and, within its type, by role (`a=`, `t=`, `w=`), as Agno's
+    `component_id` filter means the one or the other."""
+    kinds = (row.session_type, "*")
+    scopes = [(k, "all") for k in kinds]
+    if row.user_id is not None:
+        scopes += [(k, f"u={row.user_id}") for k in kinds]
+    for owner in {row.agent_id, row.team_id, row.workflow_id} - {None}:
+        scopes.append(("*", f"c={owner}"))
+    for role, owner in (("a", row.agent_id), ("t", row.team_id), ("w", row.workflow_id)):
+        if owner is not None:
+            scopes.append((row.session_type, f"{role}={owner}"))
+    upd, cre = tie_score(row.updated_at, seq), tie_score(row.created_at, seq)
+    out: list[Member] = []
+    for kind, scope in scopes:
+        base = f"s|{kind}|{scope}|"
+        out += [(base + "seq", seq), (base + "upd", upd), (base + "cre", cre)]
+    return out
+
+
+def memory_members(seq: int, row: MemoryRow) -> list[Member]:
+    user = f"u={row.user_id or ''}"
+    upd = tie_score(row.updated_at, seq)
+    return [("m|all|seq", seq), ("m|all|upd", upd), (f"m|{user}|seq", seq), (f"m|{user}|upd", upd)]
+
+
+class Indexer:
+    """Brings an index up to the log (see the module docstring). One per process and index;
+    thread-safe. `catch_up` is cheap when nothing was appended: one look at the log's last
+    position against the cursor this process last saw."""
+
+    def __init__(self, store: EventStore, index: ReadIndex, *, commit_every: int = COMMIT_EVERY) -> None:
+        self.store = store
+        self.index = index
+        self.commit_every = commit_every
+        self._lock = threading.Lock()
+        self._seen: dict[int, int] = {}
+        self._sessions = SessionsProjection()
+        self._memories = UserMemoriesProjection()
+        self._workflows = WorkflowsProjection()
+        self.ensure_schema()
+
+    def ensure_schema(self) -> None:
+        """An index of another schema (or none yet) is emptied and rebuilt, with a warning
+        when there was one to discard."""
+        meta = self.index.meta()
+        if meta.get("schema") != str(INDEX_SCHEMA):
+            if meta.get("schema") is not None or self.index.cursors():
+                log.warning("read index %s has schema %s, this code %d: rebuilding it from the log",
+                            self.index.where, meta.get("schema"), INDEX_SCHEMA)
+            self.index.reset(INDEX_SCHEMA)
+            self._seen = {}
+
+    def reindex(self, progress: Any = None) -> int:
+        """Drop the index and fold the whole log into it again; returns the events folded."""
+        with self._lock:
+            self.index.reset(INDEX_SCHEMA)
+            self._seen = {}
+        return self.catch_up(progress=progress)
+
+    def behind(self) -> bool:
+        target = self.store.last_position()
+        return any(pos > self._seen.get(p, 0) for p, pos in target.offsets.items())
+
+    def catch_up(self, progress: Any = None) -> int:
+        """Fold whatever the log holds past the index's cursor; returns how many events."""
+        if not self.behind():
+            return 0
+        with self._lock:
+            total = 0
+            for _ in range(100):  # another process's reset (a reindex) restarts the read
+                self._seen = self.index.cursors()
+                done = self._fold_tail(progress)
+                if done is not None:
+                    return total + done
+            raise RuntimeError(f"read index {self.index.where} kept moving under the indexer")
+
+    def _fold_tail(self, progress: Any) -> int | None:
+        """Read the log past the index's cursor and fold it in, `commit_every` events of a
+        partition per transaction (so a long catch-up holds the index's lock in short turns
+        and a crash keeps what was committed). None: the index was reset meanwhile."""
+        pending: dict[int, list[Event]] = {}
+        n = 0
+        every = self.commit_every
+
+        def flush(p: int, events: list[Event]) -> bool:
+            nonlocal n
+            if not self._commit(p, events):
+                return False
+            n += len(events)
+            if progress is not None:
+                progress(len(events))
+            return True
+
+        for batch in self.store.read_batches_for_fold(Cursor(dict(self._seen)), lazy_runs=True):
+            for event in batch:
+                pending.setdefault(event.partition, []).append(event)
+            for p, events in pending.items():
+                while len(events) >= every:
+                    if not flush(p, events[:every]):
+                        return None
+                    del events[:every]
+        for p, events in pending.items():
+            if events and not flush(p, events):
+                return None
+        return n
+
+    def _commit(self, partition: int, events: list[Event]) -> bool:
+        """Fold `events` (one partition's, in order) into the index; False if the index's
+        cursor is behind where they start (it was reset): the caller reads again."""
+        for _ in range(50):
+            txn = self.index.begin(partition)
+            try:
+                if txn.base < events[0].position - 1:
+                    txn.rollback()
+                    return False
+                todo = [e for e in events if e.position > txn.base]
+                if not todo:
+                    txn.rollback()
+                    self._seen[partition] = max(self._seen.get(partition, 0), txn.base)
+                    return True
+                self._fold(txn, todo)
+                if txn.commit(todo[-1].position):
+                    self._seen[partition] = todo[-1].position
+                    return True
+            except BaseException:
+                txn.rollback()
+                raise
+        raise RuntimeError(f"read index {self.index.where}: partition {partition} kept conflicting")
+
+    # --- the folds ------------------------------------------------------------------------
+
+    def _fold(self, txn: IndexTxn, events: list[Event]) -> None:
+        sessions: list[Event] = []
+        memories: list[Event] = []
+        workflows: list[Event] = []
+        for event in events:
+            t = type(event.payload)
+            if t in _SESSION_TYPES or isinstance(event.payload, RunRecorded):
+                sessions.append(event)
+                if isinstance(event.payload, (RunRecorded, RunDeleted)):
+                    self._locate_run(txn, event)
+            elif t in _MEMORY_TYPES:
+                memories.append(event)
+            elif t in _WORKFLOW_TYPES:
+                workflows.append(event)
+            elif t is RecordUpserted or t is RecordDeleted:
+                self._record(txn, event)
+        if sessions:
+            self._fold_sessions(txn, sessions)
+        if memories:
+            self._fold_memories(txn, memories)
+        if workflows:
+            self._fold_workflows(txn, workflows)
+
+    @staticmethod
+    def _locate_run(txn: IndexTxn, event: Event) -> None:
+        p: Any = event.payload
+        if isinstance(p, RunDeleted):
+            txn.delete("run", p.run_id, ())
+        elif txn.get("run", p.run_id) != p.session_id.encode():
+            txn.put("run", p.run_id, p.session_id.encode(), (), ())
+
+    def _fold_sessions(self, txn: IndexTxn, events: list[Event]) -> None:
+        ids: set[str] = {e.payload.session_id for e in events}  # type: ignore[union-attr,misc]
+        before: dict[str, tuple[int, bytes, list[Member]]] = {}
+        state = SessionsState({})
+        for sid in ids:
+            data = txn.get("session", sid)
+            if data is not None:
+                seq, row = _session_dec.decode(data)
+                before[sid] = (seq, data, session_members(seq, row))
+                state.sessions[sid] = row
+        self._sessions.fold(events, state)
+        for sid in ids:
+            new = state.sessions.get(sid)
+            old = before.get(sid)
+            if new is None:
+                if old is not None:
+                    txn.delete("session", sid, old[2])
+                continue
+            seq = old[0] if old is not None else txn.next_seq()
+            data = _enc.encode((seq, new))
+            if old is None or data != old[1]:
+                txn.put("session", sid, data, old[2] if old is not None else (), session_members(seq, new))
+
+    def _fold_memories(self, txn: IndexTxn, events: list[Event]) -> None:
+        ids: dict[str, None] = {}
+        for e in events:
+            p: Any = e.payload
+            if isinstance(p, UserMemoriesCleared):
+                scope = "m|all|seq" if p.user_id is None else f"m|u={p.user_id}|seq"
+                ids.update(dict.fromkeys(txn.keys(scope)))
+            elif isinstance(p, UserForgotten):
+                ids.update(dict.fromkeys(txn.keys(f"m|u={p.user_id}|seq")))
+            else:
+                ids[p.memory_id] = None
+        before: dict[str, tuple[int, bytes, MemoryRow]] = {}
+        for mid in ids:
+            data = txn.get("memory", mid)
+            if data is not None:
+                seq, row = _memory_dec.decode(data)
+                before[mid] = (seq, data, row)
+        state = MemoriesState({}, {})
+        for mid, (_, _, row) in sorted(before.items(), key=lambda kv: kv[1][0]):
+            state.memories[mid] = msgspec.structs.replace(row)  # the fold may change rows in place
+            state.by_user.setdefault(row.user_id or "", {})[mid] = None
+        self._memories.fold(events, state)
+        users: set[str] = set()
+        for mid in ids:
+            new = state.memories.get(mid)
+            old = before.get(mid)
+            if old is not None:
+                users.add(old[2].user_id or "")
+            if new is None:
+                if old is not None:
+                    txn.delete("memory", mid, memory_members(old[0], old[2]))
+                    self._topics(txn, old[2].topics, -1)
+                continue
+            users.add(new.user_id or "")
+            seq = old[0] if old is not None else txn.next_seq()
+            data = _enc.encode((seq, new))
+            if old is None or data != old[1]:
+                txn.put("memory", mid, data, memory_members(old[0], old[2]) if old is not None else (),
+                        memory_members(seq, new))
+                if old is None:
+                    self._topics(txn, new.topics, +1)
+                elif old[2].topics != new.topics:
+                    self._topics(txn, old[2].topics, -1)
+                    self._topics(txn, new.topics, +1)
+        for user in users:
+            if user:  # (memories without a user are in no user's statistics)
+                self._user_stats(txn, user)
+
+    @staticmethod
+    def _topics(txn: IndexTxn, topics: Iterable[str], delta: int) -> None:
+        for topic in set(topics):
+            data = txn.get("topic", topic)
+            n = (int(data) if data is not None else 0) + delta
+            if n > 0:
+                txn.put("topic", topic, str(n).encode(), (), ())
+            elif data is not None:
+                txn.delete("topic", topic, ())
+
+    @staticmethod
+    def _user_stats(txn: IndexTxn, user: str) -> None:
+        """A user's memory count and latest update (for `get_user_memory_stats`), ordered by
+        the latest update (ties: in the order the users appeared, see `tie_score`)."""
+        old = txn.get("muser", user)
+        old_stats = _muser_dec.decode(old) if old is not None else None
+        old_members: list[Member] = [("mu|last", tie_score(*old_stats[1:]))] if old_stats is not None else []
+        keys = txn.keys(f"m|u={user}|upd")
+        if not keys:
+            if old is not None:
+                txn.delete("muser", user, old_members)
+            return
+        last_row = txn.get("memory", keys[-1])
+        last = decode_memory(last_row).updated_at if last_row is not None else 0
+        seq = old_stats[2] if old_stats is not None else txn.next_seq()
+        txn.put("muser", user, _enc.encode((len(keys), last, seq)), old_members, [("mu|last", tie_score(last, seq))])
+
+    def _fold_workflows(self, txn: IndexTxn, events: list[Event]) -> None:
+        keys = {workflow_key(e.payload.workflow, e.payload.session_id) for e in events}  # type: ignore[union-attr]
+        before: dict[str, tuple[int, bytes]] = {}
+        state = WorkflowsState({})
+        for key in keys:
+            data = txn.get("wf", key)
+            if data is not None:
+                seq, row = _workflow_dec.decode(data)
+                before[key] = (seq, data)
+                state.workflows[key] = row
+        self._workflows.fold(events, state)
+        for key in keys:
+            row = state.workflows[key]
+            old = before.get(key)
+            seq = old[0] if old is not None else txn.next_seq()
+            data = _enc.encode((seq, row))
+            if old is None or data != old[1]:
+                txn.put("wf", key, data, [("wf|seq", old[0])] if old is not None else (), [("wf|seq", seq)])
+
+    @staticmethod
+    def _record(txn: IndexTxn, event: Event) -> None:
+        p: Any = event.payload
+        kind = f"rec:{p.table}"
+        ordering = f"r|{p.table}|seq"
+        old = txn.get(kind, p.key)
+        old_seq = _record_dec.decode(old)[0] if old is not None else None
+        if isinstance(p, RecordDeleted):
+            if old_seq is not None:
+                txn.delete(kind, p.key, [(ordering, old_seq)])
+            return
+        seq = old_seq if old_seq is not None else txn.next_seq()
+        txn.put(kind, p.key, _enc.encode((seq, p.record)),
+                [(ordering, old_seq)] if old_seq is not None else (), [(ordering, seq)])

@@ -1,0 +1,210 @@
+"""`RedisIndex`: the read index of a Redis log, kept in the same Redis beside each partition.
+
+Per partition `p` (hash tag `T` = the log's `el:{el:<p>}`), for index schema `S`:
+
+    T:rm<S>:cur           "<position> <seq>": folded up to; the insertion counter
+    T:rm<S>:r:<kind>      hash: key -> row
+    T:rm<S>:o:<ordering>  sorted set: key by score
+    T:rm<S>:meta          hash: schema, ...
+
+Every key of a partition's index carries the partition's hash tag, so on Redis Cluster an
+update is one Lua call on one node — it checks that the cursor is still where the updater
+read it and writes the rows, the orderings and the new cursor together (an optimistic
+transaction: a second process that folded the same events first makes it a no-op). A
+schema bump uses new key names (`rm<S+1>`), so an old index is never read as a new one.
+Queries across partitions (a page of sessions sorted by time) merge the partitions' sorted
+sets, reading at most offset + limit from each.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, Ranked, ReadIndex
+
+# ARGV: expected position, new "<position> <seq>", then ops; KEYS[1] is the cursor key.
+#   H ki field value   (HSET)        D ki field          (HDEL)
+#   Z ki score member  (ZADD)        R ki member         (ZREM)
+_COMMIT = """
+local cur = redis.call('GET', KEYS[1])
+local pos = 0
+if cur then pos = tonumber(string.match(cur, '^(%d+)')) end
+if pos ~= tonumber(ARGV[1]) then return 0 end
+local i = 3
+local n = #ARGV
+while i <= n do
+  local op = ARGV[i]
+  local k = KEYS[tonumber(ARGV[i + 1])]
+  if op == 'H' then redis.call('HSET', k, ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  elseif op == 'D' then redis.call('HDEL', k, ARGV[i + 2]); i = i + 3
+  elseif op == 'Z' then redis.call('ZADD', k, ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  elseif op == 'R' then redis.call('ZREM', k, ARGV[i + 2]); i = i + 3
+  else return redis.error_reply('bad op ' .. op) end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+class RedisIndex(ReadIndex):
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.client = store.client
+        self.partitions = int(store.partitions)
+        self.where = f"{store.url} (rm{INDEX_SCHEMA})"
+        self._script = self.client.register_script(_COMMIT)
+
+    def _ns(self, partition: int) -> str:
+        return f"{self._store._tag(partition)}:rm{INDEX_SCHEMA}"
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        return self._store._call(fn, *args)  # the store's error mapping (StoreUnavailable, redacted)
+
+    def partition_of(self, stream: str) -> int:
+        return int(self._store.partition_of(stream))
+
+    # --- reading --------------------------------------------------------------------------
+
+    def cursors(self) -> dict[int, int]:
+        keys = [f"{self._ns(p)}:cur" for p in range(self.partitions)]
+        if self.partitions == 1:
+            values = [self._call(self.client.get, keys[0])]
+        else:
+            values = [self._call(self.client.get, k) for k in keys]
+        out: dict[int, int] = {}
+        for p, value in enumerate(values):
+            if value is not None:
+                out[p] = int(value.split()[0])
+        return out
+
+    def get_many(self, kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
+        if not keys:
+            return []
+        parts = range(self.partitions) if partition is None else (partition,)
+        found: list[bytes | None] = [None] * len(keys)
+        for p in parts:
+            values = self._call(self.client.hmget, f"{self._ns(p)}:r:{kind}", keys)
+            for i, v in enumerate(values):
+                if v is not None:
+                    found[i] = v
+        return found
+
+    def scan(self, kind: str) -> Iterator[tuple[str, bytes]]:
+        rows: list[tuple[str, bytes]] = []
+        for p in range(self.partitions):
+            rows.extend((k.decode(), v) for k, v in self._call(self.client.hgetall, f"{self._ns(p)}:r:{kind}").items())
+        return iter(rows)
+
+    def page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[Ranked]:
+        stop = -1 if limit is None else offset + limit - 1
+        start = offset if self.partitions == 1 else 0  # (else each partition's first offset + limit, merged)
+        fn = self.client.zrevrange if desc else self.client.zrange
+        runs = []
+        for p in range(self.partitions):
+            got = self._call(lambda k: fn(k, start, stop, withscores=True), f"{self._ns(p)}:o:{ordering}")
+            runs.append([Ranked(k.decode(), float(s)) for k, s in got])
+        if self.partitions == 1:
+            return runs[0]
+        merged = list(heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc))
+        return merged[offset:] if limit is None else merged[offset:offset + limit]
+
+    def count(self, ordering: str) -> int:
+        return sum(int(self._call(self.client.zcard, f"{self._ns(p)}:o:{ordering}")) for p in range(self.partitions))
+
+    def meta(self) -> dict[str, Any]:
+        raw = self._call(self.client.hgetall, f"{self._ns(0)}:meta")
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._call(self.client.hset, f"{self._ns(0)}:meta", key, value)
+
+    # --- writing --------------------------------------------------------------------------
+
+    def begin(self, partition: int) -> IndexTxn:
+        return _RedisTxn(self, partition)
+
+    def reset(self, schema: int) -> None:
+        for p in range(self.partitions):
+            ns = self._ns(p)
+            keys = list(self._call(lambda m: list(self.client.scan_iter(match=m, count=1000)), f"{ns}:*"))
+            for i in range(0, len(keys), 500):
+                self._call(self.client.delete, *keys[i:i + 500])
+        self.set_meta("schema", str(schema))
+
+
+class _RedisTxn(IndexTxn):
+    """Reads go to Redis as they are asked; writes are buffered (and visible to this
+    transaction's own reads) until `commit` sends them in one Lua call."""
+
+    def __init__(self, index: RedisIndex, partition: int) -> None:
+        self._index = index
+        self.partition = partition
+        self._ns = index._ns(partition)
+        cur = index._call(index.client.get, f"{self._ns}:cur")
+        if cur is None:
+            self.base, self._seq = 0, 0
+        else:
+            pos, _, seq = cur.decode().partition(" ")
+            self.base, self._seq = int(pos), int(seq or 0)
+        self._keys: dict[str, int] = {f"{self._ns}:cur": 1}
+        self._ops: list[Any] = []
+        self._rows: dict[tuple[str, str], bytes | None] = {}
+        self._orders: dict[str, dict[str, float | None]] = {}
+
+    def _ki(self, key: str) -> int:
+        i = self._keys.get(key)
+        if i is None:
+            i = self._keys[key] = len(self._keys) + 1
+        return i
+
+    def get(self, kind: str, key: str) -> bytes | None:
+        if (kind, key) in self._rows:
+            return self._rows[(kind, key)]
+        value: bytes | None = self._index._call(self._index.client.hget, f"{self._ns}:r:{kind}", key)
+        return value
+
+    def keys(self, ordering: str) -> list[str]:
+        client = self._index.client
+        got = self._index._call(lambda k: client.zrange(k, 0, -1, withscores=True), f"{self._ns}:o:{ordering}")
+        scores = {k.decode(): float(s) for k, s in got}
+        for key, score in self._orders.get(ordering, {}).items():
+            if score is None:
+                scores.pop(key, None)
+            else:
+                scores[key] = score
+        return [k for k, _ in sorted(scores.items(), key=lambda ks: (ks[1], ks[0]))]
+
+    def put(self, kind: str, key: str, data: bytes, old: Iterable[Member], new: Iterable[Member]) -> None:
+        self._rows[(kind, key)] = data
+        self._ops += ["H", self._ki(f"{self._ns}:r:{kind}"), key, data]
+        self._reorder(key, old, new)
+
+    def delete(self, kind: str, key: str, old: Iterable[Member]) -> None:
+        self._rows[(kind, key)] = None
+        self._ops += ["D", self._ki(f"{self._ns}:r:{kind}"), key]
+        self._reorder(key, old, ())
+
+    def _reorder(self, key: str, old: Iterable[Member], new: Iterable[Member]) -> None:
+        before = dict(old)
+        after = dict(new)
+        for name in before.keys() - after.keys():
+            self._ops += ["R", self._ki(f"{self._ns}:o:{name}"), key]
+            self._orders.setdefault(name, {})[key] = None
+        for name, score in after.items():
+            if before.get(name) != score:
+                self._ops += ["Z", self._ki(f"{self._ns}:o:{name}"), repr(float(score)), key]
+                self._orders.setdefault(name, {})[key] = score
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def commit(self, upto: int) -> bool:
+        keys = list(self._keys)
+        done = self._index._call(self._index._script, keys, [self.base, f"{upto} {self._seq}", *self._ops])
+        return bool(done)
+
+    def rollback(self) -> None:
+        self._ops.clear()

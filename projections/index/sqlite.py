@@ -1,0 +1,214 @@
+"""`SqliteIndex`: the file store's read index, one SQLite database (WAL) beside the segments.
+
+SQLite is the embedded database every Python has: several processes read it at once, one
+writes at a time (`BEGIN IMMEDIATE`), and a transaction that holds the rows and the cursor
+together makes "folded up to position N" and the rows agree even across a crash. The file
+is derived data: deleting it only costs a rebuild, and one that cannot be read is moved
+aside and rebuilt (with a warning), never served.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from projections.index.base import IndexTxn, Member, Ranked, ReadIndex
+
+log = logging.getLogger("projections.index")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursor (p INTEGER PRIMARY KEY, pos INTEGER NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rows (kind TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL,
+                                 PRIMARY KEY (kind, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ord (name TEXT NOT NULL, key TEXT NOT NULL, score REAL NOT NULL,
+                                PRIMARY KEY (name, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ord_by_score ON ord (name, score, key);
+CREATE TABLE IF NOT EXISTS counts (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+
+class SqliteIndex(ReadIndex):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.where = str(self.path)
+        self._lock = threading.RLock()
+        self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            return self._open()
+        except sqlite3.DatabaseError as exc:  # not a database / malformed: derived data, rebuild
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+            log.warning("read index %s cannot be read (%s): moved to %s and rebuilt from the log",
+                        self.path, exc, aside.name)
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.path}{suffix}")
+                if src.exists():
+                    src.replace(Path(f"{aside}{suffix}"))
+            return self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # 0600 before SQLite opens it
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: never corrupt; a crash may
+            # lose the last transactions, and the cursor goes with them (they are folded again)
+            conn.executescript(_DDL)
+            conn.execute("SELECT count(*) FROM meta").fetchone()
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        return conn
+
+    # --- reading --------------------------------------------------------------------------
+
+    def cursors(self) -> dict[int, int]:
+        with self._lock:
+            return {p: pos for p, pos in self._conn.execute("SELECT p, pos FROM cursor")}
+
+    def get_many(self, kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
+        if not keys:
+            return []
+        with self._lock:
+            if len(keys) == 1:
+                row = self._conn.execute("SELECT data FROM rows WHERE kind=? AND key=?", (kind, keys[0])).fetchone()
+                return [row[0] if row is not None else None]
+            found: dict[str, bytes] = {}
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(self._conn.execute(
+                    f"SELECT key, data FROM rows WHERE kind=? AND key IN ({marks})", (kind, *chunk)))
+        return [found.get(k) for k in keys]
+
+    def scan(self, kind: str) -> Iterator[tuple[str, bytes]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT key, data FROM rows WHERE kind=?", (kind,)).fetchall()
+        return iter(rows)
+
+    def page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[Ranked]:
+        order = "DESC" if desc else "ASC"
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT key, score FROM ord WHERE name=? ORDER BY score {order}, key {order} LIMIT ? OFFSET ?",
+                (ordering, -1 if limit is None else limit, offset)).fetchall()
+        return [Ranked(k, s) for k, s in rows]
+
+    def count(self, ordering: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT n FROM counts WHERE name=?", (ordering,)).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def meta(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._conn.execute("SELECT k, v FROM meta"))
+
+    # --- writing --------------------------------------------------------------------------
+
+    def begin(self, partition: int) -> IndexTxn:
+        self._lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")  # the writer's lock: other processes wait here
+        except BaseException:
+            self._lock.release()
+            raise
+        return _SqliteTxn(self, partition)
+
+    def reset(self, schema: int) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("rows", "ord", "counts", "cursor", "meta"):
+                    self._conn.execute(f"DELETE FROM {table}")
+                self._conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(schema),))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _SqliteTxn(IndexTxn):
+    """Holds the index's lock and SQLite's write lock from `begin` to commit/rollback."""
+
+    def __init__(self, index: SqliteIndex, partition: int) -> None:
+        self._index = index
+        self._conn = index._conn
+        self.partition = partition
+        row = self._conn.execute("SELECT pos, seq FROM cursor WHERE p=?", (partition,)).fetchone()
+        self.base, self._seq = (int(row[0]), int(row[1])) if row is not None else (0, 0)
+        self._done = False
+
+    def get(self, kind: str, key: str) -> bytes | None:
+        row = self._conn.execute("SELECT data FROM rows WHERE kind=? AND key=?", (kind, key)).fetchone()
+        return row[0] if row is not None else None
+
+    def keys(self, ordering: str) -> list[str]:
+        return [k for (k,) in self._conn.execute(
+            "SELECT key FROM ord WHERE name=? ORDER BY score, key", (ordering,))]
+
+    def put(self, kind: str, key: str, data: bytes, old: Iterable[Member], new: Iterable[Member]) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", (kind, key, data))
+        self._reorder(key, old, new)
+
+    def delete(self, kind: str, key: str, old: Iterable[Member]) -> None:
+        self._conn.execute("DELETE FROM rows WHERE kind=? AND key=?", (kind, key))
+        self._reorder(key, old, ())
+
+    def _reorder(self, key: str, old: Iterable[Member], new: Iterable[Member]) -> None:
+        before = dict(old)
+        after = dict(new)
+        execute = self._conn.execute
+        for name in before.keys() - after.keys():
+            execute("DELETE FROM ord WHERE name=? AND key=?", (name, key))
+            execute("UPDATE counts SET n = n - 1 WHERE name=?", (name,))
+        for name, score in after.items():
+            if name not in before:
+                execute("INSERT OR REPLACE INTO ord VALUES (?, ?, ?)", (name, key, score))
+                execute("INSERT INTO counts VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET n = n + 1", (name,))
+            elif before[name] != score:
+                execute("UPDATE ord SET score=? WHERE name=? AND key=?", (score, name, key))
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def commit(self, upto: int) -> bool:
+        try:
+            self._conn.execute("INSERT OR REPLACE INTO cursor VALUES (?, ?, ?)", (self.partition, upto, self._seq))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+        self._finish()
+        return True
+
+    def rollback(self) -> None:
+        if self._done:
+            return
+        try:
+            self._conn.execute("ROLLBACK")
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self._index._lock.release()

@@ -1,0 +1,260 @@
+"""The read models as a reader sees them, served from a `ReadIndex` instead of the process.
+
+`IndexedStates` answers the same questions as `ProjectionRunner.states` — `["sessions"]
+.sessions.get(id)`, `["memories"].by_user.get(user)`, `["records"].tables.get(table)`, ... —
+so code written against the in-process read models runs unchanged over the index, and adds
+the queries the index answers without a scan (`session_page`, `memory_page`, ...). A
+session's conversation is folded on demand from its own stream and kept in a bounded LRU
+(`ConversationCache`): what one session holds is read when that session is asked for.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+from eventlog import EventStore
+from eventlog.names import session_stream
+from projections.conversation import Conversation, ConversationProjection, ConversationState
+from projections.index.base import ReadIndex
+from projections.index.indexer import (
+    decode_memory,
+    decode_muser,
+    decode_record,
+    decode_session,
+    decode_workflow,
+)
+from projections.memories import MemoryRow
+from projections.sessions import SessionRow
+from projections.workflows import WorkflowRow
+
+T = TypeVar("T")
+
+DEFAULT_CACHE_MB = 64
+
+
+class RowMap(Mapping[str, T], Generic[T]):
+    """A kind of index rows as a read-only mapping: lookups by key are one index read;
+    iteration walks an ordering (insertion order, as the in-process dicts keep it)."""
+
+    def __init__(self, index: ReadIndex, kind: str, decode: Callable[[bytes], T], ordering: str,
+                 partition: Callable[[str], int | None] | None = None) -> None:
+        self._index, self._kind, self._decode, self._ordering = index, kind, decode, ordering
+        self._partition = partition or (lambda key: None)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if not isinstance(key, str):
+            return default
+        data = self._index.get(self._kind, key, self._partition(key))
+        return default if data is None else self._decode(data)
+
+    def __getitem__(self, key: str) -> T:
+        found = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found  # type: ignore[no-any-return]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._index.get(self._kind, key, self._partition(key)) is not None
+
+    def many(self, keys: list[str]) -> list[T]:
+        """The rows of `keys` that exist, in that order (one index read)."""
+        return [self._decode(d) for d in self._index.get_many(self._kind, keys) if d is not None]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([r.key for r in self._index.page(self._ordering, desc=False, offset=0, limit=None)])
+
+    def __len__(self) -> int:
+        return self._index.count(self._ordering)
+
+    def values(self) -> list[T]:  # type: ignore[override]
+        return self.many(list(self))
+
+    def items(self) -> list[tuple[str, T]]:  # type: ignore[override]
+        keys = list(self)
+        data = self._index.get_many(self._kind, keys)
+        return [(k, self._decode(d)) for k, d in zip(keys, data) if d is not None]
+
+
+class ConversationCache:
+    """Per session, the conversation folded from the session's stream, least recently used
+    dropped first once the cached runs pass `max_bytes`. Each `get` reads the stream past
+    the version it holds (another process's new runs are seen within one read)."""
+
+    def __init__(self, store: EventStore, max_bytes: int) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self._lru: OrderedDict[str, tuple[Conversation | None, int, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._projection = ConversationProjection()
+
+    def get(self, session_id: str) -> Conversation | None:
+        with self._lock:
+            cached = self._lru.pop(session_id, None)
+        conv, version, size = cached if cached is not None else (None, 0, 0)
+        events = list(self.store.read(session_stream(session_id), from_version=version + 1))
+        if events:
+            state = ConversationState({session_id: conv} if conv is not None else {})
+            self._projection.fold(events, state)
+            conv = state.sessions.get(session_id)
+            version = events[-1].version
+            size = _size(conv)
+        with self._lock:
+            self._bytes -= cached[2] if cached is not None else 0
+            if session_id in self._lru:  # another thread folded it meanwhile: keep the newer
+                self._bytes -= self._lru.pop(session_id)[2]
+            self._lru[session_id] = (conv, version, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes and len(self._lru) > 1:
+                _, (_, _, dropped) = self._lru.popitem(last=False)
+                self._bytes -= dropped
+        return conv
+
+    def clear(self) -> None:
+        with self._lock:
+            self._lru.clear()
+            self._bytes = 0
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._bytes
+
+
+def _size(conv: Conversation | None) -> int:
+    if conv is None:
+        return 64
+    return 256 + sum(len(e.body) + 160 for e in conv.entries.values()) + 200 * len(conv.messages)
+
+
+class _Sessions:
+    def __init__(self, rows: RowMap[SessionRow]) -> None:
+        self.sessions = rows
+
+
+class _Conversations:
+    def __init__(self, cache: ConversationCache) -> None:
+        self.sessions = _ConversationMap(cache)
+
+
+class _ConversationMap:
+    def __init__(self, cache: ConversationCache) -> None:
+        self._cache = cache
+
+    def get(self, session_id: str, default: Any = None) -> Any:
+        conv = self._cache.get(session_id) if isinstance(session_id, str) else None
+        return default if conv is None else conv
+
+
+class _ByUser(Mapping[str, dict[str, None]]):
+    def __init__(self, index: ReadIndex) -> None:
+        self._index = index
+
+    def __getitem__(self, user: str) -> dict[str, None]:
+        keys = [r.key for r in self._index.page(f"m|u={user}|seq", desc=False, offset=0, limit=None)]
+        if not keys:
+            raise KeyError(user)
+        return dict.fromkeys(keys)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([r.key for r in self._index.page("mu|last", desc=True, offset=0, limit=None)])
+
+    def __len__(self) -> int:
+        return self._index.count("mu|last")
+
+
+class _Memories:
+    def __init__(self, index: ReadIndex) -> None:
+        self.memories: RowMap[MemoryRow] = RowMap(index, "memory", decode_memory, "m|all|seq")
+        self.by_user = _ByUser(index)
+
+
+class _Records:
+    def __init__(self, index: ReadIndex) -> None:
+        self.tables = _Tables(index)
+
+
+class _Tables:
+    def __init__(self, index: ReadIndex) -> None:
+        self._index = index
+
+    def get(self, table: str, default: Any = None) -> dict[str, dict[str, Any]]:
+        rows = RowMap(self._index, f"rec:{table}", decode_record, f"r|{table}|seq")
+        return dict(rows.items())
+
+
+class _Workflows:
+    def __init__(self, index: ReadIndex) -> None:
+        self.workflows: RowMap[WorkflowRow] = RowMap(index, "wf", decode_workflow, "wf|seq")
+
+
+class IndexedStates(Mapping[str, Any]):
+    """`runner.states`, served from an index (see the module docstring)."""
+
+    def __init__(self, store: EventStore, index: ReadIndex, cache_bytes: int = DEFAULT_CACHE_MB << 20) -> None:
+        self.store = store
+        self.index = index
+        partition_of = getattr(index, "partition_of", None)
+        session_partition = ((lambda sid: partition_of(session_stream(sid))) if partition_of is not None
+                             else None)
+        self.session_rows: RowMap[SessionRow] = RowMap(index, "session", decode_session, "s|*|all|seq",
+                                                       session_partition)
+        self.conversations = ConversationCache(store, cache_bytes)
+        self._states: dict[str, Any] = {
+            "sessions": _Sessions(self.session_rows),
+            "conversation": _Conversations(self.conversations),
+            "memories": _Memories(index),
+            "records": _Records(index),
+            "workflows": _Workflows(index),
+        }
+
+    def __getitem__(self, name: str) -> Any:
+        return self._states[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    # --- queries the index answers without a scan ------------------------------------------
+
+    def session_page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[SessionRow]:
+        keys = [r.key for r in self.index.page(ordering, desc=desc, offset=offset, limit=limit)]
+        return self.session_rows.many(keys)
+
+    def count(self, ordering: str) -> int:
+        return self.index.count(ordering)
+
+    def run_session(self, run_id: str) -> str | None:
+        data = self.index.get("run", run_id)
+        return data.decode() if data is not None else None
+
+    def memory_page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[MemoryRow]:
+        keys = [r.key for r in self.index.page(ordering, desc=desc, offset=offset, limit=limit)]
+        rows: RowMap[MemoryRow] = self._states["memories"].memories
+        return rows.many(keys)
+
+    def topics(self) -> list[str]:
+        return sorted(key for key, _ in self.index.scan("topic"))
+
+    def memory_stats(self, user_id: str | None, offset: int, limit: int | None) -> tuple[list[dict[str, Any]], int]:
+        """Per user: how many memories and the latest update, newest first (paged)."""
+        if user_id is not None:
+            data = self.index.get("muser", user_id)
+            if data is None or not user_id:
+                return [], 0
+            count, last = decode_muser(data)
+            return ([{"user_id": user_id, "total_memories": count, "last_memory_updated_at": last}][offset:]
+                    [:limit], 1)
+        total = self.index.count("mu|last")
+        page = self.index.page("mu|last", desc=True, offset=offset, limit=limit)
+        users = [r.key for r in page]
+        out = []
+        for user, data in zip(users, self.index.get_many("muser", users)):
+            if data is not None:
+                count, last = decode_muser(data)
+                out.append({"user_id": user, "total_memories": count, "last_memory_updated_at": last})
+        return out, total

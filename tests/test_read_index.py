@@ -1,0 +1,378 @@
+"""The shared read index (SQLite beside a file log, keys beside a Redis log) against the truth:
+a fresh fold of the same log by the same projections.
+
+Real files and a real redis-server; hypothesis over random event sequences and random batch
+boundaries; two processes on one store; a writer killed between its append and the index
+update; a schema bump; a corrupt or missing index file; Redis Cluster partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agno.db.base import SessionType
+from agno.db.schemas.memory import UserMemory
+from agno.session import AgentSession
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapters.agno import EventLogDb
+from eventlog import (
+    Actor,
+    EventStore,
+    RecordDeleted,
+    RecordUpserted,
+    RunDeleted,
+    RunRecorded,
+    SessionDeleted,
+    SessionRenamed,
+    SessionStarted,
+    SessionStateChanged,
+    UserMemoriesCleared,
+    UserMemoryAdded,
+    UserMemoryDeleted,
+    UserMemoryUpdated,
+    WorkflowStepCompleted,
+    new_event,
+    open_store,
+)
+from eventlog.names import record_stream, session_stream, user_stream, workflow_stream
+from projections.index import Indexer, ReadIndex, open_index
+from projections.index import base as index_base
+from projections.index.check import index_differences
+from projections.index.sqlite import SqliteIndex
+
+REPO = Path(__file__).resolve().parents[1]
+
+# --- random logs ---------------------------------------------------------------------------
+
+SIDS = ["s1", "s2", "s3", "s4"]
+USERS = ["alice", "bob", None]
+MIDS = ["m1", "m2", "m3", "m4", "m5"]
+
+
+def _op() -> st.SearchStrategy[tuple[str, Any]]:
+    sid = st.sampled_from(SIDS)
+    user = st.sampled_from(USERS)
+    text = st.text(alphabet="abcé<>", max_size=6)
+    topics = st.lists(st.sampled_from(["food", "work", "tea"]), max_size=2, unique=True)
+    return st.one_of(
+        st.builds(lambda s, u, k, a: (session_stream(s), SessionStarted(session_id=s, user_id=u, session_type=k,
+                                                                          agent_id=a, created_at=1000)),
+                  sid, user, st.sampled_from(["agent", "team"]), st.sampled_from(["planner", "coder", None])),
+        st.builds(lambda s, r, t: (session_stream(s), RunRecorded(session_id=s, run_id=f"r{r}", run={"text": t})),
+                  sid, st.integers(0, 6), text),
+        st.builds(lambda s, r: (session_stream(s), RunDeleted(session_id=s, run_id=f"r{r}")), sid, st.integers(0, 6)),
+        st.builds(lambda s, n: (session_stream(s), SessionRenamed(session_id=s, name=n)), sid, text),
+        st.builds(lambda s, t: (session_stream(s), SessionStateChanged(session_id=s, set={"k": t})), sid, text),
+        st.builds(lambda s: (session_stream(s), SessionDeleted(session_id=s)), sid),
+        st.builds(lambda m, u, t, ts: (user_stream(u), UserMemoryAdded(memory_id=m, user_id=u, memory=t, topics=ts)),
+                  st.sampled_from(MIDS), user, text, topics),
+        st.builds(lambda m, u, t, ts: (user_stream(u), UserMemoryUpdated(memory_id=m, user_id=u, memory=t, topics=ts)),
+                  st.sampled_from(MIDS), user, text, topics),
+        st.builds(lambda m, u: (user_stream(u), UserMemoryDeleted(memory_id=m, user_id=u)), st.sampled_from(MIDS), user),
+        st.builds(lambda u: ("memories/all", UserMemoriesCleared(user_id=u)), user),
+        st.builds(lambda k, t: (record_stream("evals"), RecordUpserted(table="evals", key=k, record={"v": t})),
+                  st.sampled_from(["e1", "e2"]), text),
+        st.builds(lambda k: (record_stream("evals"), RecordDeleted(table="evals", key=k)), st.sampled_from(["e1", "e2"])),
+        st.builds(lambda w, n: (workflow_stream(w, "s1"), WorkflowStepCompleted(workflow=w, session_id="s1", step=n)),
+                  st.sampled_from(["deploy", "review"]), st.integers(1, 3)),
+    )
+
+
+def _append_all(store: EventStore, ops: list[tuple[str, Any]], agent: str = "planner") -> None:
+    for stream, payload in ops:
+        store.append(stream, [new_event(payload, actor=Actor(agent_id=agent))])
+
+
+@pytest.fixture(params=["file", "redis"])
+def indexed_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], EventStore]]:
+    """Opens fresh stores of one kind that have a shared index (file, real Redis)."""
+    opened: list[EventStore] = []
+    counter = iter(range(1_000_000))
+
+    def make() -> EventStore:
+        n = next(counter)
+        url = str(tmp_path / f"log{n}") if request.param == "file" else f"{request.getfixturevalue('redis_url')}?prefix=i{n}"
+        store = open_store(url)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(_op(), min_size=1, max_size=40), cuts=st.lists(st.integers(1, 40), max_size=4),
+       commit_every=st.integers(1, 50))
+def test_the_index_equals_a_fresh_fold_whatever_the_events_and_batches(
+        indexed_store: Callable[[], EventStore], ops: list[tuple[str, Any]], cuts: list[int],
+        commit_every: int) -> None:
+    store = indexed_store()
+    index = open_index(store)
+    assert index is not None
+    try:
+        indexer = Indexer(store, index, commit_every=commit_every)
+        start = 0
+        for cut in sorted(set(cuts)) + [len(ops)]:  # the index catches up between the appends
+            _append_all(store, ops[start:cut])
+            start = max(start, cut)
+            indexer.catch_up()
+            assert index_differences(store, index) == []
+        assert index.cursors() == store.last_position().offsets
+    finally:
+        index.close()
+
+
+# --- through EventLogDb ----------------------------------------------------------------------
+
+
+def _session(i: int, user: str) -> AgentSession:
+    return AgentSession(session_id=f"s{i:03d}", agent_id="planner", user_id=user, created_at=1_000 + i,
+                        updated_at=2_000 + i, session_data={"session_name": f"chat {i}"})
+
+
+def test_pages_of_sessions_and_memories_come_from_the_index_in_agnos_order(
+        indexed_store: Callable[[], EventStore]) -> None:
+    store = indexed_store()
+    db = EventLogDb(store=store)
+    ref = EventLogDb(store=store, shared_index=False)  # the in-process fold: the reference
+    assert db.indexer is not None and ref.indexer is None
+    for i in range(30):
+        db.upsert_session(_session(i, ["alice", "bob", "carol"][i % 3]))
+        db.upsert_user_memory(UserMemory(memory=f"fact {i}", memory_id=f"m{i}", user_id=["alice", "bob"][i % 2],
+                                         topics=[["tea"], ["work", "tea"]][i % 2]))
+    for kwargs in ({}, {"limit": 5, "page": 2, "sort_by": "updated_at"}, {"sort_by": "created_at", "sort_order": "asc"},
+                   {"user_id": "bob", "limit": 3, "page": 1, "sort_by": "updated_at"},
+                   {"component_id": "planner", "session_type": SessionType.AGENT, "limit": 4, "page": 3},
+                   {"session_name": "chat 1", "limit": 2, "page": 1, "sort_by": "updated_at"},
+                   {"start_timestamp": 1_010, "end_timestamp": 1_020, "sort_by": "updated_at"}):
+        ours, total = db.get_sessions(deserialize=False, **kwargs)
+        theirs, ref_total = ref.get_sessions(deserialize=False, **kwargs)
+        assert [s["session_id"] for s in ours] == [s["session_id"] for s in theirs], kwargs
+        assert total == ref_total, kwargs
+    for kwargs in ({}, {"limit": 7, "page": 2}, {"user_id": "bob"}, {"sort_by": "updated_at", "limit": 3}):
+        ours, total = db.get_user_memories(deserialize=False, **kwargs)
+        theirs, ref_total = ref.get_user_memories(deserialize=False, **kwargs)
+        assert [m["memory_id"] for m in ours] == [m["memory_id"] for m in theirs] and total == ref_total, kwargs
+    assert sorted(db.get_all_memory_topics()) == sorted(ref.get_all_memory_topics()) == ["tea", "work"]
+    assert db.get_user_memory_stats() == ref.get_user_memory_stats()
+    db.delete_user_memories([f"m{i}" for i in range(0, 30, 2)])  # every memory of alice
+    assert db.get_user_memory_stats() == ref.get_user_memory_stats()
+    assert db.get_all_memory_topics() == ["tea", "work"]
+    db.delete_user_memories([f"m{i}" for i in range(1, 30, 2)])
+    assert db.get_all_memory_topics() == ref.get_all_memory_topics() == []
+    db.close()
+    ref.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from agno.session import AgentSession
+    from adapters.agno import EventLogDb
+    db = EventLogDb(sys.argv[1])
+    for i in range(int(sys.argv[3])):
+        db.upsert_session(AgentSession(session_id=f"{sys.argv[2]}-{i}", agent_id="w", user_id=sys.argv[2]))
+        db.upsert_run({"run_id": f"{sys.argv[2]}-r{i}", "agent_id": "w", "status": "COMPLETED"},
+                      session_id=f"{sys.argv[2]}-{i}")
+        assert db.get_session(f"{sys.argv[2]}-{i}") is not None   # its own write, at once
+    """
+)
+
+
+def _url(store: EventStore) -> str:
+    return str(getattr(store, "path", "")) or store.url
+
+
+def test_two_processes_write_and_read_one_index(indexed_store: Callable[[], EventStore]) -> None:
+    """Two writers in their own processes, one reader here: every session is listed once, the
+    reader sees others' writes within one read, and the index equals a fresh fold."""
+    store = indexed_store()
+    url = _url(store)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, who, "25"], env=env, stderr=subprocess.PIPE)
+             for who in ("w1", "w2")]
+    db = EventLogDb(store=store)
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read() if p.stderr else ""
+    rows, total = db.get_sessions(deserialize=False, limit=100, page=1, sort_by="updated_at")
+    assert total == 50 and len({r["session_id"] for r in rows}) == 50
+    assert all(len(r["runs"]) == 1 for r in rows)
+    assert db.get_run("w2-r7") is not None
+    index = open_index(store)
+    assert index is not None
+    assert index_differences(store, index) == []
+    index.close()
+    db.close()
+
+
+KILLED_INDEXER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from eventlog import open_store
+    from projections.index import Indexer, open_index
+    store = open_store(sys.argv[1])
+    index = open_index(store)
+    done = 0
+    def step(n):
+        global done
+        done += n
+        if done >= int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)   # mid-catch-up, between two index transactions
+    Indexer(store, index, commit_every=7).reindex(progress=step)
+    """
+)
+
+
+def test_a_crash_between_appends_and_index_updates_is_caught_up_once(
+        indexed_store: Callable[[], EventStore]) -> None:
+    """Events appended by a process that died before it indexed them, and an indexer killed
+    (SIGKILL) half way: the next reader folds exactly what is missing — nothing lost,
+    nothing doubled."""
+    store = indexed_store()
+    ops = [(session_stream(f"s{i % 9}"), SessionStarted(session_id=f"s{i % 9}", user_id="u")) if i < 9 else
+           (session_stream(f"s{i % 9}"), RunRecorded(session_id=f"s{i % 9}", run_id=f"r{i}", run={"i": i}))
+           for i in range(120)]
+    _append_all(store, ops)  # nobody indexed these
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = subprocess.run([sys.executable, "-c", KILLED_INDEXER, _url(store), "40"], env=env, timeout=120,
+                            check=False)
+    assert killed.returncode == -9
+    index = open_index(store)
+    assert index is not None
+    behind = index.cursors().get(0, 0)
+    assert 0 < behind < 120  # it got part of the way, in whole transactions
+    db = EventLogDb(store=store)
+    session = db.get_session("s3", SessionType.AGENT, deserialize=False)
+    assert [r["i"] for r in session["runs"]] == [o[1].run["i"] for o in ops[9:] if o[0] == "session/s3"]
+    assert index_differences(store, index) == []
+    assert index.cursors() == store.last_position().offsets
+    index.close()
+    db.close()
+
+
+def test_a_schema_bump_rebuilds_the_index_and_never_serves_the_old_shape(
+        indexed_store: Callable[[], EventStore], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = indexed_store()
+    db = EventLogDb(store=store)
+    db.upsert_session(_session(1, "alice"))
+    db.close()
+    index = open_index(store)
+    assert index is not None
+    index.set_meta("schema", "0")  # type: ignore[attr-defined]  # an index written by an older version of the code
+    index.close()
+    with caplog.at_level(logging.WARNING, logger="projections.index"):
+        db = EventLogDb(store=store)
+    assert "rebuilding it from the log" in caplog.text
+    assert db.get_session("s001", SessionType.AGENT) is not None
+    index = open_index(store)
+    assert index is not None and index.meta()["schema"] == str(index_base.INDEX_SCHEMA)
+    assert index_differences(store, index) == []
+    index.close()
+    db.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing", "truncated"])
+def test_a_corrupt_or_missing_index_file_is_rebuilt_with_a_warning(
+        tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = open_store(str(tmp_path / "log"))
+    db = EventLogDb(store=store)
+    for i in range(5):
+        db.upsert_session(_session(i, "alice"))
+    db.close()
+    path = tmp_path / "log" / "readmodels.sqlite3"
+    assert path.exists() and (path.stat().st_mode & 0o777) == 0o600
+    if damage == "garbage":
+        path.write_bytes(b"not a database at all" * 100)
+    elif damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:200])
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    with caplog.at_level(logging.WARNING, logger="projections.index"):
+        db = EventLogDb(store=store)
+        _, total = db.get_sessions(deserialize=False)
+    assert total == 5
+    if damage != "missing":
+        assert "cannot be read" in caplog.text
+        assert list((tmp_path / "log").glob("readmodels.sqlite3.corrupt-*"))  # kept aside, not deleted
+    db.close()
+    store.close()
+
+
+def test_the_conversation_cache_stays_within_its_bound(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "log"))
+    db = EventLogDb(store=store, cache_mb=1)
+    for i in range(40):
+        db.upsert_session(_session(i, "alice"))
+        db.upsert_run({"run_id": f"r{i}", "agent_id": "planner", "content": "x" * 50_000}, session_id=f"s{i:03d}")
+    for i in range(40):
+        assert len(db.get_session(f"s{i:03d}", SessionType.AGENT).runs) == 1
+    assert db._states.conversations.cached_bytes <= 1 << 20
+    db.close()
+    with pytest.raises(Exception, match="cache_mb"):
+        EventLogDb(f"{tmp_path / 'log'}?cache_mb=-3")
+    opened = EventLogDb(f"file://{tmp_path / 'log'}?cache_mb=2")
+    assert opened._states.conversations.max_bytes == 2 << 20
+    opened.close()
+    store.close()
+
+
+def test_stores_without_a_shared_index_keep_their_read_models_in_the_process(tmp_path: Path) -> None:
+    """Memory (ends with the process), encrypted (an index at rest would keep decrypted
+    personal data past an erasure) and time-travel views fold in the process."""
+    assert open_index(open_store("memory://")) is None
+    encrypted = open_store(str(tmp_path / "enc"), encrypt=True)
+    assert open_index(encrypted) is None
+    db = EventLogDb(store=encrypted)
+    assert db.indexer is None
+    db.close()
+    encrypted.close()
+
+
+@pytest.mark.cluster
+def test_cluster_partitions_keep_their_index_beside_them(cluster_url: str) -> None:
+    """On Redis Cluster each partition's index is under its own hash tag; a page across
+    partitions is merged in order, and the index equals a fresh fold."""
+    store = open_store(cluster_url)
+    db = EventLogDb(store=store)
+    ref = EventLogDb(store=store, shared_index=False)
+    for i in range(40):
+        db.upsert_session(_session(i, ["alice", "bob"][i % 2]))
+    index = db.indexer.index if db.indexer is not None else None
+    assert isinstance(index, ReadIndex) and index.partitions > 1
+    assert len({p for p, pos in index.cursors().items() if pos > 0}) > 1  # spread over partitions
+    # (Insertion order is per partition, so sessions tied on the second may come in another
+    # order than one process's fold: pages are compared by their sort key, and together.)
+    for kwargs in ({"sort_by": "updated_at"}, {"user_id": "bob", "sort_by": "created_at"}):
+        key = kwargs["sort_by"]
+        seen: list[str] = []
+        for page in (1, 2, 3, 4, 5):
+            ours, total = db.get_sessions(deserialize=False, limit=10, page=page, **kwargs)
+            theirs, ref_total = ref.get_sessions(deserialize=False, limit=10, page=page, **kwargs)
+            assert [s[key] for s in ours] == [s[key] for s in theirs] and total == ref_total
+            seen += [s["session_id"] for s in ours]
+        assert sorted(seen) == sorted(s["session_id"] for s in ref.get_sessions(deserialize=False, **kwargs)[0])
+    assert index_differences(store, index) == []
+    db.close()
+    ref.close()
+    store.close()
+
+
+def test_sqlite_index_files_are_private(tmp_path: Path) -> None:
+    index = SqliteIndex(tmp_path / "sub" / "rm.sqlite3")
+    assert (tmp_path / "sub").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "sub" / "rm.sqlite3").stat().st_mode & 0o777 == 0o600
+    index.close()
