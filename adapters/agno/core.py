@@ -51,7 +51,8 @@ class EventLogCore:
             # process folds only what the index has not seen yet, and reads what it asks for.
             self.indexer = Indexer(self.store, index)
             self.indexer.catch_up()
-            self._states: Any = IndexedStates(self.store, index, (cache_mb or DEFAULT_CACHE_MB) << 20)
+            self._states: Any = IndexedStates(self.store, index, (cache_mb or DEFAULT_CACHE_MB) << 20,
+                                              self.indexer.stamp)
             self.runner = ProjectionRunner(self.store, [], use_snapshots=False)  # (nothing to fold)
         elif self.point is None:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=snapshots)
@@ -106,7 +107,10 @@ class EventLogCore:
             # enums, pydantic models): store their string forms, as Agno's JsonDb does.
             events = [_jsonable_event(e) for e in events]
             recorded = self.store.append(stream, events)
-        self._catch_up()
+        if self.indexer is not None:
+            self.indexer.fold_appended(recorded)
+        else:
+            self.runner.catch_up()
         return recorded
 
     def close(self) -> None:

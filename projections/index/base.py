@@ -33,6 +33,7 @@ class IndexTxn(ABC):
 
     partition: int
     base: int  # the partition's cursor when the transaction began
+    trusted: bool = True  # False: `base` is what this process last left (the commit checks it)
 
     @abstractmethod
     def get(self, kind: str, key: str) -> bytes | None: ...
@@ -99,6 +100,10 @@ class ReadIndex(ABC):
 
     def get(self, kind: str, key: str, partition: int | None = None) -> bytes | None:
         return self.get_many(kind, [key], partition)[0]
+
+    def note_log_end(self, offsets: dict[int, int]) -> None:  # noqa: B027 - optional
+        """Told where the log ends (before each read): an index that caches rows may serve
+        them while the log has not moved past what it last committed."""
 
     def close(self) -> None:  # noqa: B027 - optional
         pass

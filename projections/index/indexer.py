@@ -161,8 +161,14 @@ class Indexer:
             self._seen = {}
         return self.catch_up(progress=progress)
 
+    def stamp(self) -> tuple[tuple[int, int], ...]:
+        """Where this process last saw the log end (equal stamps: nothing was appended in
+        between, so nothing derived from the log can have changed)."""
+        return tuple(sorted(self._seen.items()))
+
     def behind(self) -> bool:
         target = self.store.last_position()
+        self.index.note_log_end(target.offsets)
         return any(pos > self._seen.get(p, 0) for p, pos in target.offsets.items())
 
     def catch_up(self, progress: Any = None) -> int:
@@ -177,6 +183,23 @@ class Indexer:
                 if done is not None:
                     return total + done
             raise RuntimeError(f"read index {self.index.where} kept moving under the indexer")
+
+    def fold_appended(self, events: list[Event]) -> None:
+        """After this process's own append: fold the events it just wrote straight in when
+        they follow the index's cursor (the usual case: nobody appended in between), else
+        catch up from the log. Saves re-reading what was just written, once per write."""
+        if not events:
+            return
+        p = events[0].partition
+        with self._lock:
+            if (all(e.partition == p for e in events) and self._seen.get(p, 0) == events[0].position - 1
+                    and events[-1].position - events[0].position == len(events) - 1):
+                try:
+                    if self._commit(p, events):
+                        return
+                except Exception:
+                    log.debug("folding an append directly failed; catching up from the log", exc_info=True)
+        self.catch_up()
 
     def _fold_tail(self, progress: Any) -> int | None:
         """Read the log past the index's cursor and fold it in, `commit_every` events of a
@@ -216,8 +239,13 @@ class Indexer:
             try:
                 if txn.base < events[0].position - 1:
                     txn.rollback()
+                    if not txn.trusted:
+                        continue
                     return False
                 todo = [e for e in events if e.position > txn.base]
+                if not todo and not txn.trusted:  # ask the index itself before skipping them
+                    txn.rollback()
+                    continue
                 if not todo:
                     txn.rollback()
                     self._seen[partition] = max(self._seen.get(partition, 0), txn.base)
@@ -261,7 +289,7 @@ class Indexer:
         p: Any = event.payload
         if isinstance(p, RunDeleted):
             txn.delete("run", p.run_id, ())
-        elif txn.get("run", p.run_id) != p.session_id.encode():
+        else:  # (written again when a run is recorded again: cheaper than asking first)
             txn.put("run", p.run_id, p.session_id.encode(), (), ())
 
     def _fold_sessions(self, txn: IndexTxn, events: list[Event]) -> None:
@@ -309,18 +337,18 @@ class Indexer:
             state.memories[mid] = msgspec.structs.replace(row)  # the fold may change rows in place
             state.by_user.setdefault(row.user_id or "", {})[mid] = None
         self._memories.fold(events, state)
-        users: set[str] = set()
+        users: dict[str, list[tuple[MemoryRow | None, MemoryRow | None]]] = {}
         for mid in ids:
             new = state.memories.get(mid)
             old = before.get(mid)
             if old is not None:
-                users.add(old[2].user_id or "")
+                users.setdefault(old[2].user_id or "", []).append((old[2], None))
             if new is None:
                 if old is not None:
                     txn.delete("memory", mid, memory_members(old[0], old[2]))
                     self._topics(txn, old[2].topics, -1)
                 continue
-            users.add(new.user_id or "")
+            users.setdefault(new.user_id or "", []).append((None, new))
             seq = old[0] if old is not None else txn.next_seq()
             data = _enc.encode((seq, new))
             if old is None or data != old[1]:
@@ -331,9 +359,9 @@ class Indexer:
                 elif old[2].topics != new.topics:
                     self._topics(txn, old[2].topics, -1)
                     self._topics(txn, new.topics, +1)
-        for user in users:
+        for user, changes in users.items():
             if user:  # (memories without a user are in no user's statistics)
-                self._user_stats(txn, user)
+                self._user_stats(txn, user, changes)
 
     @staticmethod
     def _topics(txn: IndexTxn, topics: Iterable[str], delta: int) -> None:
@@ -346,21 +374,33 @@ class Indexer:
                 txn.delete("topic", topic, ())
 
     @staticmethod
-    def _user_stats(txn: IndexTxn, user: str) -> None:
+    def _user_stats(txn: IndexTxn, user: str, changes: list[tuple[MemoryRow | None, MemoryRow | None]]) -> None:
         """A user's memory count and latest update (for `get_user_memory_stats`), ordered by
-        the latest update (ties: in the order the users appeared, see `tie_score`)."""
+        the latest update (ties: in the order the users appeared, see `tie_score`). Kept up
+        incrementally — a row that left takes one from the count, one that arrived adds one
+        and may be the latest — and counted afresh from the user's ordering only when the row
+        that was the latest changed or left."""
         old = txn.get("muser", user)
-        old_stats = _muser_dec.decode(old) if old is not None else None
-        old_members: list[Member] = [("mu|last", tie_score(*old_stats[1:]))] if old_stats is not None else []
-        keys = txn.keys(f"m|u={user}|upd")
-        if not keys:
+        count, last, seq = _muser_dec.decode(old) if old is not None else (0, 0, txn.next_seq())
+        old_members: list[Member] = [("mu|last", tie_score(last, seq))] if old is not None else []
+        recount = False
+        for gone, came in changes:
+            if gone is not None:
+                count -= 1
+                recount = recount or gone.updated_at >= last
+            if came is not None:
+                count += 1
+                last = max(last, came.updated_at)
+        if recount:
+            keys = txn.keys(f"m|u={user}|upd")
+            count = len(keys)
+            last_row = txn.get("memory", keys[-1]) if keys else None
+            last = decode_memory(last_row).updated_at if last_row is not None else 0
+        if count <= 0:
             if old is not None:
                 txn.delete("muser", user, old_members)
             return
-        last_row = txn.get("memory", keys[-1])
-        last = decode_memory(last_row).updated_at if last_row is not None else 0
-        seq = old_stats[2] if old_stats is not None else txn.next_seq()
-        txn.put("muser", user, _enc.encode((len(keys), last, seq)), old_members, [("mu|last", tie_score(last, seq))])
+        txn.put("muser", user, _enc.encode((count, last, seq)), old_members, [("mu|last", tie_score(last, seq))])
 
     def _fold_workflows(self, txn: IndexTxn, events: list[Event]) -> None:
         keys = {workflow_key(e.payload.workflow, e.payload.session_id) for e in events}  # type: ignore[union-attr]

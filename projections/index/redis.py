@@ -19,6 +19,7 @@ sets, reading at most offset + limit from each.
 from __future__ import annotations
 
 import heapq
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -55,6 +56,26 @@ class RedisIndex(ReadIndex):
         self.partitions = int(store.partitions)
         self.where = f"{store.url} (rm{INDEX_SCHEMA})"
         self._script = self.client.register_script(_COMMIT)
+        # Per partition, what this process's last commit left: (position, seq) and the rows it
+        # read or wrote then. Valid while nobody else commits — which the commit script checks
+        # (the cursor must still be that position), so a transaction that follows this
+        # process's own last one needs no round trip to begin nor to re-read its rows.
+        self._known: dict[int, tuple[int, int]] = {}
+        self._rows: dict[int, dict[tuple[str, str], bytes | None]] = {}
+        self._lock = threading.Lock()
+        self._log_end: dict[int, int] = {}
+
+    def note_log_end(self, offsets: dict[int, int]) -> None:
+        self._log_end = dict(offsets)
+
+    def _current_rows(self, partition: int) -> dict[tuple[str, str], bytes | None] | None:
+        """The rows this process knows for `partition`, if nothing can have changed them: the
+        log ends where this process's last commit left the index (nobody else can have
+        folded anything newer)."""
+        known = self._known.get(partition)
+        if known is None or self._log_end.get(partition, 0) != known[0]:
+            return None
+        return self._rows.get(partition)
 
     def _ns(self, partition: int) -> str:
         return f"{self._store._tag(partition)}:rm{INDEX_SCHEMA}"
@@ -82,6 +103,12 @@ class RedisIndex(ReadIndex):
     def get_many(self, kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
         if not keys:
             return []
+        if partition is not None or self.partitions == 1:
+            p = 0 if partition is None else partition
+            with self._lock:
+                rows = self._current_rows(p)
+                if rows is not None and all((kind, k) in rows for k in keys):
+                    return [rows[(kind, k)] for k in keys]
         parts = range(self.partitions) if partition is None else (partition,)
         found: list[bytes | None] = [None] * len(keys)
         for p in parts:
@@ -126,6 +153,9 @@ class RedisIndex(ReadIndex):
         return _RedisTxn(self, partition)
 
     def reset(self, schema: int) -> None:
+        with self._lock:
+            self._known.clear()
+            self._rows.clear()
         for p in range(self.partitions):
             ns = self._ns(p)
             keys = list(self._call(lambda m: list(self.client.scan_iter(match=m, count=1000)), f"{ns}:*"))
@@ -142,15 +172,24 @@ class _RedisTxn(IndexTxn):
         self._index = index
         self.partition = partition
         self._ns = index._ns(partition)
-        cur = index._call(index.client.get, f"{self._ns}:cur")
-        if cur is None:
-            self.base, self._seq = 0, 0
+        with index._lock:
+            known = index._known.get(partition)
+            self._seen = index._rows.setdefault(partition, {}) if known is not None else {}
+        if known is not None:
+            self.base, self._seq = known
+            self.trusted = False
         else:
-            pos, _, seq = cur.decode().partition(" ")
-            self.base, self._seq = int(pos), int(seq or 0)
+            cur = index._call(index.client.get, f"{self._ns}:cur")
+            if cur is None:
+                self.base, self._seq = 0, 0
+            else:
+                pos, _, seq = cur.decode().partition(" ")
+                self.base, self._seq = int(pos), int(seq or 0)
+            self.trusted = True
         self._keys: dict[str, int] = {f"{self._ns}:cur": 1}
         self._ops: list[Any] = []
         self._rows: dict[tuple[str, str], bytes | None] = {}
+        self._read: dict[tuple[str, str], bytes | None] = {}
         self._orders: dict[str, dict[str, float | None]] = {}
 
     def _ki(self, key: str) -> int:
@@ -160,9 +199,13 @@ class _RedisTxn(IndexTxn):
         return i
 
     def get(self, kind: str, key: str) -> bytes | None:
-        if (kind, key) in self._rows:
-            return self._rows[(kind, key)]
+        k = (kind, key)
+        if k in self._rows:
+            return self._rows[k]
+        if k in self._seen:
+            return self._seen[k]
         value: bytes | None = self._index._call(self._index.client.hget, f"{self._ns}:r:{kind}", key)
+        self._read[k] = value
         return value
 
     def keys(self, ordering: str) -> list[str]:
@@ -203,8 +246,27 @@ class _RedisTxn(IndexTxn):
 
     def commit(self, upto: int) -> bool:
         keys = list(self._keys)
-        done = self._index._call(self._index._script, keys, [self.base, f"{upto} {self._seq}", *self._ops])
-        return bool(done)
+        index = self._index
+        try:
+            done = bool(index._call(index._script, keys, [self.base, f"{upto} {self._seq}", *self._ops]))
+        except BaseException:
+            self.rollback()
+            raise
+        with index._lock:
+            if not done:  # another process committed first: what this one knew is stale
+                index._known.pop(self.partition, None)
+                index._rows.pop(self.partition, None)
+                return False
+            rows = index._rows.setdefault(self.partition, {})
+            if len(rows) > 20_000:
+                rows.clear()
+            rows.update(self._read)
+            rows.update(self._rows)
+            index._known[self.partition] = (upto, self._seq)
+        return True
 
     def rollback(self) -> None:
         self._ops.clear()
+        with self._index._lock:  # (nothing was written; the cache may have been read stale)
+            self._index._known.pop(self.partition, None)
+            self._index._rows.pop(self.partition, None)

@@ -83,18 +83,25 @@ class ConversationCache:
     dropped first once the cached runs pass `max_bytes`. Each `get` reads the stream past
     the version it holds (another process's new runs are seen within one read)."""
 
-    def __init__(self, store: EventStore, max_bytes: int) -> None:
+    def __init__(self, store: EventStore, max_bytes: int, stamp: Callable[[], object] | None = None) -> None:
         self.store = store
         self.max_bytes = max_bytes
-        self._lru: OrderedDict[str, tuple[Conversation | None, int, int]] = OrderedDict()
+        self._stamp = stamp  # the log's end as last seen: unchanged, a cached session is current
+        self._lru: OrderedDict[str, tuple[Conversation | None, int, int, object]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self._projection = ConversationProjection()
 
     def get(self, session_id: str) -> Conversation | None:
+        stamp = self._stamp() if self._stamp is not None else None
         with self._lock:
-            cached = self._lru.pop(session_id, None)
-        conv, version, size = cached if cached is not None else (None, 0, 0)
+            cached = self._lru.get(session_id)
+            if cached is not None and stamp is not None and cached[3] == stamp:
+                self._lru.move_to_end(session_id)
+                return cached[0]
+            if cached is not None:
+                del self._lru[session_id]
+        conv, version, size, _ = cached if cached is not None else (None, 0, 0, None)
         events = list(self.store.read(session_stream(session_id), from_version=version + 1))
         if events:
             state = ConversationState({session_id: conv} if conv is not None else {})
@@ -106,10 +113,10 @@ class ConversationCache:
             self._bytes -= cached[2] if cached is not None else 0
             if session_id in self._lru:  # another thread folded it meanwhile: keep the newer
                 self._bytes -= self._lru.pop(session_id)[2]
-            self._lru[session_id] = (conv, version, size)
+            self._lru[session_id] = (conv, version, size, stamp)
             self._bytes += size
             while self._bytes > self.max_bytes and len(self._lru) > 1:
-                _, (_, _, dropped) = self._lru.popitem(last=False)
+                _, (_, _, dropped, _) = self._lru.popitem(last=False)
                 self._bytes -= dropped
         return conv
 
@@ -193,7 +200,8 @@ class _Workflows:
 class IndexedStates(Mapping[str, Any]):
     """`runner.states`, served from an index (see the module docstring)."""
 
-    def __init__(self, store: EventStore, index: ReadIndex, cache_bytes: int = DEFAULT_CACHE_MB << 20) -> None:
+    def __init__(self, store: EventStore, index: ReadIndex, cache_bytes: int = DEFAULT_CACHE_MB << 20,
+                 stamp: Callable[[], object] | None = None) -> None:
         self.store = store
         self.index = index
         partition_of = getattr(index, "partition_of", None)
@@ -201,7 +209,7 @@ class IndexedStates(Mapping[str, Any]):
                              else None)
         self.session_rows: RowMap[SessionRow] = RowMap(index, "session", decode_session, "s|*|all|seq",
                                                        session_partition)
-        self.conversations = ConversationCache(store, cache_bytes)
+        self.conversations = ConversationCache(store, cache_bytes, stamp)
         self._states: dict[str, Any] = {
             "sessions": _Sessions(self.session_rows),
             "conversation": _Conversations(self.conversations),
