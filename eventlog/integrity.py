@@ -81,6 +81,9 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     first_break: Break | None = None
     checkpoints: int = 0
     resumed_from: str | None = None
+    # What the store set aside before the walk (a torn last line, a batch cut short by a
+    # crash: never acknowledged, moved to a `.torn-*` file): the log verifies without them.
+    recovered: list[str] = []
 
 
 class Log(Protocol):
@@ -244,6 +247,7 @@ def verify(store: Log, *, resume: bool = False, expect_root: str | None = None,
         first_break=first_break,
         checkpoints=walker.checkpoints,
         resumed_from=resumed_from,
+        recovered=list(getattr(store, "recovered", None) or ()),
     )
 
 

@@ -5,7 +5,7 @@ Layout of the directory (0700; every file 0600):
     00000001.jsonl   segment files, rolled at `segment_bytes`; each line is one event
     LOCK             flock'ed exclusively by a writer, shared by a reader catching up
     index.msgpack    the saved StreamIndex (a cache: deleting it only costs a rescan)
-    *.torn-<time>    bytes of a torn last line found at open, kept for inspection
+    *.torn-<time>    bytes of a torn last line or an incomplete batch, moved aside, kept for inspection
 
 Several processes may append to one directory: every append takes the exclusive lock, first
 indexes what others appended since (so versions and hashes chain correctly), then writes its
@@ -204,32 +204,63 @@ class JsonlStore(EventStore):
             idx.end_offset = 0
 
     def _index_range(self, segment: int, start: int, end: int, repair: bool) -> None:
+        """Index the complete lines and whole batches of `segment` between `start` and `end`.
+
+        A multi-line batch (its first line says how many lines it has, see `_framed`) is
+        indexed only once all its lines are there: a batch cut short by a crash is never
+        visible, and with `repair` it is moved aside like a torn line."""
         idx = self.index
         fd = self._read_fd(segment)
         offset = start
+        window = 8 << 20
         while offset < end:
-            chunk = os.pread(fd, min(end - offset, 8 << 20), offset)
+            chunk = os.pread(fd, min(end - offset, window), offset)
             if not chunk:
                 break
             cut = chunk.rfind(b"\n")
+            if cut < 0 and len(chunk) < end - offset:  # a line longer than the chunk: read it whole
+                chunk = os.pread(fd, end - offset, offset)
+                cut = chunk.rfind(b"\n")
             if cut < 0:
-                if len(chunk) < end - offset:  # a line longer than the chunk: read it whole
-                    chunk = os.pread(fd, end - offset, offset)
-                    cut = chunk.rfind(b"\n")
-                if cut < 0:
-                    if repair:
-                        self._quarantine_tail(segment, offset, chunk)
-                    break
-            pos = 0
-            body = chunk[: cut + 1]
-            while pos < len(body):
-                nl = body.index(b"\n", pos)
-                line = body[pos:nl]
-                self._index_line(segment, offset + pos, line)
-                pos = nl + 1
-            offset += cut + 1
+                if repair:
+                    self._quarantine_tail(segment, offset, chunk, "torn last line")
+                break
+            done = self._index_lines(segment, offset, chunk[: cut + 1])
+            if done == 0:  # a batch starts here and its lines are not all in this chunk
+                if len(chunk) < end - offset:
+                    window = end - offset  # read on to the end: it may be all there
+                    continue
+                if repair:
+                    self._quarantine_tail(segment, offset, chunk, "incomplete batch")
+                break
+            offset += done
             idx.end_offset = offset
         idx.end_segment = segment
+
+    def _index_lines(self, segment: int, base: int, body: bytes) -> int:
+        """Index the lines of `body` (complete lines read from byte `base`) up to the first
+        batch that is not whole in it; the number of bytes indexed."""
+        pos = 0
+        size = len(body)
+        index_line = self._index_line
+        while pos < size:
+            nl = body.index(b"\n", pos)
+            if body.startswith(b'{"batch":', pos):
+                count = _batch_count(body, pos)
+                stop = nl + 1
+                for _ in range(count - 1):
+                    nxt = body.find(b"\n", stop)
+                    if nxt < 0:
+                        return pos
+                    stop = nxt + 1
+                while pos < stop:
+                    nl = body.index(b"\n", pos)
+                    index_line(segment, base + pos, body[pos:nl])
+                    pos = nl + 1
+                continue
+            index_line(segment, base + pos, body[pos:nl])
+            pos = nl + 1
+        return pos
 
     def _index_line(self, segment: int, offset: int, line: bytes) -> None:
         try:
@@ -262,8 +293,9 @@ class JsonlStore(EventStore):
 
         return seen
 
-    def _quarantine_tail(self, segment: int, offset: int, data: bytes) -> None:
-        """Move a torn last line aside (never delete data) and truncate the segment there."""
+    def _quarantine_tail(self, segment: int, offset: int, data: bytes, what: str) -> None:
+        """Move a torn last line or an incomplete batch aside (never delete data) and truncate
+        the segment there. Nothing in it was acknowledged: its writer died inside `write`."""
         path = self.segment_path(segment)
         aside = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{offset}")
         fd = _open_private(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -273,7 +305,10 @@ class JsonlStore(EventStore):
         finally:
             os.close(fd)
         os.truncate(path, offset)
-        message = f"torn last line in {path.name} at byte {offset} ({len(data)} bytes) moved to {aside.name}"
+        lines = data.count(b"\n")
+        if what == "incomplete batch":
+            what = f"incomplete batch ({lines} of {_batch_count(data, 0)} lines)"
+        message = f"{what} in {path.name} at byte {offset} ({len(data)} bytes) moved to {aside.name}"
         self.recovered.append(message)
         log.warning("%s; every complete event before it is intact", message)
 
@@ -307,7 +342,9 @@ class JsonlStore(EventStore):
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _append_locked(self, stream: str, events: list[Event], expected_version: int | None) -> list[Event]:
-        self._catch_up()
+        # With the exclusive lock no writer is mid-write: what is incomplete at the end was
+        # left by one that died (kill -9 inside its write), and goes aside before we append.
+        self._catch_up(repair=True)
         ids = self._stored_ids(stream)
         for event in events:
             if event.id in ids:  # a retry of a write that (partly) landed: the general path
@@ -318,6 +355,8 @@ class JsonlStore(EventStore):
             raise ConcurrencyError(stream, expected_version, version)
         placed, lines = codec.seal_run(events, stream=stream, version=version, prev_hash=prev, position=idx.count,
                                        max_bytes=self.max_event_bytes)
+        if len(lines) > 1:
+            lines = _framed(lines)
         self._write_lines(lines)
         self._index_written(stream, placed, lines, ids)
         return placed
@@ -334,6 +373,8 @@ class JsonlStore(EventStore):
         first = self.index.count + 1
         positioned = [msgspec.structs.replace(e, position=first + i) for i, e in enumerate(batch.new)]
         lines = [codec.with_position(body, first + i) for i, body in enumerate(batch.bodies)]
+        if len(lines) > 1:
+            lines = _framed(lines)
         self._write_lines(lines)
         self._index_written(stream, positioned, lines, ids)
         return resolve(batch, positioned)
@@ -599,6 +640,23 @@ def _chunks(path: Path, offset: int, limit: int | None) -> Iterator[tuple[int, b
             yield offset, run
             offset += len(run)
             rest = chunk[cut + 1:]
+
+
+def _framed(lines: list[bytes]) -> list[bytes]:
+    """A multi-line batch as written: its first line starts `{"batch":<n>,` (a field the
+    event decoders ignore, outside the hashed canonical form), so a reader indexes the batch
+    only once all n lines are there. A single event needs no frame: a line is whole or torn."""
+    return [b'{"batch":%d,' % len(lines) + lines[0][1:], *lines[1:]]
+
+
+def _batch_count(data: bytes, pos: int) -> int:
+    """The line count a batch's first line (at `pos`) announces; 1 if it is unreadable."""
+    start = pos + 9  # len(b'{"batch":')
+    comma = data.find(b",", start, start + 12)
+    try:
+        return max(1, int(data[start:comma])) if comma > 0 else 1
+    except ValueError:
+        return 1
 
 
 def _open_private(path: Path, flags: int) -> int:
