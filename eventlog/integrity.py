@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 import msgspec
 
 from eventlog import codec
 from eventlog.events import ChainCheckpoint, Event, new_event
-from eventlog.store import Cursor, EventStore
+from eventlog.positions import Cursor, StreamHead
 
 CHECKPOINT_STREAM = "log/checkpoints"
 # How many recent order digests a walk remembers per partition: a checkpoint's order is checked
@@ -81,6 +81,22 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     first_break: Break | None = None
     checkpoints: int = 0
     resumed_from: str | None = None
+    # What the store set aside before the walk (a torn last line, a batch cut short by a
+    # crash: never acknowledged, moved to a `.torn-*` file): the log verifies without them.
+    recovered: list[str] = []
+
+
+class Log(Protocol):
+    """What a walk needs of a store (every `EventStore` is one). A protocol, not the port
+    itself, so the port can offer `verify()` without an import circle."""
+
+    def head(self, stream: str) -> StreamHead: ...
+
+    def read(self, stream: str, from_version: int = 1, to_version: int | None = None) -> Iterator[Event]: ...
+
+    def read_all_raw(self, after: Cursor | int | str | None = None) -> Iterator[Event]: ...
+
+    def append(self, stream: str, events: Iterable[Event], expected_version: int | None = None) -> list[Event]: ...
 
 
 def heads_root(heads: dict[str, str]) -> str:
@@ -211,7 +227,7 @@ class _Walker:
         return None
 
 
-def verify(store: EventStore, *, resume: bool = False, expect_root: str | None = None,
+def verify(store: Log, *, resume: bool = False, expect_root: str | None = None,
            progress: Callable[[int], None] | None = None) -> VerifyReport:
     """Walk the log and report the first event that does not match.
 
@@ -231,10 +247,11 @@ def verify(store: EventStore, *, resume: bool = False, expect_root: str | None =
         first_break=first_break,
         checkpoints=walker.checkpoints,
         resumed_from=resumed_from,
+        recovered=list(getattr(store, "recovered", None) or ()),
     )
 
 
-def _walk(store: EventStore, resume: bool,
+def _walk(store: Log, resume: bool,
           progress: Callable[[int], None] | None) -> tuple[_Walker, Break | None, str | None]:
     walker = _Walker()
     resumed_from = None
@@ -274,7 +291,7 @@ def _classify(walker: _Walker, found: Break, rest: Iterator[Event]) -> None:
             return
 
 
-def _unreadable(store: EventStore) -> Break | None:
+def _unreadable(store: Log) -> Break | None:
     """Lines the store could not even decode (file store) are a break of their own."""
     corrupt = getattr(store, "corrupt", None)
     if corrupt:
@@ -283,7 +300,7 @@ def _unreadable(store: EventStore) -> Break | None:
     return None
 
 
-def write_checkpoint(store: EventStore) -> Event:
+def write_checkpoint(store: Log) -> Event:
     """Verify the log and append a checkpoint of every stream head and partition order (only
     if it verifies).
 

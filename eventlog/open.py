@@ -14,13 +14,15 @@ platform's user data directory.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from eventlog.errors import InvalidURL
 from eventlog.store import EventStore
+from eventlog.urls import redact_url
+
+__all__ = ["default_dir", "default_url", "env_flag", "offline_mode", "open_store", "redact_url"]
 
 TRUTHY = {"1", "true", "yes", "on"}
 
@@ -45,25 +47,6 @@ def default_dir() -> Path:
         return Path(user_data_dir("agno-eventlog", appauthor=False)) / "log"
     except ImportError:  # pragma: no cover - platformdirs is a dependency
         return Path.home() / ".local" / "share" / "agno-eventlog" / "log"
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by `***` (safe to log or print).
-
-    Also safe on text that merely contains a URL (an error message) and on passwords whose
-    `/`, `?`, `#` or `@` were not percent-encoded: when an `@` follows the first of those
-    characters, everything from `://` to the last `@` is hidden, host included if need be."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    tail = rest[len(netloc):]
-    if "@" in netloc and "@" not in tail:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, has_password, _ = userinfo.partition(":")
-        shown = f"{user}:***@{hostport}" if has_password else f"***@{hostport}"
-        return f"{scheme}://{shown}{tail}"
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def default_url() -> tuple[str, str | None]:
@@ -95,14 +78,14 @@ def open_store(url: str | None = None, *, fallback: str | EventStore | None = No
     url = url.strip()
     store = _open_one(url)
     if fallback is not None:
-        from eventlog.fallback import FallbackStore
+        from eventlog.stores.fallback import FallbackStore
 
         secondary = fallback if isinstance(fallback, EventStore) else _open_one(fallback)
         store = FallbackStore(store, secondary)
     if encrypt is None:
         encrypt = env_flag("EVENTLOG_ENCRYPT")
     if encrypt:
-        from eventlog.encrypted import EncryptedStore
+        from eventlog.stores.encrypted import EncryptedStore
 
         store = EncryptedStore(store, _key_store(store, key_dir or os.environ.get("EVENTLOG_KEY_DIR") or None))
     return store
@@ -127,11 +110,11 @@ def _key_store(store: EventStore, key_dir: str | None) -> Any:
 def _open_one(url: str) -> EventStore:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
-        from eventlog.memory import MemoryStore
+        from eventlog.stores.memory import MemoryStore
 
         return MemoryStore()
     if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster", "unix"):
-        from eventlog.redis_store import RedisStreamStore
+        from eventlog.stores.redis_store import RedisStreamStore
 
         return RedisStreamStore.from_url(url)
     if scheme == "file":
@@ -149,7 +132,7 @@ def _open_one(url: str) -> EventStore:
 
 
 def _open_file(path: str, options: dict[str, str]) -> EventStore:
-    from eventlog.jsonl import JsonlStore
+    from eventlog.stores.jsonl import JsonlStore
 
     if not path:
         raise InvalidURL("file store path is empty")

@@ -13,81 +13,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, NamedTuple
-
-import msgspec
+from typing import NamedTuple
 
 from eventlog import codec
 from eventlog.errors import ConcurrencyError, InvalidEvent
 from eventlog.events import Event
+from eventlog.integrity import VerifyReport, verify
 from eventlog.names import validate_stream
+from eventlog.positions import EMPTY_HEAD, Cursor, StreamHead, Until
 
-if TYPE_CHECKING:
-    from eventlog.integrity import VerifyReport
-
-
-class StreamHead(NamedTuple):
-    """The last version of a stream and the hash of its last event ("" when empty)."""
-
-    version: int
-    hash: str
+__all__ = ["EMPTY_HEAD", "FOLD_BATCH", "Cursor", "EventStore", "SealedBatch", "StreamHead", "Until", "batched",
+           "resolve", "seal_batch"]
 
 
-EMPTY_HEAD = StreamHead(0, "")
-
-
-class Cursor(msgspec.Struct, frozen=True):
-    """A place in the whole log: for each partition, the last position consumed.
-
-    Single-partition stores (memory, file, single Redis) use partition 0 only, so a plain int
-    position converts to and from a cursor losslessly. Text form: "12" or "0:12,1:7".
-    """
-
-    offsets: dict[int, int] = {}
-
-    @classmethod
-    def of(cls, value: Cursor | int | str | None) -> Cursor:
-        if value is None:
-            return cls()
-        if isinstance(value, Cursor):
-            return value
-        if isinstance(value, bool):
-            raise InvalidEvent("a position is an int, a cursor or its text form, not a bool")
-        if isinstance(value, int):
-            if value < 0:
-                raise InvalidEvent(f"position must be >= 0, got {value}")
-            return cls({0: value})
-        if isinstance(value, str):
-            text = value.strip()
-            try:
-                if ":" not in text:
-                    return cls.of(int(text))
-                parts = dict(item.split(":", 1) for item in text.split(","))
-                return cls({int(k): int(v) for k, v in parts.items()})
-            except ValueError as exc:
-                raise InvalidEvent(f"not a position: {value!r} (use N or P:N,P:N)") from exc
-        raise InvalidEvent(f"not a position: {value!r}")
-
-    def get(self, partition: int) -> int:
-        return self.offsets.get(partition, 0)
-
-    def covers(self, event: Event) -> bool:
-        """True when `event` is at or before this cursor."""
-        return event.position <= self.offsets.get(event.partition, 0)
-
-    def advanced(self, event: Event) -> Cursor:
-        offsets = dict(self.offsets)
-        if event.position > offsets.get(event.partition, 0):
-            offsets[event.partition] = event.position
-        return Cursor(offsets)
-
-    def __str__(self) -> str:
-        if set(self.offsets) <= {0}:
-            return str(self.offsets.get(0, 0))
-        return ",".join(f"{p}:{n}" for p, n in sorted(self.offsets.items()))
-
-
-Until = Cursor | int | str | datetime | None
 
 
 # Events per batch of `read_batches_for_fold` (the stores that decode in runs use theirs).
@@ -258,8 +196,6 @@ class EventStore(ABC):
     def verify(self, *, resume: bool = False, expect_root: str | None = None,
                progress: Callable[[int], None] | None = None) -> VerifyReport:
         """Check every hash, chain link and position; see `eventlog.integrity`."""
-        from eventlog.integrity import verify
-
         return verify(self, resume=resume, expect_root=expect_root, progress=progress)
 
     # --- small side data (projection snapshots) -------------------------------------------

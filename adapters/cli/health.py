@@ -40,7 +40,7 @@ def cmd_verify(store: EventStore, args: argparse.Namespace, out: Output) -> int:
         report = store.verify(resume=args.resume, expect_root=args.expect_root, progress=advance)
     doc: dict[str, Any] = {"ok": report.ok, "events": report.events, "streams": report.streams,
                            "root": report.root, "cursor": report.cursor, "checkpoints": report.checkpoints,
-                           "resumed_from": report.resumed_from, "first_break": None}
+                           "resumed_from": report.resumed_from, "recovered": report.recovered, "first_break": None}
     if report.first_break is not None:
         b = report.first_break
         doc["first_break"] = {"kind": b.kind, "stream": b.stream, "version": b.version, "id": b.id,

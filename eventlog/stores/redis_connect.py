@@ -1,0 +1,127 @@
+"""Connecting to Redis: a store URL to a redis-py client, and what its failures mean to us.
+
+`client_from_url` takes our own options (prefix, partitions, ...) off the query string and
+hands the rest to redis-py; `translate` turns redis-py's errors into the project's, with any
+password redacted, so no caller ever sees a raw `redis.exceptions` error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+import redis
+from redis import exceptions as rex
+
+from eventlog import codec
+from eventlog.errors import InvalidURL, StoreUnavailable
+from eventlog.stores.redis_wire import _raw_reply
+from eventlog.urls import redact_url
+
+# Failures that mean "cannot reach it now" (the outcome of a write is then unknown).
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ClusterDownError, rex.MasterDownError,
+    rex.TryAgainError, ConnectionError, OSError,
+)
+
+
+class Options(msgspec.Struct):
+    """Our own options of a Redis store URL."""
+
+    prefix: str = "el"
+    partitions: int = 1
+    max_event_bytes: int = codec.DEFAULT_MAX_EVENT_BYTES
+    wait_replicas: int = 0
+
+
+class Connection(NamedTuple):
+    """What `client_from_url` makes of a URL."""
+
+    client: Any
+    options: Options
+    cluster: bool
+    partitions: int
+
+
+def client_from_url(url: str) -> Connection:
+    """redis://, rediss:// (TLS), unix://, redis+cluster:// and rediss+cluster:// URLs."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    try:
+        options = Options(
+            prefix=query.pop("prefix", "el"),
+            partitions=int(query.pop("partitions", "0") or 0),
+            max_event_bytes=int(query.pop("max_event_bytes", codec.DEFAULT_MAX_EVENT_BYTES)),
+            wait_replicas=int(query.pop("wait_replicas", "0") or 0),
+        )
+    except ValueError as exc:
+        raise InvalidURL(f"bad option in {redact_url(url)}: {exc}") from exc
+    scheme = parts.scheme.lower()
+    cluster = scheme.endswith("+cluster")
+    base_scheme = scheme.replace("+cluster", "")
+    clean = urlunsplit((base_scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+    common = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "decode_responses": False}
+    try:
+        if cluster:
+            client = _cluster_client(parts, base_scheme, query, common)
+            partitions = options.partitions or 16
+        else:
+            client = redis.Redis.from_url(clean, health_check_interval=30, **common)
+            # Our own client: XRANGE pages come back as Redis sends them, not as a dict
+            # per entry (building those was a third of the cost of reading the log back).
+            client.set_response_callback("XRANGE", _raw_reply)
+            partitions = options.partitions or 1
+    except (ValueError, TypeError) as exc:
+        raise InvalidURL(f"cannot use {redact_url(url)}: {exc}") from exc
+    return Connection(client, options, cluster, partitions)
+
+
+def translate(exc: BaseException, url: str) -> BaseException | None:
+    """The project's error for a redis-py failure (None: not one we translate)."""
+    if isinstance(exc, rex.AuthenticationError):  # (a ConnectionError subclass: test it first)
+        return StoreUnavailable(f"Redis at {url} refused the credentials: {redacted(str(exc))}")
+    if isinstance(exc, UNAVAILABLE):
+        return StoreUnavailable(f"Redis at {url} is unavailable: {type(exc).__name__}: {redacted(str(exc))}")
+    if isinstance(exc, rex.ResponseError):
+        message = str(exc)
+        if "NOAUTH" in message or "WRONGPASS" in message or "NOPERM" in message:
+            return StoreUnavailable(f"Redis at {url} refused the credentials")
+    return None
+
+
+def redacted(message: str) -> str:
+    """Connection errors may quote the URL; never let a password through."""
+    return redact_url(message) if "://" in message else message
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def first_node(value: Any) -> dict[Any, Any]:
+    """Cluster commands may answer per node ({node: reply}); take one node's reply."""
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        return dict(next(iter(value.values())))
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _cluster_client(parts: Any, scheme: str, query: dict[str, str], common: dict[str, Any]) -> Any:
+    from redis.cluster import ClusterNode, RedisCluster
+
+    hosts = parts.netloc.rpartition("@")[2]
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        nodes.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))  # type: ignore[no-untyped-call]
+    kwargs: dict[str, Any] = dict(common)
+    if parts.username:
+        kwargs["username"] = parts.username
+    if parts.password:
+        kwargs["password"] = parts.password
+    if scheme == "rediss":
+        kwargs["ssl"] = True
+        for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"):
+            if key in query:
+                kwargs[key] = query[key]
+    return RedisCluster(startup_nodes=nodes, **kwargs)

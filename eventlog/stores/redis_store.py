@@ -1,0 +1,399 @@
+"""`RedisStreamStore`: the log in Redis Streams, single server or Redis Cluster.
+
+Key layout (prefix `el`, P partitions; `T` is the hash tag `{el:p}` of partition p, so every
+key one append touches lives in one slot and one Lua script can do the whole append):
+
+    el:config           hash: partitions, format             (checked at open)
+    T:log               stream: the partition's ordered log; entry id `0-<seq>`, field `e` = event
+                        JSON (sealed, without position) — seq is the event's `position`
+    T:seq               counter of the last seq
+    T:ids               hash: event id -> seq                 (idempotency)
+    T:heads             hash: stream -> "<version> <hash>"     (chain heads; also the stream list)
+    T:s:<stream>        list: seqs by version (index v-1)      (per-stream index)
+    el:blob:<name>      string: projection snapshots (not part of the log)
+
+A stream's partition is crc32(name) % P. The client seals events (version, prev_hash, hash)
+against a cached head; the script checks ids, `expected_version` and that the head is still
+the one the client sealed against, then XADDs — all atomically. A stale cache costs one
+retry. Appending after an unknown outcome (a timeout, a failover) is safe: ids already stored
+are not stored again.
+
+The module is the connection, the keys and the append; the reads are in `redis_reads`, the
+held-connection append path in `redis_held`, the scripts in `redis_scripts`, the URL and error
+mapping in `redis_connect`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, TypeVar
+
+import msgspec
+import redis
+from redis import exceptions as rex
+
+from eventlog import codec
+from eventlog.errors import (
+    ConcurrencyError,
+    CorruptLog,
+    EventLogError,
+    InvalidEvent,
+    InvalidURL,
+    StoreUnavailable,
+)
+from eventlog.events import Event
+from eventlog.names import validate_stream
+from eventlog.positions import EMPTY_HEAD, StreamHead
+from eventlog.stores import redis_wire
+from eventlog.stores.redis_connect import client_from_url, first_node, text, translate
+from eventlog.stores.redis_held import _APPEND_HEAD_ARGS, _MAX_HELD, HeldConnections, _replicas_short
+from eventlog.stores.redis_reads import BATCH, RedisReads
+from eventlog.stores.redis_scripts import APPEND_LUA, READ_STREAM_LUA
+from eventlog.stores.redis_wire import _pack_command, _packed_args
+from eventlog.urls import redact_url
+
+__all__ = [
+    "BATCH",
+    "FORMAT",
+    "MAX_BATCH",
+    "_APPEND_HEAD_ARGS",
+    "_MAX_HELD",
+    "RedisStreamStore",
+    "_pack_command",
+    "_packed_args",
+]
+
+log = logging.getLogger("eventlog.redis")
+
+T = TypeVar("T")
+
+FORMAT = "1"
+MAX_BATCH = 3000  # Lua's unpack() limit bounds one atomic append
+_MAX_ROUTES = 65536  # streams whose append keys are cached
+
+
+class _Route(NamedTuple):
+    """A stream's append: its partition, the five KEYS of the script, the packed start of its
+    EVALSHA (`EVALSHA sha 5 KEYS`, which `_pack_command` completes) and the lock that keeps
+    this process's appends to the stream in turn. Correctness never rests on the lock (the
+    script checks the head): two routes briefly made for one stream only cost a retry."""
+
+    partition: int
+    keys: list[str]
+    command: bytes
+    lock: threading.Lock
+
+
+class RedisStreamStore(HeldConnections, RedisReads):
+    """The production store (see the module docstring for the layout)."""
+
+    def __init__(self, client: Any, *, prefix: str = "el", partitions: int = 1,
+                 max_event_bytes: int = codec.DEFAULT_MAX_EVENT_BYTES, url: str = "redis://",
+                 cluster: bool = False, wait_replicas: int = 0) -> None:
+        if partitions < 1 or partitions > 1024:
+            raise InvalidURL(f"partitions must be 1..1024, got {partitions}")
+        if not prefix or any(c in prefix for c in "{}: \t\n"):
+            raise InvalidURL(f"invalid key prefix {prefix!r} (no braces, colons or spaces)")
+        self.client = client
+        self.prefix = prefix
+        self.partitions = partitions
+        self.max_event_bytes = max_event_bytes
+        self.url = redact_url(url)
+        self.cluster = cluster
+        # With N > 0 an append returns only after N replicas have it (Redis WAIT), so a
+        # failover cannot lose an acknowledged event. 0: asynchronous replication (faster).
+        self.wait_replicas = wait_replicas
+        # stream -> cached head. Only ever read or replaced one key at a time (atomic dict
+        # operations): a stale entry costs one STALE retry, never a wrong chain.
+        self._heads: dict[str, StreamHead] = {}
+        # EVALSHA is sent directly (see `_run_append`); redis-py's Script object only costs
+        # time on the hot path. The digest is that of the script text, the same on every node.
+        self._append_sha = hashlib.sha1(APPEND_LUA.encode()).hexdigest()
+        # stream -> its `_Route`: per-call work that only depends on the name. Bounded like a
+        # cache, cleared when full.
+        self._routes: dict[str, _Route] = {}
+        # A plain redis.Redis with a plain pool (not a cluster, not a subclass such as
+        # fakeredis, not a Sentinel or blocking pool) sends appends over connections the
+        # store holds itself (see `_append_direct`): redis-py's command path (pool checkout,
+        # retry wrapper, metrics, event dispatch, packing) cost more client time per call
+        # than the rest of the append together. Everything else (reads, config, blobs) keeps
+        # using the client and its pool.
+        # (Held connections count against the pool's max_connections: only a pool with room
+        # to spare — from_url's has 100 — takes the direct path, or reads could starve.)
+        pool = getattr(client, "connection_pool", None)
+        self._direct = (not cluster and type(client) is redis.Redis and type(pool) is redis.ConnectionPool
+                        and getattr(pool, "max_connections", 0) >= 4 * _MAX_HELD)
+        self._held: list[Any] = []  # idle held connections (list pop/append are atomic)
+        self._fork = redis_wire._forks  # held connections and route locks are not a forked child's
+        self._read_script = client.register_script(READ_STREAM_LUA)
+        self._closed = False
+        self._config_checked = False
+        try:
+            self._check_config()
+        except StoreUnavailable as exc:
+            # Redis may be down at start (the fallback store carries on); check on first use.
+            log.warning("%s", exc)
+
+    # --- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStreamStore:
+        """redis://, rediss:// (TLS), unix://, redis+cluster:// and rediss+cluster:// URLs;
+        our own options (prefix, partitions, max_event_bytes) come off the query string."""
+        conn = client_from_url(url)
+        options = conn.options
+        return cls(conn.client, prefix=options.prefix, partitions=conn.partitions,
+                   max_event_bytes=options.max_event_bytes, url=url, cluster=conn.cluster,
+                   wait_replicas=options.wait_replicas)
+
+    def _check_config(self) -> None:
+        """The partition count is fixed for a log's lifetime: streams are placed by it."""
+        key = f"{self.prefix}:config"
+        stored = self._call(lambda: self.client.hgetall(key))
+        if not stored:
+            self._call(lambda: self.client.hsetnx(key, "partitions", self.partitions))
+            self._call(lambda: self.client.hsetnx(key, "format", FORMAT))
+            stored = self._call(lambda: self.client.hgetall(key))
+        have = int(stored.get(b"partitions", self.partitions))
+        self._config_checked = have == self.partitions
+        if have != self.partitions:
+            raise EventLogError(
+                f"this log ({self.url}, prefix {self.prefix!r}) has {have} partitions; opened with "
+                f"{self.partitions}. Use ?partitions={have}."
+            )
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def partition_of(self, stream: str) -> int:
+        return zlib.crc32(stream.encode()) % self.partitions if self.partitions > 1 else 0
+
+    def _tag(self, partition: int) -> str:
+        return f"{self.prefix}:{{{self.prefix}:{partition}}}"
+
+    def _keys(self, partition: int) -> tuple[str, str, str, str]:
+        t = self._tag(partition)
+        return f"{t}:log", f"{t}:seq", f"{t}:ids", f"{t}:heads"
+
+    def _stream_key(self, partition: int, stream: str) -> str:
+        return f"{self._tag(partition)}:s:{stream}"
+
+    def _route(self, stream: str) -> _Route:
+        """What an append to `stream` needs besides the events, cached."""
+        route = self._routes.get(stream)
+        if route is None:
+            p = self.partition_of(stream)
+            keys = [*self._keys(p), self._stream_key(p, stream)]
+            route = _Route(p, keys, _packed_args(["EVALSHA", self._append_sha, len(keys), *keys]), threading.Lock())
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes.clear()
+            self._routes[stream] = route
+        return route
+
+    # --- errors ---------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` against Redis, translating "cannot reach it" into StoreUnavailable
+        (the positional form spares the append path a closure per call)."""
+        if self._closed:
+            raise EventLogError(f"store {self.url} is closed")
+        if not self._config_checked and not getattr(self, "_checking", False):
+            self._checking = True
+            try:
+                self._check_config()
+            finally:
+                self._checking = False
+        try:
+            return fn(*args)
+        except StoreUnavailable:
+            raise  # already ours (a nested call): do not wrap it twice
+        except Exception as exc:
+            ours = translate(exc, self.url)
+            if ours is None:
+                raise
+            raise ours from None
+
+    # --- append ---------------------------------------------------------------------------
+
+    def _cached_head(self, partition: int, stream: str) -> StreamHead:
+        head = self._heads.get(stream)
+        if head is None:
+            head = self._fetch_head(partition, stream)
+        return head
+
+    def _fetch_head(self, partition: int, stream: str) -> StreamHead:
+        raw = self._call(lambda: self.client.hget(self._keys(partition)[3], stream))
+        head = _parse_head(raw)
+        self._heads[stream] = head
+        return head
+
+    def _append(self, stream: str, events: list[Event], expected_version: int | None) -> list[Event]:
+        """Seal against the cached head and run the append script; on STALE reseal against
+        the head the script reports, on DUP keep the stored twins and append the rest.
+
+        The hot path is one EVALSHA per call: no Redis round trip besides it, and per event
+        one seal (`codec.seal_run`: encode + SHA-256, needed for the chain) and one struct copy (the
+        position is only known once the script has run)."""
+        if len(events) > MAX_BATCH:
+            raise InvalidEvent(f"at most {MAX_BATCH} events in one append on Redis (got {len(events)}): "
+                               "the batch is one atomic script call; split it into several appends")
+        if self._fork != redis_wire._forks:
+            self._after_fork()
+        p, keys, command, lock = self._route(stream)
+        # One append at a time per stream in this process: threads appending to one stream
+        # would otherwise seal against the same head, all but one losing each round trip
+        # (STALE) and a slow one losing 64 in a row. Other processes are still met by STALE.
+        with lock:
+            return self._append_locked(stream, events, expected_version, p, keys, command)
+
+    def _append_locked(self, stream: str, events: list[Event], expected_version: int | None, p: int,
+                       keys: list[str], command: bytes) -> list[Event]:
+        max_bytes = self.max_event_bytes
+        expected = -1 if expected_version is None else expected_version
+        stored: dict[int, Event] = {}  # index in `events` -> the stored twin of a duplicate
+        pending = list(range(len(events)))
+        for _attempt in range(64):
+            head = self._cached_head(p, stream)
+            todo = events if len(pending) == len(events) else [events[i] for i in pending]
+            sealed, bodies = codec.seal_run(todo, stream=stream, version=head.version, prev_hash=head.hash,
+                                            position=None, max_bytes=max_bytes)
+            n = len(sealed)
+            version, prev = head.version + n, sealed[-1].hash
+            args: list[Any] = [stream, expected, head.version, head.hash, f"{version} {prev}", n]
+            args += [event.id for event in sealed]
+            args += bodies
+            if self._direct:
+                reply = self._call(self._append_direct, command, args)
+            else:
+                reply = self._call(self._run_append, keys, args)
+            if type(reply) is int:  # stored; the position of the first event
+                first = reply
+                if self.wait_replicas and not self._direct:  # (the direct path WAITs itself)
+                    self._wait_replicas(keys[0])
+                self._heads[stream] = StreamHead(version, prev)
+                replace = msgspec.structs.replace
+                for offset, i in enumerate(pending):
+                    stored[i] = replace(sealed[offset], position=first + offset, partition=p)
+                break
+            status = reply[0]
+            if status == b"DUP":
+                for k, i in enumerate(pending):
+                    seq = reply[1 + 2 * k]
+                    if seq:
+                        stored[i] = self._stored_twin(p, int(seq), reply[2 + 2 * k])
+                pending = [i for i in pending if i not in stored]
+                if not pending:
+                    break
+                continue
+            actual = StreamHead(int(reply[1]), reply[2].decode())
+            self._heads[stream] = actual
+            if status == b"CONFLICT":
+                raise ConcurrencyError(stream, expected, actual.version)
+            # STALE: another writer moved the head; reseal against it and retry
+        else:  # pragma: no cover - 64 lost races in a row
+            raise StoreUnavailable(f"stream {stream!r}: too much contention, append not confirmed")
+        return [stored[i] for i in range(len(events))]
+
+    def _run_append(self, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA the append script; load it on NOSCRIPT (a restarted or failed-over server,
+        SCRIPT FLUSH) and run it again. NOSCRIPT means the script did not run, so the second
+        run cannot store anything twice. Sent with `execute_command`, which both redis-py
+        clients route by the KEYS (one slot, thanks to the hash tag)."""
+        try:
+            return self.client.execute_command("EVALSHA", self._append_sha, 5, *keys, *args)
+        except rex.NoScriptError:
+            self._append_sha = self.client.script_load(APPEND_LUA)
+            return self.client.execute_command("EVALSHA", self._append_sha, 5, *keys, *args)
+
+    def _stored_twin(self, partition: int, seq: int, data: bytes) -> Event:
+        """The event an id is already stored as (the DUP reply carries its stored bytes)."""
+        if not data:
+            raise CorruptLog(f"{self.url}: entry 0-{seq} of partition {partition} is missing")
+        return self._decode(data, seq, partition)
+
+    def _wait_replicas(self, key: str) -> None:
+        def wait() -> int:
+            if self.cluster:
+                node = self.client.get_node_from_key(key)
+                return int(self.client.execute_command("WAIT", self.wait_replicas, 2000, target_nodes=node))
+            return int(self.client.wait(self.wait_replicas, 2000))
+
+        acked = self._call(wait)
+        if acked < self.wait_replicas:
+            raise _replicas_short(self.url, acked, self.wait_replicas)
+
+    def stored_ids(self, events: Iterable[Event]) -> set[str]:
+        """Which of `events` (by id, in their stream's partition) this log already holds:
+        one HMGET of the id index per partition."""
+        by_partition: dict[int, list[str]] = {}
+        for event in events:
+            by_partition.setdefault(self.partition_of(event.stream), []).append(event.id)
+        found: set[str] = set()
+        for p, ids in by_partition.items():
+            key = self._keys(p)[2]
+            for i in range(0, len(ids), 1000):
+                chunk = ids[i:i + 1000]
+                seqs = self._call(self.client.hmget, key, chunk)
+                found.update(event_id for event_id, seq in zip(chunk, seqs) if seq is not None)
+        return found
+
+    # --- blobs, info, lifecycle -----------------------------------------------------------
+
+    def put_blob(self, name: str, data: bytes) -> None:
+        validate_stream(name)
+        self._call(lambda: self.client.set(f"{self.prefix}:blob:{name}", data))
+
+    def get_blob(self, name: str) -> bytes | None:
+        validate_stream(name)
+        value = self._call(lambda: self.client.get(f"{self.prefix}:blob:{name}"))
+        return None if value is None else bytes(value)
+
+    def info(self) -> dict[str, Any]:
+        """What `eventlog doctor` needs: version, persistence, eviction policy, memory."""
+        server = self._call(lambda: self.client.info("server"))
+        persistence = self._call(lambda: self.client.info("persistence"))
+        memory = self._call(lambda: self.client.info("memory"))
+        if self.cluster:  # one node's answer per section is enough for a summary
+            server, persistence, memory = (first_node(server), first_node(persistence), first_node(memory))
+        try:
+            save = self._call(lambda: self.client.config_get("save"))
+            policy = self._call(lambda: self.client.config_get("maxmemory-policy"))
+        except rex.ResponseError:  # CONFIG may be disabled (managed Redis)
+            save, policy = {}, {}
+        if self.cluster:
+            save, policy = first_node(save), first_node(policy)
+        result: dict[str, Any] = {
+            "url": self.url,
+            "redis_version": server.get("redis_version"),
+            "aof_enabled": bool(int(persistence.get("aof_enabled", 0))),
+            "rdb_save": text(save.get("save", save.get(b"save", ""))),
+            "maxmemory_policy": text(policy.get("maxmemory-policy", policy.get(b"maxmemory-policy", ""))),
+            "used_memory": memory.get("used_memory"),
+            "cluster": self.cluster,
+            "partitions": self.partitions,
+            "prefix": self.prefix,
+        }
+        if self.cluster:
+            cluster_info = self._call(lambda: self.client.cluster_info())
+            result["cluster_state"] = text(first_node(cluster_info).get("cluster_state", ""))
+        return result
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):  # closing a broken connection must not raise
+            self._release_held()
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+
+def _parse_head(raw: bytes | None) -> StreamHead:
+    if not raw:
+        return EMPTY_HEAD
+    version, _, digest = raw.decode().partition(" ")
+    return StreamHead(int(version), digest)
