@@ -38,6 +38,7 @@ class EventLogCore:
                    at: Point | str | None, cache_mb: int | None = None, shared_index: bool = True) -> None:
         url, url_cache_mb = _take_cache_mb(url)
         cache_mb = cache_mb if cache_mb is not None else url_cache_mb
+        self.cache_mb = cache_mb or DEFAULT_CACHE_MB
         self._owns_store = store is None
         self.store = store if store is not None else open_store(url)
         self._write_lock = threading.RLock()
@@ -51,7 +52,7 @@ class EventLogCore:
             # process folds only what the index has not seen yet, and reads what it asks for.
             self.indexer = Indexer(self.store, index)
             self.indexer.catch_up()
-            self._states: Any = IndexedStates(self.store, index, (cache_mb or DEFAULT_CACHE_MB) << 20,
+            self._states: Any = IndexedStates(self.store, index, self.cache_mb << 20,
                                               self.indexer.stamp)
             self.runner = ProjectionRunner(self.store, [], use_snapshots=False)  # (nothing to fold)
         elif self.point is None:

@@ -16,6 +16,7 @@ from typing import Any
 from agno.db.base import BaseDb
 from agno.db.in_memory import InMemoryDb
 
+from adapters.agno.lru import LruDict
 from adapters.agno.memories import MemoryMethods
 from adapters.agno.records import RecordMethods, _RowsJsonDb
 from adapters.agno.sessions import SessionMethods
@@ -46,10 +47,11 @@ class EventLogDb(SessionMethods, MemoryMethods, RecordMethods, BaseDb):
         conversations this process keeps folded. `shared_index=False` folds everything into
         this process instead (the memory, fallback and encrypted stores always do)."""
         super().__init__(id=id)
-        self._run_cache = {}
         self._mirror = InMemoryDb()
         self._json_mirror = _RowsJsonDb()
         self._init_core(url, store, snapshots=snapshots, at=at, cache_mb=cache_mb, shared_index=shared_index)
+        # the deserialized Agno runs of the sessions read most recently (bounded with the cache)
+        self._run_cache = LruDict(max(16, 4 * self.cache_mb))
 
     def as_of(self, point: Point | str) -> EventLogDb:
         """A read-only EventLogDb showing the state just after `point` (event id, position,

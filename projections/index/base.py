@@ -115,14 +115,15 @@ def open_index(store: Any, *, path: Any = None) -> ReadIndex | None:
     hold decrypted personal data past an erasure), the fallback store (its reads must work
     while Redis is away), and anything else not known here. `path` puts a file store's
     index elsewhere (tests)."""
-    from eventlog.jsonl import JsonlStore
-    from eventlog.redis_store import RedisStreamStore
-
-    if isinstance(store, JsonlStore):
+    # (By class name, not by import: a store of a module nobody imported cannot be that
+    # store, importing redis-py costs a file-store process half a second at start, and the
+    # stores' modules may move.)
+    names = {cls.__name__ for cls in type(store).__mro__}
+    if "JsonlStore" in names:
         from projections.index.sqlite import SqliteIndex
 
         return SqliteIndex(path if path is not None else store.path / "readmodels.sqlite3")
-    if isinstance(store, RedisStreamStore):
+    if "RedisStreamStore" in names:
         from projections.index.redis import RedisIndex
 
         return RedisIndex(store)
