@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -39,6 +40,8 @@ from eventlog import (
 from eventlog.names import session_stream, user_stream, workflow_stream
 from eventlog.open import default_dir, env_flag, offline_mode
 from projections import ProjectionRunner, WorkflowRow, all_projections, workflow_key
+from projections.index import Indexer, open_index
+from projections.index.views import IndexedStates
 
 log = logging.getLogger("adapters.memory_manager")
 
@@ -154,7 +157,13 @@ class MemoryManager:
         self.store = store
         self.backend = backend
         self.agent_id = agent_id
-        self.runner = ProjectionRunner(store, all_projections())
+        index = open_index(store)
+        self._indexer = Indexer(store, index) if index is not None else None
+        if self._indexer is not None and index is not None:  # the shared read index of a file/Redis log
+            self._states: Any = IndexedStates(store, index, stamp=self._indexer.stamp)
+            self.runner = ProjectionRunner(store, [])
+        else:
+            self.runner = ProjectionRunner(store, all_projections())
         self.user_memory = UserMemory(self, user_id=user_id)
         self._db: Any = None
 
@@ -164,6 +173,9 @@ class MemoryManager:
         self.store.append(stream, [new_event(payload, actor=actor)])
 
     def _reading(self) -> Any:
+        if self._indexer is not None:
+            self._indexer.catch_up()
+            return nullcontext(self._states)
         self.runner.catch_up()
         return self.runner.reading_all()
 
@@ -218,6 +230,8 @@ class MemoryManager:
         if self._db is not None:
             self._db.close()
         self.runner.stop()
+        if self._indexer is not None:
+            self._indexer.index.close()
         self.store.close()
 
 
