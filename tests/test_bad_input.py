@@ -108,7 +108,7 @@ def test_hand_edited_jsonl_lines(tmp_path: Path, garbage: bytes) -> None:
     store.close()
     seg = tmp_path / "log" / "00000001.jsonl"
     seg.write_bytes(seg.read_bytes() + garbage)
-    (tmp_path / "log" / "index.msgpack").unlink()
+    [saved.unlink() for saved in (tmp_path / "log").glob("streams.sqlite3*")]
     again = JsonlStore(tmp_path / "log")
     assert list(again.read("session/s1")) == before
     if garbage.strip():
@@ -130,7 +130,7 @@ def test_hypothesis_garbage_lines_never_harm_stored_events(tmp_path_factory: pyt
     store.close()
     seg = path / "00000001.jsonl"
     seg.write_bytes(seg.read_bytes() + b"\n".join(garbage) + b"\n")
-    (path / "index.msgpack").unlink()
+    [saved.unlink() for saved in (path).glob("streams.sqlite3*")]
     again = JsonlStore(path)
     assert list(again.read("session/s1")) == before
     assert [e.id for e in again.read_all()] == [e.id for e in before]
@@ -306,7 +306,7 @@ def test_every_file_private_even_with_umask_0_keys_and_blobs_included(tmp_path: 
     finally:
         os.umask(old_umask)
     paths = [tmp_path / "log", *(tmp_path / "log").rglob("*")]
-    assert {p.name for p in paths} >= {"keys", "blobs", "index.msgpack", "00000001.jsonl", "LOCK"}
+    assert {p.name for p in paths} >= {"keys", "blobs", "streams.sqlite3", "00000001.jsonl", "LOCK"}
     assert len([p for p in paths if p.suffix == ".key"]) == 1  # bob's; ann's is gone
     for p in paths:
         expected = 0o700 if p.is_dir() else 0o600

@@ -228,7 +228,7 @@ def test_verify_exit_codes_and_tamper(tmp_path: Path) -> None:
     assert human.returncode == 0 and "root" in human.stdout
     seg = tmp_path / "log" / "00000001.jsonl"
     seg.write_bytes(seg.read_bytes().replace(b"likes tea", b"likes rum", 1))
-    (tmp_path / "log" / "index.msgpack").unlink()
+    [saved.unlink() for saved in (tmp_path / "log").glob("streams.sqlite3*")]
     bad = eventlog("--url", url, "verify", "--json")
     assert bad.returncode == 1
     report = json.loads(bad.stdout)

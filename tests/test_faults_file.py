@@ -199,7 +199,7 @@ def test_an_old_log_without_batch_frames_opens_and_reads_whole(tmp_path: Path) -
     raw = segment.read_bytes()
     old = raw.replace(b'{"batch":5,', b"{", 1)
     segment.write_bytes(old + old.splitlines()[0][:40])  # plus a torn line
-    (path / "index.msgpack").unlink()
+    [saved.unlink() for saved in (path).glob("streams.sqlite3*")]
     again = JsonlStore(path)
     assert list(again.read("session/s")) == written
     assert len(again.recovered) == 1 and "torn last line" in again.recovered[0]
@@ -228,12 +228,12 @@ def test_a_batch_longer_than_the_index_read_window_is_indexed_whole(tmp_path: Pa
     store.append("session/s", [new_event(MessageAppended(session_id="s", role="user", content=f"{i}{pad}"))
                                for i in range(200)])  # ~12 MiB in one write
     store.close()
-    (path / "index.msgpack").unlink()
+    [saved.unlink() for saved in (path).glob("streams.sqlite3*")]
     again = JsonlStore(path, max_event_bytes=1 << 20)
     assert len(list(again.read("session/s"))) == 200 and again.recovered == []
     again.close()
     os.truncate(path / "00000001.jsonl", (path / "00000001.jsonl").stat().st_size - 100)
-    (path / "index.msgpack").unlink()
+    [saved.unlink() for saved in (path).glob("streams.sqlite3*")]
     cut = JsonlStore(path, max_event_bytes=1 << 20)
     assert list(cut.read("session/s")) == [] and "incomplete batch" in cut.recovered[0]
     cut.close()

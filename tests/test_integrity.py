@@ -79,7 +79,7 @@ def tamper(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., tupl
         seg = tmp_path / "log" / "00000001.jsonl"
         seg.write_bytes(b"".join(change(seg.read_bytes().splitlines(keepends=True))))
         if request.param == "index-deleted":
-            (tmp_path / "log" / "index.msgpack").unlink()
+            [saved.unlink() for saved in (tmp_path / "log").glob("streams.sqlite3*")]
         return open_store(str(tmp_path / "log")), events, report.root
 
     return run
@@ -208,7 +208,7 @@ def test_resume_catches_tampering_after_the_checkpoint_and_trusts_before(tmp_pat
         lines = seg.read_bytes().splitlines(keepends=True)
         lines[index] = lines[index].replace(old, new)
         seg.write_bytes(b"".join(lines))
-        (tmp_path / "log" / "index.msgpack").unlink()
+        [saved.unlink() for saved in (tmp_path / "log").glob("streams.sqlite3*")]
         return open_store(str(tmp_path / "log"))
 
     after = edit(8, b"number 1", b"number 9")  # bs1 v1, after the checkpoint
@@ -227,7 +227,7 @@ def test_checkpoint_refuses_a_broken_log(tmp_path: Path) -> None:
     store.close()
     seg = tmp_path / "log" / "00000001.jsonl"
     seg.write_bytes(seg.read_bytes().replace(b"number 2", b"number 7"))
-    (tmp_path / "log" / "index.msgpack").unlink()
+    [saved.unlink() for saved in (tmp_path / "log").glob("streams.sqlite3*")]
     broken = open_store(str(tmp_path / "log"))
     with pytest.raises(ValueError, match="does not verify"):
         write_checkpoint(broken)

@@ -61,7 +61,7 @@ def test_reopen_uses_saved_index_and_sees_later_appends(tmp_path: Path) -> None:
     recorded = [store.append(f"session/s{i % 5}", [msg(str(i), f"s{i % 5}")])[0] for i in range(200)]
     store.close()
     assert len(list((tmp_path / "log").glob("*.jsonl"))) > 3  # rolled segments
-    assert (tmp_path / "log" / "index.msgpack").exists()
+    assert (tmp_path / "log" / "streams.sqlite3").exists()
     other = JsonlStore(tmp_path / "log", segment_bytes=4096)
     other.append("session/s0", [msg("late")])  # appended after the index was saved
     other_events = list(other.read_all())
@@ -78,7 +78,8 @@ def test_stale_or_garbage_index_is_rebuilt(tmp_path: Path) -> None:
     store = JsonlStore(tmp_path / "log")
     recorded = store.append("session/s1", [msg("a"), msg("b")])
     store.close()
-    (tmp_path / "log" / "index.msgpack").write_bytes(b"\x93garbage")
+    for saved in (tmp_path / "log").glob("streams.sqlite3*"):
+        saved.write_bytes(b"\x93garbage")
     again = JsonlStore(tmp_path / "log")
     assert list(again.read("session/s1")) == recorded
     again.close()
@@ -110,7 +111,7 @@ def test_corrupt_middle_line_is_reported_and_others_survive(tmp_path: Path) -> N
     lines = seg.read_bytes().splitlines(keepends=True)
     lines[1] = b"{this is not json}\n"
     seg.write_bytes(b"".join(lines))
-    (tmp_path / "log" / "index.msgpack").unlink()
+    [saved.unlink() for saved in (tmp_path / "log").glob("streams.sqlite3*")]
     again = JsonlStore(tmp_path / "log")
     assert len(again.corrupt) == 1
     assert list(again.read("session/s1")) == first
@@ -128,7 +129,7 @@ def test_torn_last_line_at_any_byte_recovers_every_complete_event(tmp_path_facto
     store = JsonlStore(path, fsync="never")
     recorded = [store.append("session/s1", [msg(f"m{i}" * 3)])[0] for i in range(5)]
     store.close()
-    (path / "index.msgpack").unlink()
+    [saved.unlink() for saved in (path).glob("streams.sqlite3*")]
     seg = path / "00000001.jsonl"
     raw = seg.read_bytes()
     line_starts = [0] + [i + 1 for i, b in enumerate(raw) if b == ord("\n")][:-1]
@@ -186,7 +187,7 @@ def test_stream_reads_and_read_all_match_what_was_appended(tmp_path_factory: pyt
         lost = lines[k]
         lines[k] = b"#" * (len(lines[k]) - 1) + b"\n"
         seg.write_bytes(b"".join(lines))
-        (path / "index.msgpack").unlink()
+        [saved.unlink() for saved in (path).glob("streams.sqlite3*")]
     again = JsonlStore(path, fsync="never", segment_bytes=4096)
     kept = [e for e in appended if lost is None or f'"id":"{e.id}"'.encode() not in lost]
     for stream in range(4):

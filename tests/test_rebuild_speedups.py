@@ -181,7 +181,7 @@ def test_closing_a_file_store_leaves_an_unchanged_index_file_alone(tmp_path: Pat
     store = open_store(str(path))
     store.append("session/s1", [new_event(SessionStarted(session_id="s1"))])
     store.close()
-    index = path / "index.msgpack"
+    index = path / "streams.sqlite3"
     before = index.stat()
     os.utime(index, ns=(before.st_atime_ns, before.st_mtime_ns - 10**9))  # (a rewrite would move it)
     before = index.stat()
@@ -197,8 +197,9 @@ def test_closing_a_file_store_leaves_an_unchanged_index_file_alone(tmp_path: Pat
     assert index.stat().st_mtime_ns != before.st_mtime_ns
     from eventlog.jsonl_index import StreamIndex
 
-    saved = StreamIndex.load(index)
-    assert saved is not None and saved.count == 2
+    saved, loaded = StreamIndex.open(path)
+    assert loaded and saved.count == 2
+    saved.close()
     assert [e.position for e in open_store(str(path)).read_all()] == [1, 2]
 
 

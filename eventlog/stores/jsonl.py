@@ -4,7 +4,7 @@ Layout of the directory (0700; every file 0600):
 
     00000001.jsonl   segment files, rolled at `segment_bytes`; each line is one event
     LOCK             flock'ed exclusively by a writer, shared by a reader catching up
-    index.msgpack    the saved StreamIndex (a cache: deleting it only costs a rescan)
+    streams.sqlite3  the saved StreamIndex, a row per stream (a cache: deleting it only costs a rescan)
     *.torn-<time>    bytes of a torn last line or an incomplete batch, moved aside, kept for inspection
 
 Several processes may append to one directory: every append takes the exclusive lock, first
@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import sqlite3
 import stat
 import threading
 import time
@@ -39,6 +40,7 @@ from eventlog.stores.jsonl_index import MISSING, StreamIndex, unpack
 log = logging.getLogger("eventlog.jsonl")
 
 FsyncPolicy = Literal["always", "batch", "never"]
+SAVE_AFTER_SCAN = 10_000  # lines indexed at open past the saved index that make it save at once
 DEFAULT_SEGMENT_BYTES = 64 << 20
 _O_DSYNC: int = getattr(os, "O_DSYNC", 0)
 _READ_WINDOW = 256 << 10  # the most bytes one pread of a stream read covers
@@ -93,8 +95,7 @@ class JsonlStore(EventStore):
         self._ids: dict[str, dict[str, int]] = {}  # stream -> {event id: version}, loaded lazily
         self._make_dir()
         self._lock_fd = _open_private(self.path / "LOCK", os.O_RDWR | os.O_CREAT)
-        loaded = StreamIndex.load(self.path / "index.msgpack")
-        self.index = loaded or StreamIndex()
+        self.index, loaded = StreamIndex.open(self.path)
         # The index as saved on disk (None: nothing usable there), so that a close that
         # indexed nothing new leaves the file alone: rewriting a 1M-event index cost as
         # much as a tenth of a rebuild, on every reader's close.
@@ -103,10 +104,16 @@ class JsonlStore(EventStore):
         self._append_segment = 0
         with self._exclusive():
             if not self._index_is_consistent():
-                self.index = StreamIndex()
-            elif loaded is not None:
+                self.index = self.index.reset()
+            elif loaded:
                 self._index_mark = self._mark()
+            before = self.index.count
             self._catch_up(repair=True)
+            if self.index.count - before > SAVE_AFTER_SCAN or self.index.legacy is not None:
+                # A long scan is saved at once: a process that never closes the store (Agno
+                # never closes its db) would leave the next one the same scan.
+                with contextlib.suppress(OSError, sqlite3.Error):
+                    self._save_index()
 
     # --- files and locks ------------------------------------------------------------------
 
@@ -318,9 +325,9 @@ class JsonlStore(EventStore):
         ids = self._ids.get(stream)
         if ids is None:
             ids = {}
-            locs = self.index.locations.get(stream)
-            if locs is not None:
-                lengths = self.index.lengths[stream]
+            found = self.index.stream(stream)
+            if found is not None:
+                locs, lengths = found
                 for version, (location, length) in enumerate(zip(locs, lengths), start=1):
                     if location == MISSING:
                         continue
@@ -438,7 +445,7 @@ class JsonlStore(EventStore):
         return self.index.end_segment, self.index.end_offset, self.index.count
 
     def _save_index(self) -> None:
-        self.index.save(self.path / "index.msgpack")
+        self.index.save()
         self._index_mark = self._mark()
 
     def _after_write(self, n: int) -> None:
@@ -489,10 +496,10 @@ class JsonlStore(EventStore):
         return iter(events)
 
     def _read_locked(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]:
-        locs = self.index.locations.get(stream)
-        if locs is None:
+        found = self.index.stream(stream)
+        if found is None:
             return
-        lengths = self.index.lengths[stream]
+        locs, lengths = found
         stop = len(locs) if to_version is None else min(len(locs), to_version)
         # Lines near each other are read with one pread of the window that holds them (other
         # streams' lines in between are read but not decoded): a stream written turn by turn
@@ -555,7 +562,7 @@ class JsonlStore(EventStore):
     def _streams(self) -> Iterable[str]:
         with self._shared():
             self._catch_up()
-            return list(self.index.locations)
+            return self.index.stream_names()
 
     def _head(self, stream: str) -> StreamHead:
         with self._shared():
@@ -577,8 +584,9 @@ class JsonlStore(EventStore):
             self._dirty = max(self._dirty, 1 if self._append_fd >= 0 else 0)
             self._sync_now()
             if self._mark() != self._index_mark:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, sqlite3.Error):
                     self._save_index()
+            self.index.close()
             self._closed = True
         self._flush_wanted.set()
         for fd in [self._append_fd, *self._read_fds.values()]:
