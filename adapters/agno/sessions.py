@@ -23,6 +23,7 @@ from eventlog import RunDeleted, RunRecorded, SessionDeleted, SessionRenamed
 from eventlog.names import session_stream
 from projections import Conversation, ConversationState, SessionRow, SessionsState, fork_session
 from projections.conversation import RunEntry
+from projections.index.indexer import session_orderings
 from projections.index.views import IndexedStates
 from projections.timetravel import Point
 
@@ -322,7 +323,7 @@ class SessionMethods(EventLogCore):
                 candidates = [(session_id, one)] if one is not None else []
             elif user_id is not None and isinstance(states, IndexedStates):
                 candidates = [(r.session_id, r) for r in states.session_page(
-                    f"s|*|u={user_id}|seq", desc=False, offset=0, limit=None)]
+                    session_orderings(None, f"u={user_id}", "seq"), desc=False, offset=0, limit=None)]
             else:
                 candidates = list(states["sessions"].sessions.items())
             for sid, row in candidates:
@@ -382,7 +383,6 @@ class SessionMethods(EventLogCore):
 
 _INDEXED_SORTS = {None: "seq", "updated_at": "upd", "created_at": "cre"}
 _ROLES = {SessionType.AGENT.value: "a", SessionType.TEAM.value: "t", SessionType.WORKFLOW.value: "w"}
-_SCAN_CHUNK = 500
 
 
 def _indexed_sessions(states: IndexedStates, kind: str | None, user_id: str | None, component_id: str | None,
@@ -402,7 +402,7 @@ def _indexed_sessions(states: IndexedStates, kind: str | None, user_id: str | No
         scope = f"{role}={component_id}"
     else:
         scope = "all"
-    ordering = f"s|{kind or '*'}|{scope}|{_INDEXED_SORTS[sort_by]}"
+    orderings = session_orderings(kind, scope, _INDEXED_SORTS[sort_by])
     desc = sort_by is not None and sort_order != "asc"
     offset = (page - 1) * limit if limit is not None and page is not None else 0
     needle = session_name.lower() if session_name is not None else None
@@ -417,15 +417,8 @@ def _indexed_sessions(states: IndexedStates, kind: str | None, user_id: str | No
     exact = (session_name is None and start is None and end is None
              and (component_id is None or (user_id is None and role is not None)))
     if exact:
-        return states.session_page(ordering, desc=desc, offset=offset, limit=limit), states.count(ordering)
-    matches: list[SessionRow] = []
-    at = 0
-    while True:
-        chunk = states.session_page(ordering, desc=desc, offset=at, limit=_SCAN_CHUNK)
-        matches += [r for r in chunk if wanted(r)]
-        if len(chunk) < _SCAN_CHUNK:
-            break
-        at += _SCAN_CHUNK
+        return states.session_page(orderings, desc=desc, offset=offset, limit=limit), states.count(orderings)
+    matches = [r for r in states.walk_sessions(orderings, desc=desc) if wanted(r)]
     return (matches[offset:] if limit is None else matches[offset:offset + limit]), len(matches)
 
 

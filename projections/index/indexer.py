@@ -11,9 +11,9 @@ touches, never the size of the log.
 
 What is indexed (kind: key -> row; orderings by score, ties by key):
 
-    session:  session id -> (seq, SessionRow)   s|<type or *>|<scope>|<seq|upd|cre>
-              scope: `all`, `u=<user>`; `c=<any owner id>` (type *), `a=`/`t=`/`w=`
-              <agent/team/workflow id> (its type)
+    session:  session id -> (seq, SessionRow)   s|<type>|<scope>|<seq|upd|cre>
+              scope: `all`, `u=<user>`, `a=`/`t=`/`w=<agent/team/workflow id>`;
+              and s|*|c=<any owner id>|...
     run:      run id -> session id               (where to look for a run)
     memory:   memory id -> (seq, MemoryRow)      m|all|<seq|upd>, m|u=<user>|<seq|upd>
     muser:    user -> (count, last update)        mu|last
@@ -99,24 +99,35 @@ def tie_score(seconds: int, seq: int) -> float:
     return seconds + 0.5 - (seq % (1 << 20)) / (1 << 21)
 
 
+SESSION_TYPES = ("agent", "team", "workflow")  # Agno's `SessionType`s
+
+
+def session_orderings(kind: str | None, scope: str, sort: str) -> list[str]:
+    """The ordering(s) that hold the sessions of `kind` (None: any) in `scope`, by `sort`."""
+    if scope.startswith("c="):
+        return [f"s|*|{scope}|{sort}"]
+    return [f"s|{k}|{scope}|{sort}" for k in ((kind,) if kind is not None else SESSION_TYPES)]
+
+
 def session_members(seq: int, row: SessionRow) -> list[Member]:
-    """Every ordering a session row is in (see the module docstring): by type and for any
-    type, all sessions and a user's; a component's for any type (`c=`: agent, team or
-    workflow id) and, within its type, by role (`a=`, `t=`, `w=`), as Agno's
-    `component_id` filter means the one or the other."""
-    kinds = (row.session_type, "*")
-    scopes = [(k, "all") for k in kinds]
+    """Every ordering a session row is in (see the module docstring): within its type, all
+    sessions, its user's, and its component's by role (`a=`, `t=`, `w=`); across types, its
+    component's whatever the role (`c=`), as Agno's `component_id` filter without a type
+    means any of the three. (All sessions or a user's across types are the union of the
+    per-type orderings, merged when read.)"""
+    kind = row.session_type
+    scopes = [(kind, "all")]
     if row.user_id is not None:
-        scopes += [(k, f"u={row.user_id}") for k in kinds]
+        scopes.append((kind, f"u={row.user_id}"))
     for owner in {row.agent_id, row.team_id, row.workflow_id} - {None}:
         scopes.append(("*", f"c={owner}"))
     for role, owner in (("a", row.agent_id), ("t", row.team_id), ("w", row.workflow_id)):
         if owner is not None:
-            scopes.append((row.session_type, f"{role}={owner}"))
+            scopes.append((kind, f"{role}={owner}"))
     upd, cre = tie_score(row.updated_at, seq), tie_score(row.created_at, seq)
     out: list[Member] = []
-    for kind, scope in scopes:
-        base = f"s|{kind}|{scope}|"
+    for k, scope in scopes:
+        base = f"s|{k}|{scope}|"
         out += [(base + "seq", seq), (base + "upd", upd), (base + "cre", cre)]
     return out
 

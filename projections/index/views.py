@@ -10,6 +10,8 @@ session's conversation is folded on demand from its own stream and kept in a bou
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +27,7 @@ from projections.index.indexer import (
     decode_record,
     decode_session,
     decode_workflow,
+    session_orderings,
 )
 from projections.memories import MemoryRow
 from projections.sessions import SessionRow
@@ -39,9 +42,10 @@ class RowMap(Mapping[str, T], Generic[T]):
     """A kind of index rows as a read-only mapping: lookups by key are one index read;
     iteration walks an ordering (insertion order, as the in-process dicts keep it)."""
 
-    def __init__(self, index: ReadIndex, kind: str, decode: Callable[[bytes], T], ordering: str,
+    def __init__(self, index: ReadIndex, kind: str, decode: Callable[[bytes], T], ordering: str | list[str],
                  partition: Callable[[str], int | None] | None = None) -> None:
-        self._index, self._kind, self._decode, self._ordering = index, kind, decode, ordering
+        self._index, self._kind, self._decode = index, kind, decode
+        self._orderings = [ordering] if isinstance(ordering, str) else ordering  # (by insertion: merged)
         self._partition = partition or (lambda key: None)
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -64,10 +68,11 @@ class RowMap(Mapping[str, T], Generic[T]):
         return [self._decode(d) for d in self._index.get_many(self._kind, keys) if d is not None]
 
     def __iter__(self) -> Iterator[str]:
-        return iter([r.key for r in self._index.page(self._ordering, desc=False, offset=0, limit=None)])
+        runs = [self._index.page(o, desc=False, offset=0, limit=None) for o in self._orderings]
+        return iter([r.key for r in heapq.merge(*runs, key=lambda r: (r.score, r.key))])
 
     def __len__(self) -> int:
-        return self._index.count(self._ordering)
+        return sum(self._index.count(o) for o in self._orderings)
 
     def values(self) -> list[T]:  # type: ignore[override]
         return self.many(list(self))
@@ -207,8 +212,8 @@ class IndexedStates(Mapping[str, Any]):
         partition_of = getattr(index, "partition_of", None)
         session_partition = ((lambda sid: partition_of(session_stream(sid))) if partition_of is not None
                              else None)
-        self.session_rows: RowMap[SessionRow] = RowMap(index, "session", decode_session, "s|*|all|seq",
-                                                       session_partition)
+        self.session_rows: RowMap[SessionRow] = RowMap(index, "session", decode_session,
+                                                       session_orderings(None, "all", "seq"), session_partition)
         self.conversations = ConversationCache(store, cache_bytes, stamp)
         self._states: dict[str, Any] = {
             "sessions": _Sessions(self.session_rows),
@@ -229,12 +234,33 @@ class IndexedStates(Mapping[str, Any]):
 
     # --- queries the index answers without a scan ------------------------------------------
 
-    def session_page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[SessionRow]:
-        keys = [r.key for r in self.index.page(ordering, desc=desc, offset=offset, limit=limit)]
-        return self.session_rows.many(keys)
+    def session_page(self, ordering: str | list[str], *, desc: bool, offset: int,
+                     limit: int | None) -> list[SessionRow]:
+        """A page of sessions of one ordering, or of the union of several (disjoint) ones,
+        merged: each gives at most its first offset + limit."""
+        return self.session_rows.many(self._keys(ordering, desc, offset, limit))
 
-    def count(self, ordering: str) -> int:
-        return self.index.count(ordering)
+    def walk_sessions(self, ordering: str | list[str], *, desc: bool, chunk: int = 500) -> Iterator[SessionRow]:
+        """Every session of an ordering (or a union of them) in order, read a chunk at a time."""
+        at = 0
+        while True:
+            keys = self._keys(ordering, desc, at, chunk)
+            yield from self.session_rows.many(keys)
+            if len(keys) < chunk:
+                return
+            at += chunk
+
+    def _keys(self, ordering: str | list[str], desc: bool, offset: int, limit: int | None) -> list[str]:
+        if isinstance(ordering, str) or len(ordering) == 1:
+            one = ordering if isinstance(ordering, str) else ordering[0]
+            return [r.key for r in self.index.page(one, desc=desc, offset=offset, limit=limit)]
+        want = None if limit is None else offset + limit
+        runs = [self.index.page(o, desc=desc, offset=0, limit=want) for o in ordering]
+        merged = heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc)
+        return [r.key for r in itertools.islice(merged, offset, want)]
+
+    def count(self, ordering: str | list[str]) -> int:
+        return sum(self.index.count(o) for o in ([ordering] if isinstance(ordering, str) else ordering))
 
     def run_session(self, run_id: str) -> str | None:
         data = self.index.get("run", run_id)
