@@ -94,6 +94,11 @@ class ReadIndex(ABC):
         """What the index says of itself: `schema`, `log` (the log identity it folded)."""
 
     @abstractmethod
+    def claim_schema(self, schema: int) -> str:
+        """Record `schema` if the index has none yet (atomically: of several processes opening
+        a new index at once, one sets it) and return the schema the index now has."""
+
+    @abstractmethod
     def reset(self, schema: int) -> None:
         """Drop every row, ordering and cursor (a rebuild starts from nothing) and record
         `schema`."""

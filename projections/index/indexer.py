@@ -155,13 +155,13 @@ class Indexer:
         self.ensure_schema()
 
     def ensure_schema(self) -> None:
-        """An index of another schema (or none yet) is emptied and rebuilt, with a warning
-        when there was one to discard."""
-        meta = self.index.meta()
-        if meta.get("schema") != str(INDEX_SCHEMA):
-            if meta.get("schema") is not None or self.index.cursors():
-                log.warning("read index %s has schema %s, this code %d: rebuilding it from the log",
-                            self.index.where, meta.get("schema"), INDEX_SCHEMA)
+        """A new index is claimed for this schema (one of several processes opening it at once
+        wins; none empties what another has begun); an index of another schema is emptied
+        and rebuilt, with a warning."""
+        held = self.index.claim_schema(INDEX_SCHEMA)
+        if held != str(INDEX_SCHEMA):
+            log.warning("read index %s has schema %s, this code %d: rebuilding it from the log",
+                        self.index.where, held, INDEX_SCHEMA)
             self.index.reset(INDEX_SCHEMA)
             self._seen = {}
 

@@ -144,6 +144,12 @@ class RedisIndex(ReadIndex):
         raw = self._call(self.client.hgetall, f"{self._ns(0)}:meta")
         return {k.decode(): v.decode() for k, v in raw.items()}
 
+    def claim_schema(self, schema: int) -> str:
+        key = f"{self._ns(0)}:meta"
+        self._call(self.client.hsetnx, key, "schema", str(schema))
+        value = self._call(self.client.hget, key, "schema")
+        return value.decode() if value is not None else ""
+
     def set_meta(self, key: str, value: str) -> None:
         self._call(self.client.hset, f"{self._ns(0)}:meta", key, value)
 

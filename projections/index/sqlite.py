@@ -136,6 +136,12 @@ class SqliteIndex(ReadIndex):
                 self._conn.execute("ROLLBACK")
                 raise
 
+    def claim_schema(self, schema: int) -> str:
+        with self._lock:
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(schema),))
+            row = self._conn.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
+        return str(row[0])
+
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
