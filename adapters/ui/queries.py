@@ -1,0 +1,474 @@
+"""What the web UI shows, read from the log and the read models (no HTML here).
+
+Every page is one of these queries over an `EventLogDb` (live, or an `as_of` view whose point
+bounds everything shown): the sessions list comes from the sessions read model through
+`EventLogDb.get_sessions` (a page, never a scan of the log); a timeline, a state and a diff
+read one session's stream (plus its user's and workflows' streams for a state); an audit
+streams the log once. A mistake in what was asked raises `NotFound` or `BadRequest`, which
+the app turns into a 404/400 page.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from adapters.agno.db import EventLogDb
+from eventlog import Cursor, Event, EventStore, codec
+from eventlog.integrity import Break, verify
+from eventlog.names import session_stream, user_stream, workflow_stream
+from projections import (
+    ConversationProjection,
+    SessionsProjection,
+    UserMemoriesProjection,
+    WorkflowsProjection,
+    fork_session,
+    parse_point,
+)
+from projections.audit import ActorCount, matches
+from projections.timetravel import Change, Models, Point, PointNotFound, diff_models, point_filter
+
+SESSIONS_PER_PAGE = 50
+EVENTS_PER_PAGE = 200
+AUDIT_PER_PAGE = 100
+AUTHOR_KINDS = ("agent", "team", "workflow", "user", "run")
+_TIME_LIKE = re.compile(r"^\d{4}-\d{1,2}(-\d{1,2})?([T ].*)?$")  # never a UUID (8 hex digits first)
+
+
+class NotFound(Exception):
+    """What was asked for does not exist (in this view): a 404 page."""
+
+
+class BadRequest(Exception):
+    """What was asked for cannot be understood (a bad page, position or time): a 400 page."""
+
+
+def pages_of(total: int, per_page: int) -> int:
+    return max(1, math.ceil(total / per_page))
+
+
+def page_number(text: str | None, *, last: int | None = None) -> int | None:
+    """A 1-based page number from a query string (None when absent)."""
+    if text is None or text == "":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise BadRequest(f"bad page {text!r}: pages are numbered 1, 2, 3 ...")
+    page = int(text)
+    if last is not None and page > last:
+        raise BadRequest(f"page {page} is past the last page ({last})")
+    return page
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SessionsPage:
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    pages: int
+
+
+def sessions(db: EventLogDb, *, user: str | None = None, agent: str | None = None, query: str | None = None,
+             page: int = 1, limit: int = SESSIONS_PER_PAGE) -> SessionsPage:
+    """Sessions newest first, one page of them. `query` is a session id (exact) or else part
+    of a session's name; `agent` matches the agent, team or workflow that owns a session."""
+    if query:
+        row = db.get_session(query, user_id=user or None, deserialize=False)
+        if isinstance(row, dict) and (not agent or agent in (row.get("agent_id"), row.get("team_id"),
+                                                             row.get("workflow_id"))):
+            return SessionsPage([row], 1, 1, 1)
+    rows, total = db.get_sessions(user_id=user or None, component_id=agent or None,
+                                  session_name=query or None, limit=limit, page=page, sort_by="updated_at",
+                                  sort_order="desc", deserialize=False, include_runs=False)
+    pages = pages_of(total, limit)
+    if page > pages:
+        raise BadRequest(f"page {page} is past the last page ({pages})")
+    return SessionsPage(list(rows), total, page, pages)
+
+
+def session_name(row: dict[str, Any]) -> str | None:
+    data = row.get("session_data")
+    name = data.get("session_name") if isinstance(data, dict) else None
+    return str(name) if name is not None else None
+
+
+# --- one session's events -----------------------------------------------------------------------
+
+
+def bounded(db: EventLogDb, events: Iterable[Event]) -> Iterator[Event]:
+    """`events` as far as the view reaches (all of them on a live db)."""
+    if db.point is None:
+        yield from events
+        return
+    keep = point_filter(db.store, db.point)
+    for event in events:
+        if keep(event):
+            yield event
+
+
+def session_events(db: EventLogDb, session_id: str) -> list[Event]:
+    """The session's stream in order, up to the view's point; NotFound if it has none."""
+    stream = session_stream(session_id)
+    if db.store.head(stream).version == 0:
+        raise NotFound(f"unknown session {session_id!r}")
+    events = list(bounded(db, db.store.read(stream)))
+    if not events:
+        raise NotFound(f"session {session_id!r} did not exist yet at {db.point!s}")
+    return events
+
+
+def author(event: Event) -> dict[str, str]:
+    """Who wrote an event: the actor's agent, team, workflow, user and run (those set)."""
+    a = event.actor
+    found = {"agent": a.agent_id, "team": a.team_id, "workflow": a.workflow_id, "user": a.user_id, "run": a.run_id}
+    return {k: v for k, v in found.items() if v}
+
+
+def writer(event: Event) -> str:
+    """The one name to show for who wrote an event: its agent, else team, workflow, user."""
+    who = author(event)
+    for kind in ("agent", "team", "workflow", "user"):
+        if kind in who:
+            return f"{kind}:{who[kind]}"
+    return ""
+
+
+def point_of(store: EventStore, event: Event) -> str:
+    """The point just after `event` as URL text: its position on a single-partition store
+    (cheap to resolve), else its id (a partitioned or fallback store numbers per partition)."""
+    if store.partitions == 1 and event.partition == 0:
+        return str(event.position)
+    return event.id
+
+
+@dataclass
+class ChainStatus:
+    """The session stream's hash chain: intact, or the first event that breaks it."""
+
+    ok: bool
+    events: int
+    first_bad: Break | None = None
+
+
+def check_chain(events: list[Event]) -> ChainStatus:
+    """Versions 1, 2, 3 ..., each `prev_hash` the hash before it, each hash over the event's
+    canonical bytes: the per-stream part of `eventlog.integrity.verify`, on one stream."""
+    last_hash = ""
+    for expected, event in enumerate(events, start=1):
+        here = {"stream": event.stream, "version": event.version, "id": event.id, "position": event.position,
+                "partition": event.partition}
+        if event.version != expected:
+            kind = "removed" if event.version > expected else "inserted"
+            return ChainStatus(False, len(events), Break(kind=kind, detail=f"version {expected} was due", **here))
+        if event.prev_hash != last_hash:
+            return ChainStatus(False, len(events), Break(
+                kind="inserted", detail="prev_hash does not match the previous event's hash", **here))
+        if codec.compute_hash(event) != event.hash:
+            return ChainStatus(False, len(events), Break(kind="edited", detail="content does not match its hash",
+                                                         **here))
+        last_hash = event.hash
+    return ChainStatus(True, len(events))
+
+
+def chain_of(store: EventStore, events: list[Event]) -> ChainStatus:
+    """The badge: the stream's own check, and where it finds a break, the log-wide
+    `verify` to confirm it (a payload upcast on reading is no longer the bytes that were
+    hashed: only the walk over the stored payloads can tell that from an edit)."""
+    status = check_chain(events)
+    if status.ok:
+        return status
+    report = verify(store)
+    if report.ok:
+        return ChainStatus(True, len(events))
+    found = report.first_break
+    if found is not None and found.stream == events[0].stream:
+        return ChainStatus(False, len(events), found)
+    return status
+
+
+@dataclass
+class Timeline:
+    session_id: str
+    row: dict[str, Any] | None
+    events: list[Event]  # this page's, filtered
+    total: int  # events matching the filters
+    stream_events: int
+    page: int
+    pages: int
+    last_version: int
+    types: list[str]  # every type in the stream, for the filter
+    authors: list[str]  # every writer in the stream, for the filter
+    chain: ChainStatus
+    points: dict[str, str] = field(default_factory=dict)  # event id -> point text
+
+
+def keep_event(event: Event, types: set[str] | None, who: str | None) -> bool:
+    """The timeline's filters: a set of types, and an author `kind:id` (or a bare id)."""
+    if types and event.type not in types:
+        return False
+    if who:
+        kind, _, ident = who.partition(":")
+        found = author(event)
+        if ident:
+            return found.get(kind) == ident
+        return who in found.values()
+    return True
+
+
+def timeline(db: EventLogDb, session_id: str, *, types: set[str] | None = None, who: str | None = None,
+             page: int | None = None, per_page: int = EVENTS_PER_PAGE) -> Timeline:
+    """One page of the session's events in stream order (the last page unless `page`)."""
+    events = session_events(db, session_id)
+    chain = chain_of(db.store, events)
+    kept = [e for e in events if keep_event(e, types, who)]
+    pages = pages_of(len(kept), per_page)
+    if page is not None and page > pages:
+        raise BadRequest(f"page {page} is past the last page ({pages})")
+    page = pages if page is None else page
+    shown = kept[(page - 1) * per_page: page * per_page]
+    row = db.get_session(session_id, deserialize=False)
+    return Timeline(
+        session_id=session_id, row=row if isinstance(row, dict) else None, events=shown, total=len(kept),
+        stream_events=len(events), page=page, pages=pages, last_version=events[-1].version,
+        types=sorted({e.type for e in events}), authors=sorted({w for e in events if (w := writer(e))}),
+        chain=chain, points={e.id: point_of(db.store, e) for e in shown},
+    )
+
+
+def events_after(db: EventLogDb, session_id: str, after_version: int, *, types: set[str] | None = None,
+                 who: str | None = None) -> tuple[list[Event], int, dict[str, str]]:
+    """Live updates: the session's events after `after_version` that pass the filters, the
+    stream's last version, and each shown event's point. A view never moves: nothing new."""
+    stream = session_stream(session_id)
+    if db.store.head(stream).version == 0:
+        raise NotFound(f"unknown session {session_id!r}")
+    if db.point is not None:
+        return [], after_version, {}
+    new = list(db.store.read(stream, after_version + 1))
+    last = new[-1].version if new else after_version
+    kept = [e for e in new if keep_event(e, types, who)]
+    return kept, last, {e.id: point_of(db.store, e) for e in kept}
+
+
+# --- points: state, diff, fork ------------------------------------------------------------------
+
+
+def resolve_point(db: EventLogDb, session_id: str, text: str) -> tuple[Point, list[Event]]:
+    """A point from URL text (a position, an ISO time or an event id of this session) and the
+    session's events up to it. BadRequest for a malformed or out-of-range point, NotFound for
+    an event id that is not this session's."""
+    text = (text or "").strip()
+    if not text:
+        raise BadRequest("no point given: a position (N), an ISO time or an event id")
+    events = session_events(db, session_id)
+    value = parse_point(text)
+    if isinstance(value, str):
+        if _TIME_LIKE.match(value):
+            raise BadRequest(f"bad time {text!r}: use ISO 8601, e.g. 2026-11-24T20:00:00Z")
+        if not re.fullmatch(r"[0-9a-fA-F-]{8,64}", value):
+            raise BadRequest(f"bad point {text!r}: a position (N), an ISO time or an event id")
+        for i, event in enumerate(events):
+            if event.id == value:
+                if db.store.partitions == 1 and event.partition == 0:
+                    return Cursor({0: event.position}), events[: i + 1]
+                return value, events[: i + 1]
+        raise NotFound(f"no event {value!r} in session {session_id!r}" + (f" up to {db.point!s}" if db.point else ""))
+    if isinstance(value, datetime):
+        if db.point is not None and isinstance(db.point, datetime) and value > db.point:
+            raise BadRequest(f"{text} is after this view's point ({db.point.isoformat()})")
+        return value, [e for e in events if e.at <= value]
+    cursor = Cursor.of(value)
+    end = db.store.last_position()
+    for partition, offset in cursor.offsets.items():
+        if offset > end.get(partition):
+            raise BadRequest(f"position {text} is past the end of the log (last: {end!s})")
+    if db.point is not None and isinstance(db.point, (Cursor, int)):
+        view = Cursor.of(db.point)
+        if any(offset > view.get(p) for p, offset in cursor.offsets.items()):
+            raise BadRequest(f"position {text} is after this view's point ({view!s})")
+    return cursor, [e for e in events if cursor.covers(e)]
+
+
+def _fold_streams(db: EventLogDb, streams: list[str], point: Point) -> Models:
+    """Sessions, conversation, memories and workflows folded over `streams` up to `point`
+    (the same `apply` as the live read models; streams are independent, so their order of
+    folding does not matter)."""
+    projections = (SessionsProjection(), ConversationProjection(), UserMemoriesProjection(),
+                   WorkflowsProjection())
+    models = Models(*(p.initial() for p in projections))
+    states = (models.sessions, models.conversation, models.memories, models.workflows)
+    keep = point_filter(db.store, point)
+    for stream in streams:
+        if db.store.head(stream).version == 0:
+            continue
+        for event in bounded(db, db.store.read(stream)):
+            if keep(event):
+                for projection, state in zip(projections, states):
+                    projection.apply(state, event)
+    return models
+
+
+def session_streams(db: EventLogDb, session_id: str, user_id: str | None) -> list[str]:
+    """The streams whose state belongs with a session: its own, its user's memories, and
+    its workflows (`workflow/<name>%2F<session>`)."""
+    streams = [session_stream(session_id)]
+    if user_id:
+        streams.append(user_stream(user_id))
+    suffix = workflow_stream("w", session_id)[len("workflow/w"):]
+    streams += [s for s in db.store.streams("workflow/") if s.endswith(suffix)]
+    return streams
+
+
+@dataclass
+class PointState:
+    session_id: str
+    point: str  # as asked
+    event: Event | None  # the session's last event at the point
+    previous: str | None  # the point of the session event before it
+    next: str | None  # and of the one after it
+    models: Models
+    changes: list[Change]  # against `previous`
+    events_before: int  # the session's events at the point
+    runs_now: int
+
+
+def _user_of(events: list[Event]) -> str | None:
+    for event in events:
+        user = event.actor.user_id or getattr(event.payload, "user_id", None)
+        if user:
+            return str(user)
+    return None
+
+
+def state_at(db: EventLogDb, session_id: str, text: str) -> PointState:
+    """The session, its conversation, its user's memories and its workflows just after the
+    point, and what changed since the session's event before it."""
+    point, upto = resolve_point(db, session_id, text)
+    everything = session_events(db, session_id)
+    streams = session_streams(db, session_id, _user_of(everything))
+    models = _fold_streams(db, streams, point)
+    previous = point_of(db.store, upto[-2]) if len(upto) >= 2 else None
+    before = _fold_streams(db, streams, previous) if previous else _fold_streams(db, [], Cursor())
+    now = ConversationProjection().fold(everything).sessions.get(session_id)
+    after = point_of(db.store, everything[len(upto)]) if len(upto) < len(everything) else None
+    return PointState(session_id=session_id, point=text, event=upto[-1] if upto else None, previous=previous,
+                      next=after,
+                      models=models, changes=diff_models(before, models), events_before=len(upto),
+                      runs_now=len(now.entries) if now is not None else 0)
+
+
+def diff_points(db: EventLogDb, session_id: str, a: str, b: str) -> list[Change]:
+    """What changed in the session (and its user's memories and workflows) from `a` to `b`."""
+    point_a, _ = resolve_point(db, session_id, a)
+    point_b, _ = resolve_point(db, session_id, b)
+    streams = session_streams(db, session_id, _user_of(session_events(db, session_id)))
+    return diff_models(_fold_streams(db, streams, point_a), _fold_streams(db, streams, point_b))
+
+
+def fork(db: EventLogDb, session_id: str, text: str) -> str:
+    """A new session holding this one's events up to the point (the original is untouched)."""
+    point, upto = resolve_point(db, session_id, text)
+    if not upto:
+        raise BadRequest(f"session {session_id!r} has no events at or before {text}")
+    try:
+        new_id = fork_session(db.store, session_id, point)
+    except PointNotFound as exc:
+        raise NotFound(str(exc)) from None
+    db.runner.catch_up()
+    return new_id
+
+
+# --- audit and memories -------------------------------------------------------------------------
+
+
+def actors(db: EventLogDb) -> list[tuple[str, ActorCount]]:
+    """Every agent, team, workflow and user with its counts (the actors read model)."""
+    if db.point is None:
+        db.runner.catch_up()
+    with db.runner.lock:
+        state = db.runner.states["actors"]
+        return sorted(((k, v) for k, v in state.actors.items()), key=lambda kv: kv[0])
+
+
+def parse_actor(key: str) -> tuple[str, str]:
+    kind, _, ident = key.partition(":")
+    if kind not in ("agent", "team", "workflow", "user") or not ident:
+        raise BadRequest(f"bad actor {key!r}: agent:<id>, team:<id>, workflow:<id> or user:<id>")
+    return kind, ident
+
+
+@dataclass
+class AuditPage:
+    actor: str
+    count: ActorCount | None
+    events: list[Event]
+    page: int
+    pages: int
+    points: dict[str, str]
+
+
+def audit_page(db: EventLogDb, key: str, *, page: int = 1, per_page: int = AUDIT_PER_PAGE) -> AuditPage:
+    """What one actor wrote, in log order, a page at a time (one streaming pass over the log,
+    stopped at the end of the page)."""
+    kind, ident = parse_actor(key)
+    counts = dict(actors(db))
+    count = counts.get(key)
+    if count is None:
+        raise NotFound(f"no events by {key!r}" + (f" up to {db.point!s}" if db.point else ""))
+    pages = pages_of(count.events, per_page)
+    if page > pages:
+        raise BadRequest(f"page {page} is past the last page ({pages})")
+    wanted = {f"{kind}_id": ident}
+    skip, shown = (page - 1) * per_page, []
+    for event in bounded(db, db.store.read_all()):
+        if matches(event, **wanted):
+            if skip:
+                skip -= 1
+                continue
+            shown.append(event)
+            if len(shown) == per_page:
+                break
+    return AuditPage(key, count, shown, page, pages, {e.id: point_of(db.store, e) for e in shown})
+
+
+@dataclass
+class MemoryHistory:
+    memory_id: str
+    current: Any  # MemoryRow, or None once deleted
+    events: list[Event]
+
+
+def memories(db: EventLogDb, user_id: str) -> list[MemoryHistory]:
+    """A user's memories as they are (in this view) and every event that wrote each one."""
+    stream = user_stream(user_id)
+    if db.store.head(stream).version == 0:
+        raise NotFound(f"no memories of user {user_id!r}")
+    events = list(bounded(db, db.store.read(stream)))
+    state = UserMemoriesProjection().fold(events)
+    by_id: dict[str, MemoryHistory] = {}
+    for event in events:
+        memory_id = getattr(event.payload, "memory_id", None)
+        if memory_id is None:  # memory.cleared / user.forgotten: part of every memory's story
+            for history in by_id.values():
+                history.events.append(event)
+            continue
+        history = by_id.setdefault(memory_id, MemoryHistory(memory_id, None, []))
+        history.events.append(event)
+    for memory_id, history in by_id.items():
+        history.current = state.memories.get(memory_id)
+    return sorted(by_id.values(), key=lambda h: h.events[-1].at, reverse=True)
+
+
+def utc(when: datetime | int | float | None) -> str:
+    """A time as `YYYY-MM-DD HH:MM:SS` UTC (epoch seconds or a datetime)."""
+    if when is None or when == 0:
+        return ""
+    if not isinstance(when, datetime):
+        when = datetime.fromtimestamp(float(when), tz=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
