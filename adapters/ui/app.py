@@ -84,6 +84,7 @@ class EventLogUI:
         self.token = secrets.token_urlsafe(24)  # the fork form's: another site cannot post one
         self.routes: dict[tuple[str, str], Callable[[Request, pages.Context], Response]] = {
             ("GET", "/"): self.sessions,
+            ("GET", "/sessions"): self.sessions,  # the home page's name: AgentOS strips a trailing "/"
             ("GET", "/session"): self.session,
             ("GET", "/state"): self.state,
             ("GET", "/diff"): self.diff,
@@ -262,6 +263,30 @@ def _request(scope: Scope, body: bytes) -> Request:
     return Request(method=str(scope.get("method", "GET")).upper(), path=path, root=root,
                    query=parse_qs(raw_query, keep_blank_values=True, encoding="utf-8", errors="replace"),
                    form=form, headers=headers)
+
+
+class Redirect:
+    """An ASGI app answering every request with a redirect to `location`."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 307,
+                        "headers": [(b"location", self.location.encode()), (b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+
+
+def mount_ui(app: Any, path: str, db: EventLogUI | EventLogDb | EventStore | str | None = None, **options: Any) -> EventLogUI:
+    """`app.mount(path, eventlog_ui(db))` on a Starlette/FastAPI/AgentOS app, and `path` itself
+    redirected to the sessions page: AgentOS strips trailing slashes, so `/eventlog/` turns
+    into `/eventlog`, which a mount alone would redirect back to `/eventlog/` for ever."""
+    ui = db if isinstance(db, EventLogUI) else eventlog_ui(db, **options)
+    path = "/" + path.strip("/")
+    app.add_route(path, Redirect(f"{path}/sessions"), include_in_schema=False)
+    app.mount(path, ui)
+    return ui
 
 
 def eventlog_ui(db: EventLogDb | EventStore | str | None = None, *, allow_fork: bool = False,

@@ -81,8 +81,8 @@ def frame(ctx: Context, title: str, body: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{e(title)} · eventlog</title><link rel="stylesheet" href="{e(link.to('/static/app.css'))}"></head>
-<body><header><a class="brand" href="{e(link.to('/'))}">eventlog</a>
-<nav><a href="{e(link.to('/'))}">sessions</a> <a href="{e(link.to('/agents'))}">agents</a></nav>
+<body><header><a class="brand" href="{e(link.to('/sessions'))}">eventlog</a>
+<nav><a href="{e(link.to('/sessions'))}">sessions</a> <a href="{e(link.to('/agents'))}">agents</a></nav>
 <span class="store">{e(ctx.store_url)}</span> {view} <span class="badge mode">{e(mode)}</span></header>
 <main>{body}</main>
 <script src="{e(link.to('/static/app.js'))}"></script></body></html>
@@ -92,7 +92,7 @@ def frame(ctx: Context, title: str, body: str) -> str:
 def error_page(ctx: Context, status: int, message: str) -> str:
     title = {400: "Bad request", 403: "Not allowed", 404: "Not found", 503: "Store unavailable"}.get(status, "Error")
     body = (f'<h1>{status} · {e(title)}</h1><p class="error" id="error">{e(message)}</p>'
-            f'<p><a href="{e(ctx.links.to("/"))}">back to the sessions</a></p>')
+            f'<p><a href="{e(ctx.links.to("/sessions"))}">back to the sessions</a></p>')
     return frame(ctx, title, body)
 
 
@@ -122,7 +122,7 @@ def _owner_links(ctx: Context, row: Mapping[str, Any]) -> str:
 
 def sessions_page(ctx: Context, found: q.SessionsPage, *, user: str, agent: str, query: str) -> str:
     link = ctx.links
-    form = f"""<form class="search" method="get" action="{e(link.to('/'))}">
+    form = f"""<form class="search" method="get" action="{e(link.to('/sessions'))}">
 <label>user <input name="user" value="{e(user)}" placeholder="user id"></label>
 <label>agent <input name="agent" value="{e(agent)}" placeholder="agent, team or workflow id"></label>
 <label>session <input name="q" value="{e(query)}" placeholder="session id or name"></label>
@@ -140,7 +140,7 @@ def sessions_page(ctx: Context, found: q.SessionsPage, *, user: str, agent: str,
     table = ('<table id="sessions"><thead><tr><th>session</th><th>name</th><th>type</th><th>user</th>'
              "<th>owner</th><th>created (UTC)</th><th>updated (UTC)</th></tr></thead><tbody>"
              + "".join(rows) + "</tbody></table>") if rows else '<p class="empty">No sessions match.</p>'
-    more = pager(found.page, found.pages, lambda n: link.to("/", user=user, agent=agent, q=query, page=n),
+    more = pager(found.page, found.pages, lambda n: link.to("/sessions", user=user, agent=agent, q=query, page=n),
                  found.total, "sessions")
     return frame(ctx, "Sessions", f"<h1>Sessions</h1>{form}{more}{table}{more}")
 
