@@ -148,9 +148,8 @@ def test_user_content_is_escaped_and_no_inline_script_may_run() -> None:
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp
         assert page.headers["x-content-type-options"] == "nosniff"
     assert "&lt;script&gt;document.title=&quot;pwned&quot;&lt;/script&gt;" in get(app, "/session", id="x").text
-    assert "\\u003cscript" in get(app, "/api/events", session="x", after="0").text or \
-        "&lt;script&gt;" in get(app, "/api/events", session="x", after="0").json()["html"]
-    assert "<script" not in get(app, "/api/events", session="x", after="0").json()["html"]
+    live = get(app, "/api/events", session="x", after="0").json()["html"]
+    assert "&lt;script&gt;" in live and "<script" not in live and "<img" not in live
 
 
 def test_bad_input_gets_a_clear_page_never_a_traceback() -> None:
@@ -246,7 +245,6 @@ def test_live_events_arrive_after_the_page_was_rendered(ui_store: EventStore) ->
     assert "agent:reviewer" in news["html"] and "run r3" in news["html"]
     filtered = get(app, "/api/events", session="s1", after=last, who="agent:coder").json()
     assert filtered == {"last": 6, "count": 0, "html": ""}  # still moves the cursor on
-    assert 'data-live=' not in get(app, "/session", id="s1", page="1", type="x").text or True
 
 
 def test_an_as_of_view_shows_the_past_and_never_moves(ui_store: EventStore) -> None:
@@ -284,7 +282,7 @@ def test_paging_a_long_session_and_many_sessions() -> None:
     assert len(rows) == 1 and "page 6 of 6 · 1,001 events" in last.text  # the newest page, live
     assert "turn 999" in last.text and "data-live" in last.text
     first = get(app, "/session", id="long", page="1")
-    assert len(texts(first.text, "type")) == 200 and "turn 0 " in first.text or "turn 0<" in first.text
+    assert len(texts(first.text, "type")) == 200 and "out: turn 0</td>" in first.text
     assert "data-live" not in first.text
     assert 'rel="next"' in first.text and 'rel="prev"' not in first.text
     page1 = get(app, "/")

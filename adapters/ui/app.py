@@ -278,7 +278,8 @@ class Redirect:
             await send({"type": "http.response.body", "body": b""})
 
 
-def mount_ui(app: Any, path: str, db: EventLogUI | EventLogDb | EventStore | str | None = None, **options: Any) -> EventLogUI:
+def mount_ui(app: Any, path: str, db: EventLogUI | EventLogDb | EventStore | str | None = None,
+             **options: Any) -> EventLogUI:
     """`app.mount(path, eventlog_ui(db))` on a Starlette/FastAPI/AgentOS app, and `path` itself
     redirected to the sessions page: AgentOS strips trailing slashes, so `/eventlog/` turns
     into `/eventlog`, which a mount alone would redirect back to `/eventlog/` for ever."""

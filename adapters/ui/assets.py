@@ -12,6 +12,7 @@ SCRIPT = r"""
   if (body && body.dataset.live) {
     var status = document.getElementById("live-status");
     var count = document.getElementById("count");
+    var streamCount = document.getElementById("stream-count");
     var every = parseInt(body.dataset.poll || "2000", 10);
     var poll = function () {
       var url = body.dataset.live + "&after=" + encodeURIComponent(body.dataset.last);
@@ -23,6 +24,7 @@ SCRIPT = r"""
             if (count) { count.textContent = String(parseInt(count.textContent, 10) + d.count); }
           }
           body.dataset.last = String(d.last);
+          if (streamCount) { streamCount.textContent = String(d.last); }
           if (status) { status.textContent = "live"; status.className = "live"; }
         })
         .catch(function () { if (status) { status.textContent = "live: offline"; status.className = "live off"; } })
@@ -57,6 +59,7 @@ table { border-collapse: collapse; width: 100%; margin: .4em 0; }
 th, td { text-align: left; padding: .3em .5em; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { color: var(--muted); font-weight: 600; font-size: 12px; }
 td.what { max-width: 46em; overflow-wrap: anywhere; }
+td.time, td.type, td a.at { white-space: nowrap; }
 td.pick { width: 1.5em; }
 a { color: var(--accent); }
 .who { display: inline-block; padding: 0 .45em; margin: 0 .2em .1em 0; border-radius: 9px; font-size: 12px;

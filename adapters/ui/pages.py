@@ -158,15 +158,15 @@ def summary(event: Event) -> str:
         out = run.get("content")
         text = f"run {p.run_id[:8]} [{run.get('status') or '?'}]"
         if said:
-            text += f" in: {short(said, 70)}"
+            text += f" in: {short(said, 60)}"
         if out is not None:
-            text += f" → out: {short(out, 90)}"
+            text += f" → out: {short(out, 80)}"
         return text
     if kind == "message.appended":
         return f"{p.role}: {short(p.content)}"
     if kind == "session.state_changed":
         parts = [f"{k} = {short(v, 40)}" for k, v in p.set.items()] + [f"-{k}" for k in p.removed]
-        return "state: " + short(", ".join(parts) or "(no change)")
+        return "state: " + short(", ".join(parts) or "saved, no keys")
     if kind == "session.renamed":
         return f"renamed to {short(p.name)}"
     if kind == "session.forked":
@@ -188,14 +188,17 @@ def summary(event: Event) -> str:
 
 
 def run_input(run: Mapping[str, Any]) -> Any:
-    """What the user said in a run: Agno keeps it in `input` (a dict) or the user message."""
+    """What the user said in a run: Agno keeps it in `input` (text, or the messages a member
+    of a team was handed: then the newest user message not replayed from history)."""
     value = run.get("input")
     if isinstance(value, dict):
-        return value.get("input_content") or value.get("content") or value
+        value = value.get("input_content") or value.get("content") or value
     if value is None:
-        for message in run.get("messages") or []:
-            if isinstance(message, dict) and message.get("role") == "user":
-                return message.get("content")
+        value = run.get("messages")
+    if isinstance(value, list):
+        said = [m for m in value if isinstance(m, dict) and m.get("role") == "user"]
+        fresh = [m for m in said if not m.get("from_history")]
+        return (fresh or said)[-1].get("content") if said else None
     return value
 
 
@@ -288,7 +291,8 @@ def timeline_page(ctx: Context, t: q.Timeline, *, type_filter: str, who: str) ->
     last_point = link.state(sid, t.points[t.events[-1].id]) if t.events else ""
     now = f'<a href="{e(last_point)}">state now</a>' if last_point and t.page == t.pages else ""
     body = (f"{session_header(ctx, sid, t.row)}<p>{chain_badge(t.chain)} "
-            f'<span id="count">{t.total}</span> of {t.stream_events} events {status} {now}</p>'
+            f'<span id="count">{t.total}</span> of <span id="stream-count">{t.stream_events}</span> events '
+            f"{status} {now}</p>"
             f"{filters}{more}{table}{more}")
     return frame(ctx, f"Session {sid}", body)
 
