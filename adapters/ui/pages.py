@@ -29,6 +29,8 @@ def e(value: Any) -> str:
 
 
 def short(value: Any, cut: int = TEXT_CUT) -> str:
+    if value is None:
+        return ""
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     text = " ".join(text.split())
     return text if len(text) <= cut else text[: cut - 1] + "…"
@@ -300,11 +302,13 @@ def timeline_page(ctx: Context, t: q.Timeline, *, type_filter: str, who: str) ->
 # --- state at a point, diff, fork -------------------------------------------------------------
 
 
-def changes_table(changes: Sequence[Change], *, table_id: str = "changes") -> str:
+def changes_table(changes: Sequence[Change], session_id: str, *, table_id: str = "changes") -> str:
+    """The changes between two points; keys lose the session's own id (`<session>:<run>`)."""
     if not changes:
         return '<p class="empty">Nothing changed.</p>'
-    rows = "".join(f'<tr><td class="kind">{e(c.kind)}</td><td>{e(c.key)}</td><td>{e(short(c.before))}</td>'
-                   f"<td>{e(short(c.after))}</td></tr>" for c in changes)
+    mine = f"{session_id}:"
+    rows = "".join(f'<tr><td class="kind">{e(c.kind)}</td><td>{e(c.key.removeprefix(mine))}</td>'
+                   f"<td>{e(short(c.before))}</td><td>{e(short(c.after))}</td></tr>" for c in changes)
     return (f'<table id="{e(table_id)}"><thead><tr><th>change</th><th>what</th><th>before</th><th>after</th></tr>'
             f"</thead><tbody>{rows}</tbody></table>")
 
@@ -332,7 +336,7 @@ def state_page(ctx: Context, s: q.PointState) -> str:
 <input type="hidden" name="session" value="{e(sid)}"><input type="hidden" name="at" value="{e(s.point)}">
 <input type="hidden" name="token" value="{e(ctx.token)}">
 <button type="submit" id="fork-button">fork a new session from here</button></form>""")
-    parts.append(f'<h2>Changes since the event before</h2>{changes_table(s.changes)}')
+    parts.append(f'<h2>Changes since the event before</h2>{changes_table(s.changes, sid)}')
     run_rows = []
     for i, entry in enumerate(runs, start=1):
         run = entry.run
@@ -383,7 +387,7 @@ def diff_page(ctx: Context, session_id: str, a: str, b: str, changes: Sequence[C
     body = (f"<h1>Session <code>{e(session_id)}</code>: {e(a)} → {e(b)}</h1>"
             f'<p><a href="{e(link.session(session_id))}">timeline</a> · '
             f'<a href="{e(link.state(session_id, a))}">state at {e(a)}</a> · '
-            f'<a href="{e(link.state(session_id, b))}">state at {e(b)}</a></p>{changes_table(changes)}')
+            f'<a href="{e(link.state(session_id, b))}">state at {e(b)}</a></p>{changes_table(changes, session_id)}')
     return frame(ctx, f"diff {a} → {b}", body)
 
 
