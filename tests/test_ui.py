@@ -284,6 +284,13 @@ def test_paging_a_long_session_and_many_sessions() -> None:
     first = get(app, "/session", id="long", page="1")
     assert len(texts(first.text, "type")) == 200 and "out: turn 0</td>" in first.text
     assert "data-live" not in first.text
+    state = get(app, "/state", session="long", at="1001")
+    assert re.search(r'id="runs-at">(\d+)<', state.text).group(1) == "1000"  # type: ignore[union-attr]
+    assert state.text.count('<tr class="run">') == 100 and "page 10 of 10 · 1,000 runs" in state.text
+    assert "turn 999" in state.text and "turn 899" not in state.text
+    early_runs = get(app, "/state", session="long", at="1001", runs="1")
+    assert "turn 0<" in early_runs.text and "turn 100<" not in early_runs.text
+    assert get(app, "/state", session="long", at="1001", runs="11").status_code == 400
     assert 'rel="next"' in first.text and 'rel="prev"' not in first.text
     page1 = get(app, "/")
     ids = re.findall(r'data-session="([^"]+)"', page1.text)

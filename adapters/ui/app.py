@@ -208,7 +208,7 @@ class EventLogUI:
     def state(self, request: Request, ctx: pages.Context) -> Response:
         sid = request.required("session", "a session id")
         found = q.state_at(self.db, sid, request.required("at", "a position, an ISO time or an event id"))
-        return self.html(pages.state_page(ctx, found))
+        return self.html(pages.state_page(ctx, found, q.page_number(request.arg("runs"))))
 
     def diff(self, request: Request, ctx: pages.Context) -> Response:
         sid = request.required("session", "a session id")

@@ -313,7 +313,12 @@ def changes_table(changes: Sequence[Change], session_id: str, *, table_id: str =
             f"</thead><tbody>{rows}</tbody></table>")
 
 
-def state_page(ctx: Context, s: q.PointState) -> str:
+RUNS_PER_PAGE = 100
+
+
+def state_page(ctx: Context, s: q.PointState, runs_page: int | None = None) -> str:
+    """The state just after a point; a long conversation shows 100 runs a page (the newest
+    page unless `runs_page`)."""
     link = ctx.links
     sid = s.session_id
     models = s.models
@@ -337,14 +342,21 @@ def state_page(ctx: Context, s: q.PointState) -> str:
 <input type="hidden" name="token" value="{e(ctx.token)}">
 <button type="submit" id="fork-button">fork a new session from here</button></form>""")
     parts.append(f'<h2>Changes since the event before</h2>{changes_table(s.changes, sid)}')
+    pages = q.pages_of(len(runs), RUNS_PER_PAGE)
+    if runs_page is not None and runs_page > pages:
+        raise q.BadRequest(f"runs page {runs_page} is past the last one ({pages})")
+    shown = pages if runs_page is None else runs_page
+    first = (shown - 1) * RUNS_PER_PAGE
     run_rows = []
-    for i, entry in enumerate(runs, start=1):
+    for i, entry in enumerate(runs[first: first + RUNS_PER_PAGE], start=first + 1):
         run = entry.run
         who = entry.agent_id or entry.team_id or entry.workflow_id or ""
         run_rows.append(f'<tr class="run"><td>{i}</td><td title="{e(entry.run_id)}">{e(entry.run_id[:8])}</td>'
                         f"<td>{e(who)}</td><td>{e(run.get('status'))}</td><td>{e(short(run_input(run), 200))}</td>"
                         f"<td>{e(short(run.get('content'), 300))}</td></tr>")
-    parts.append("<h2>Conversation</h2>" + (
+    more = pager(shown, pages, lambda n: link.to("/state", session=sid, at=s.point, runs=n), len(runs), "runs") \
+        if pages > 1 else ""
+    parts.append("<h2>Conversation</h2>" + more + (
         '<table id="runs"><thead><tr><th>#</th><th>run</th><th>by</th><th>status</th><th>input</th>'
         f'<th>output</th></tr></thead><tbody>{"".join(run_rows)}</tbody></table>'
         if run_rows else '<p class="empty">No runs yet.</p>'))
