@@ -156,22 +156,26 @@ class ChainStatus:
     first_bad: Break | None = None
 
 
+def _break(kind: str, detail: str, event: Event) -> Break:
+    return Break(kind=kind, detail=detail, stream=event.stream, version=event.version, id=event.id,
+                 position=event.position, partition=event.partition)
+
+
 def check_chain(events: list[Event]) -> ChainStatus:
     """Versions 1, 2, 3 ..., each `prev_hash` the hash before it, each hash over the event's
     canonical bytes: the per-stream part of `eventlog.integrity.verify`, on one stream."""
     last_hash = ""
     for expected, event in enumerate(events, start=1):
-        here = {"stream": event.stream, "version": event.version, "id": event.id, "position": event.position,
-                "partition": event.partition}
+        found = None
         if event.version != expected:
-            kind = "removed" if event.version > expected else "inserted"
-            return ChainStatus(False, len(events), Break(kind=kind, detail=f"version {expected} was due", **here))
-        if event.prev_hash != last_hash:
-            return ChainStatus(False, len(events), Break(
-                kind="inserted", detail="prev_hash does not match the previous event's hash", **here))
-        if codec.compute_hash(event) != event.hash:
-            return ChainStatus(False, len(events), Break(kind="edited", detail="content does not match its hash",
-                                                         **here))
+            found = _break("removed" if event.version > expected else "inserted", f"version {expected} was due",
+                           event)
+        elif event.prev_hash != last_hash:
+            found = _break("inserted", "prev_hash does not match the previous event's hash", event)
+        elif codec.compute_hash(event) != event.hash:
+            found = _break("edited", "content does not match its hash", event)
+        if found is not None:
+            return ChainStatus(False, len(events), found)
         last_hash = event.hash
     return ChainStatus(True, len(events))
 
@@ -299,18 +303,19 @@ def _fold_streams(db: EventLogDb, streams: list[str], point: Point) -> Models:
     """Sessions, conversation, memories and workflows folded over `streams` up to `point`
     (the same `apply` as the live read models; streams are independent, so their order of
     folding does not matter)."""
-    projections = (SessionsProjection(), ConversationProjection(), UserMemoriesProjection(),
-                   WorkflowsProjection())
-    models = Models(*(p.initial() for p in projections))
-    states = (models.sessions, models.conversation, models.memories, models.workflows)
+    sessions, conversation = SessionsProjection(), ConversationProjection()
+    memories, workflows = UserMemoriesProjection(), WorkflowsProjection()
+    models = Models(sessions.initial(), conversation.initial(), memories.initial(), workflows.initial())
     keep = point_filter(db.store, point)
     for stream in streams:
         if db.store.head(stream).version == 0:
             continue
         for event in bounded(db, db.store.read(stream)):
             if keep(event):
-                for projection, state in zip(projections, states):
-                    projection.apply(state, event)
+                sessions.apply(models.sessions, event)
+                conversation.apply(models.conversation, event)
+                memories.apply(models.memories, event)
+                workflows.apply(models.workflows, event)
     return models
 
 
@@ -424,7 +429,7 @@ def audit_page(db: EventLogDb, key: str, *, page: int = 1, per_page: int = AUDIT
     pages = pages_of(count.events, per_page)
     if page > pages:
         raise BadRequest(f"page {page} is past the last page ({pages})")
-    wanted = {f"{kind}_id": ident}
+    wanted: dict[str, Any] = {f"{kind}_id": ident}
     skip, shown = (page - 1) * per_page, []
     for event in bounded(db, db.store.read_all()):
         if matches(event, **wanted):
