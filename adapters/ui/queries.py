@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from adapters.agno.db import EventLogDb
+from adapters.agno.rows import session_row
 from eventlog import Cursor, Event, EventStore, codec
 from eventlog.integrity import Break, verify
 from eventlog.names import session_stream, user_stream, workflow_stream
@@ -79,9 +80,9 @@ def sessions(db: EventLogDb, *, user: str | None = None, agent: str | None = Non
     """Sessions newest first, one page of them. `query` is a session id (exact) or else part
     of a session's name; `agent` matches the agent, team or workflow that owns a session."""
     if query:
-        row = db.get_session(query, user_id=user or None, deserialize=False)
-        if isinstance(row, dict) and (not agent or agent in (row.get("agent_id"), row.get("team_id"),
-                                                             row.get("workflow_id"))):
+        row = session_row_of(db, query)
+        owners = (row.get("agent_id"), row.get("team_id"), row.get("workflow_id")) if row is not None else ()
+        if row is not None and (not user or row.get("user_id") == user) and (not agent or agent in owners):
             return SessionsPage([row], 1, 1, 1)
     rows, total = db.get_sessions(user_id=user or None, component_id=agent or None,
                                   session_name=query or None, limit=limit, page=page, sort_by="updated_at",
@@ -90,6 +91,15 @@ def sessions(db: EventLogDb, *, user: str | None = None, agent: str | None = Non
     if page > pages:
         raise BadRequest(f"page {page} is past the last page ({pages})")
     return SessionsPage(list(rows), total, page, pages)
+
+
+def session_row_of(db: EventLogDb, session_id: str) -> dict[str, Any] | None:
+    """The session's Agno row without its runs (`get_session` would copy every run)."""
+    if db.point is None:
+        db.runner.catch_up()
+    with db.runner.lock:
+        row = db.runner.states["sessions"].sessions.get(session_id)
+        return session_row(row, None) if row is not None else None
 
 
 def session_name(row: dict[str, Any]) -> str | None:
@@ -236,9 +246,8 @@ def timeline(db: EventLogDb, session_id: str, *, types: set[str] | None = None, 
         raise BadRequest(f"page {page} is past the last page ({pages})")
     page = pages if page is None else page
     shown = kept[(page - 1) * per_page: page * per_page]
-    row = db.get_session(session_id, deserialize=False)
     return Timeline(
-        session_id=session_id, row=row if isinstance(row, dict) else None, events=shown, total=len(kept),
+        session_id=session_id, row=session_row_of(db, session_id), events=shown, total=len(kept),
         stream_events=len(events), page=page, pages=pages, last_version=events[-1].version,
         types=sorted({e.type for e in events}), authors=sorted({w for e in events if (w := writer(e))}),
         chain=chain, points={e.id: point_of(db.store, e) for e in shown},
@@ -263,14 +272,16 @@ def events_after(db: EventLogDb, session_id: str, after_version: int, *, types: 
 # --- points: state, diff, fork ------------------------------------------------------------------
 
 
-def resolve_point(db: EventLogDb, session_id: str, text: str) -> tuple[Point, list[Event]]:
+def resolve_point(db: EventLogDb, session_id: str, text: str,
+                  events: list[Event] | None = None) -> tuple[Point, list[Event]]:
     """A point from URL text (a position, an ISO time or an event id of this session) and the
     session's events up to it. BadRequest for a malformed or out-of-range point, NotFound for
-    an event id that is not this session's."""
+    an event id that is not this session's. `events`: the session's, when already read."""
     text = (text or "").strip()
     if not text:
         raise BadRequest("no point given: a position (N), an ISO time or an event id")
-    events = session_events(db, session_id)
+    if events is None:
+        events = session_events(db, session_id)
     value = parse_point(text)
     if isinstance(value, str):
         if _TIME_LIKE.match(value):
@@ -299,24 +310,34 @@ def resolve_point(db: EventLogDb, session_id: str, text: str) -> tuple[Point, li
     return cursor, [e for e in events if cursor.covers(e)]
 
 
-def _fold_streams(db: EventLogDb, streams: list[str], point: Point) -> Models:
-    """Sessions, conversation, memories and workflows folded over `streams` up to `point`
-    (the same `apply` as the live read models; streams are independent, so their order of
-    folding does not matter)."""
+def _fold(db: EventLogDb, events: list[Event], point: Point | None) -> Models:
+    """Sessions, conversation, memories and workflows folded over `events` up to `point`
+    (None: none of them), with the same `apply` as the live read models. The events come
+    from a few streams, each in order; streams are independent, so their order does not
+    matter."""
     sessions, conversation = SessionsProjection(), ConversationProjection()
     memories, workflows = UserMemoriesProjection(), WorkflowsProjection()
     models = Models(sessions.initial(), conversation.initial(), memories.initial(), workflows.initial())
+    if point is None:
+        return models
     keep = point_filter(db.store, point)
-    for stream in streams:
-        if db.store.head(stream).version == 0:
-            continue
-        for event in bounded(db, db.store.read(stream)):
-            if keep(event):
-                sessions.apply(models.sessions, event)
-                conversation.apply(models.conversation, event)
-                memories.apply(models.memories, event)
-                workflows.apply(models.workflows, event)
+    for event in events:
+        if keep(event):
+            sessions.apply(models.sessions, event)
+            conversation.apply(models.conversation, event)
+            memories.apply(models.memories, event)
+            workflows.apply(models.workflows, event)
     return models
+
+
+def related_events(db: EventLogDb, session_id: str, own: list[Event]) -> list[Event]:
+    """The session's events (`own`, already read) and those of its user's memories and its
+    workflows, as far as the view reaches."""
+    events = list(own)
+    for stream in session_streams(db, session_id, _user_of(own))[1:]:
+        if db.store.head(stream).version:
+            events.extend(bounded(db, db.store.read(stream)))
+    return events
 
 
 def session_streams(db: EventLogDb, session_id: str, user_id: str | None) -> list[str]:
@@ -354,26 +375,30 @@ def _user_of(events: list[Event]) -> str | None:
 def state_at(db: EventLogDb, session_id: str, text: str) -> PointState:
     """The session, its conversation, its user's memories and its workflows just after the
     point, and what changed since the session's event before it."""
-    point, upto = resolve_point(db, session_id, text)
     everything = session_events(db, session_id)
-    streams = session_streams(db, session_id, _user_of(everything))
-    models = _fold_streams(db, streams, point)
+    point, upto = resolve_point(db, session_id, text, everything)
+    events = related_events(db, session_id, everything)
+    models = _fold(db, events, point)
     previous = point_of(db.store, upto[-2]) if len(upto) >= 2 else None
-    before = _fold_streams(db, streams, previous) if previous else _fold_streams(db, [], Cursor())
-    now = ConversationProjection().fold(everything).sessions.get(session_id)
+    before = _fold(db, events, previous)
     after = point_of(db.store, everything[len(upto)]) if len(upto) < len(everything) else None
+    if db.point is None:
+        db.runner.catch_up()
+    with db.runner.lock:
+        now = db.runner.states["conversation"].sessions.get(session_id)
+        runs_now = len(now.entries) if now is not None else 0
     return PointState(session_id=session_id, point=text, event=upto[-1] if upto else None, previous=previous,
-                      next=after,
-                      models=models, changes=diff_models(before, models), events_before=len(upto),
-                      runs_now=len(now.entries) if now is not None else 0)
+                      next=after, models=models, changes=diff_models(before, models), events_before=len(upto),
+                      runs_now=runs_now)
 
 
 def diff_points(db: EventLogDb, session_id: str, a: str, b: str) -> list[Change]:
     """What changed in the session (and its user's memories and workflows) from `a` to `b`."""
-    point_a, _ = resolve_point(db, session_id, a)
-    point_b, _ = resolve_point(db, session_id, b)
-    streams = session_streams(db, session_id, _user_of(session_events(db, session_id)))
-    return diff_models(_fold_streams(db, streams, point_a), _fold_streams(db, streams, point_b))
+    everything = session_events(db, session_id)
+    point_a, _ = resolve_point(db, session_id, a, everything)
+    point_b, _ = resolve_point(db, session_id, b, everything)
+    events = related_events(db, session_id, everything)
+    return diff_models(_fold(db, events, point_a), _fold(db, events, point_b))
 
 
 def fork(db: EventLogDb, session_id: str, text: str) -> str:
