@@ -81,6 +81,7 @@ class EventLogUI:
         self.db = db
         self.allow_fork = allow_fork
         self.poll_ms = max(200, int(poll_seconds * 1000))
+        self.actors = q.ActorsTally()
         self.token = secrets.token_urlsafe(24)  # the fork form's: another site cannot post one
         self.routes: dict[tuple[str, str], Callable[[Request, pages.Context], Response]] = {
             ("GET", "/"): self.sessions,
@@ -233,11 +234,11 @@ class EventLogUI:
         return response
 
     def agents(self, request: Request, ctx: pages.Context) -> Response:
-        return self.html(pages.agents_page(ctx, q.actors(self.db)))
+        return self.html(pages.agents_page(ctx, self.actors.counts(self.db)))
 
     def audit(self, request: Request, ctx: pages.Context) -> Response:
         key = request.required("actor", "agent:<id>, team:<id>, workflow:<id> or user:<id>")
-        found = q.audit_page(self.db, key, page=q.page_number(request.arg("page")) or 1)
+        found = q.audit_page(self.db, self.actors, key, page=q.page_number(request.arg("page")) or 1)
         return self.html(pages.audit_page(ctx, found))
 
     def memories(self, request: Request, ctx: pages.Context) -> Response:

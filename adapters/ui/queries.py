@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,10 +28,9 @@ from projections import (
     SessionsProjection,
     UserMemoriesProjection,
     WorkflowsProjection,
-    fork_session,
     parse_point,
 )
-from projections.audit import ActorCount, matches
+from projections.audit import ActorCount, ActorsProjection, matches
 from projections.timetravel import Change, Models, Point, PointNotFound, diff_models, point_filter
 
 SESSIONS_PER_PAGE = 50
@@ -80,7 +80,8 @@ def sessions(db: EventLogDb, *, user: str | None = None, agent: str | None = Non
     """Sessions newest first, one page of them. `query` is a session id (exact) or else part
     of a session's name; `agent` matches the agent, team or workflow that owns a session."""
     if query:
-        row = session_row_of(db, query)
+        found = db.get_session(query, user_id=user or None, deserialize=False)
+        row = found if isinstance(found, dict) else None
         owners = (row.get("agent_id"), row.get("team_id"), row.get("workflow_id")) if row is not None else ()
         if row is not None and (not user or row.get("user_id") == user) and (not agent or agent in owners):
             return SessionsPage([row], 1, 1, 1)
@@ -93,13 +94,11 @@ def sessions(db: EventLogDb, *, user: str | None = None, agent: str | None = Non
     return SessionsPage(list(rows), total, page, pages)
 
 
-def session_row_of(db: EventLogDb, session_id: str) -> dict[str, Any] | None:
-    """The session's Agno row without its runs (`get_session` would copy every run)."""
-    if db.point is None:
-        db.runner.catch_up()
-    with db.runner.lock:
-        row = db.runner.states["sessions"].sessions.get(session_id)
-        return session_row(row, None) if row is not None else None
+def session_row_of(events: list[Event], session_id: str) -> dict[str, Any] | None:
+    """The session's Agno row (no runs) folded from its own events: what the header shows, as
+    of the view, without asking the read models for a copy of every run."""
+    row = SessionsProjection().fold(events).sessions.get(session_id)
+    return session_row(row, None) if row is not None else None
 
 
 def session_name(row: dict[str, Any]) -> str | None:
@@ -247,7 +246,7 @@ def timeline(db: EventLogDb, session_id: str, *, types: set[str] | None = None, 
     page = pages if page is None else page
     shown = kept[(page - 1) * per_page: page * per_page]
     return Timeline(
-        session_id=session_id, row=session_row_of(db, session_id), events=shown, total=len(kept),
+        session_id=session_id, row=session_row_of(events, session_id), events=shown, total=len(kept),
         stream_events=len(events), page=page, pages=pages, last_version=events[-1].version,
         types=sorted({e.type for e in events}), authors=sorted({w for e in events if (w := writer(e))}),
         chain=chain, points={e.id: point_of(db.store, e) for e in shown},
@@ -382,11 +381,8 @@ def state_at(db: EventLogDb, session_id: str, text: str) -> PointState:
     previous = point_of(db.store, upto[-2]) if len(upto) >= 2 else None
     before = _fold(db, events, previous)
     after = point_of(db.store, everything[len(upto)]) if len(upto) < len(everything) else None
-    if db.point is None:
-        db.runner.catch_up()
-    with db.runner.lock:
-        now = db.runner.states["conversation"].sessions.get(session_id)
-        runs_now = len(now.entries) if now is not None else 0
+    now = ConversationProjection().fold(everything).sessions.get(session_id)
+    runs_now = len(now.entries) if now is not None else 0
     return PointState(session_id=session_id, point=text, event=upto[-1] if upto else None, previous=previous,
                       next=after, models=models, changes=diff_models(before, models), events_before=len(upto),
                       runs_now=runs_now)
@@ -407,23 +403,33 @@ def fork(db: EventLogDb, session_id: str, text: str) -> str:
     if not upto:
         raise BadRequest(f"session {session_id!r} has no events at or before {text}")
     try:
-        new_id = fork_session(db.store, session_id, point)
+        return db.fork_session(session_id, point)
     except PointNotFound as exc:
         raise NotFound(str(exc)) from None
-    db.runner.catch_up()
-    return new_id
 
 
 # --- audit and memories -------------------------------------------------------------------------
 
 
-def actors(db: EventLogDb) -> list[tuple[str, ActorCount]]:
-    """Every agent, team, workflow and user with its counts (the actors read model)."""
-    if db.point is None:
-        db.runner.catch_up()
-    with db.runner.lock:
-        state = db.runner.states["actors"]
-        return sorted(((k, v) for k, v in state.actors.items()), key=lambda kv: kv[0])
+class ActorsTally:
+    """Per agent, team, workflow and user: how many events of which types, first and last
+    time — `ActorsProjection` folded by the UI itself (the shared read index keeps no such
+    model), once over the log and then only over what was appended since."""
+
+    def __init__(self) -> None:
+        self.projection = ActorsProjection()
+        self.state = self.projection.initial()
+        self.cursor = Cursor()
+        self.lock = threading.Lock()
+
+    def counts(self, db: EventLogDb) -> list[tuple[str, ActorCount]]:
+        keep = point_filter(db.store, db.point) if db.point is not None else None
+        with self.lock:
+            for event in db.store.read_all(after=self.cursor):
+                self.cursor = self.cursor.advanced(event)
+                if keep is None or keep(event):
+                    self.projection.apply(self.state, event)
+            return sorted(self.state.actors.items())
 
 
 def parse_actor(key: str) -> tuple[str, str]:
@@ -443,11 +449,12 @@ class AuditPage:
     points: dict[str, str]
 
 
-def audit_page(db: EventLogDb, key: str, *, page: int = 1, per_page: int = AUDIT_PER_PAGE) -> AuditPage:
+def audit_page(db: EventLogDb, tally: ActorsTally, key: str, *, page: int = 1,
+               per_page: int = AUDIT_PER_PAGE) -> AuditPage:
     """What one actor wrote, in log order, a page at a time (one streaming pass over the log,
     stopped at the end of the page)."""
     kind, ident = parse_actor(key)
-    counts = dict(actors(db))
+    counts = dict(tally.counts(db))
     count = counts.get(key)
     if count is None:
         raise NotFound(f"no events by {key!r}" + (f" up to {db.point!s}" if db.point else ""))
