@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from adapters.agno.db import EventLogDb
-from adapters.ui import assets, pages
+from adapters.ui import assets, pages, points
 from adapters.ui import queries as q
 from eventlog import EventLogError, EventStore, StoreUnavailable, redact_url
 
@@ -208,14 +208,14 @@ class EventLogUI:
 
     def state(self, request: Request, ctx: pages.Context) -> Response:
         sid = request.required("session", "a session id")
-        found = q.state_at(self.db, sid, request.required("at", "a position, an ISO time or an event id"))
+        found = points.state_at(self.db, sid, request.required("at", "a position, an ISO time or an event id"))
         return self.html(pages.state_page(ctx, found, q.page_number(request.arg("runs"))))
 
     def diff(self, request: Request, ctx: pages.Context) -> Response:
         sid = request.required("session", "a session id")
         a = request.required("a", "the point to diff from")
         b = request.required("b", "the point to diff to")
-        return self.html(pages.diff_page(ctx, sid, a, b, q.diff_points(self.db, sid, a, b)))
+        return self.html(pages.diff_page(ctx, sid, a, b, points.diff_points(self.db, sid, a, b)))
 
     def fork(self, request: Request, ctx: pages.Context) -> Response:
         if not self.allow_fork:
@@ -227,7 +227,7 @@ class EventLogUI:
             raise Forbidden("the fork form has expired or was not sent by this UI: reload the page")
         sid = request.required("session", "a session id")
         at = request.required("at", "the point to fork from")
-        new_id = q.fork(self.db, sid, at)
+        new_id = points.fork(self.db, sid, at)
         response = self.html(pages.forked_page(ctx, sid, at, new_id))
         response.status = 303
         response.headers.append(("location", ctx.links.session(new_id)))

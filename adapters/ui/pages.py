@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from adapters.ui import queries as q
+from adapters.ui.points import PointState
 from eventlog import Event, RunRecorded
 from projections.timetravel import Change
 
@@ -316,7 +317,7 @@ def changes_table(changes: Sequence[Change], session_id: str, *, table_id: str =
 RUNS_PER_PAGE = 100
 
 
-def state_page(ctx: Context, s: q.PointState, runs_page: int | None = None) -> str:
+def state_page(ctx: Context, s: PointState, runs_page: int | None = None) -> str:
     """The state just after a point; a long conversation shows 100 runs a page (the newest
     page unless `runs_page`)."""
     link = ctx.links
