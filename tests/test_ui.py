@@ -1,5 +1,6 @@
 """The web UI through its ASGI interface (httpx's ASGI transport, no server): every page on
-memory, file and Redis stores, paging, filters, the hash-chain badge on a tampered log, time
+memory, file and Redis stores, Redis with a file fallback and a Redis Cluster (16 partitions:
+points are event ids there), paging, filters, the hash-chain badge on a tampered log, time
 travel and diffs, forks (only when allowed, only from this UI's own form), live updates,
 `as_of` views, escaping of stored markup, clear 400/404 pages for bad input, and mounting
 under a prefix in FastAPI and in a real AgentOS app."""
@@ -60,7 +61,7 @@ def error_of(response: httpx.Response) -> str:
     return found.group(1)
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=["memory", "file", "redis", "fallback", "cluster"])
 def ui_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
     yield _make_store_factory(request.param, request, tmp_path)()
 
