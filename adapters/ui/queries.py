@@ -339,7 +339,7 @@ def memories(db: EventLogDb, user_id: str) -> list[MemoryHistory]:
     """A user's memories as they are (in this view) and every event that wrote each one."""
     stream = user_stream(user_id)
     if db.store.head(stream).version == 0:
-        raise NotFound(f"no memories of user {user_id!r}")
+        return []  # a user no agent remembered anything about yet: an empty page, not an error
     events = list(bounded(db, db.store.read(stream)))
     state = UserMemoriesProjection().fold(events)
     by_id: dict[str, MemoryHistory] = {}
