@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "adapters.cli.transfer",
     "adapters.cli.demo",
     "adapters.cli.bench",
+    "adapters.cli.ui",
 )
 """Modules that register subcommands when imported, in help order. A module that cannot be
 imported (an optional dependency missing) only loses its own commands."""
