@@ -145,6 +145,8 @@ elif kind == "RedisDb":
     import agno.db.redis
 else:
     import adapters.agno
+    if kind == "EventLogDb(redis)":
+        import eventlog.stores.redis_store  # redis-py (~160 ms), as `import agno.db.redis` imports it for RedisDb
 from agno.db.base import SessionType
 from benchmarks.growth import (MEMORIES_PER_USER, RUNS_PER_SESSION, SESSIONS_PER_USER, make_db, session_id,
                                user_id)
