@@ -16,6 +16,9 @@ from typing import Any
 from agno.db.base import BaseDb
 from agno.db.in_memory import InMemoryDb
 
+from adapters.agno.control_plane import ControlPlaneMethods
+from adapters.agno.extras import ExtraMethods
+from adapters.agno.learnings import LearningMethods
 from adapters.agno.lru import LruDict
 from adapters.agno.memories import MemoryMethods
 from adapters.agno.records import RecordMethods, _RowsJsonDb
@@ -24,7 +27,8 @@ from eventlog import EventStore, redact_url
 from projections.timetravel import Point
 
 
-class EventLogDb(SessionMethods, MemoryMethods, RecordMethods, BaseDb):
+class EventLogDb(ExtraMethods, LearningMethods, SessionMethods, MemoryMethods, RecordMethods, ControlPlaneMethods,
+                 BaseDb):
     """An Agno `BaseDb` whose storage is the event log (see the module docstring)."""
 
     def __init__(
