@@ -29,6 +29,7 @@ TABLE = "learnings"
 # SqliteDb's columns, in its order
 COLUMNS = ("learning_id", "learning_type", "namespace", "user_id", "agent_id", "team_id", "workflow_id",
            "session_id", "entity_id", "entity_type", "content", "metadata", "created_at", "updated_at")
+_UNINDEXED = frozenset({"updated_at", "content", "metadata", "last_learning_updated_at"})
 _FILTERS = ("learning_type", "user_id", "agent_id", "team_id", "workflow_id", "session_id", "namespace",
             "entity_id", "entity_type")
 
@@ -65,10 +66,14 @@ def _sort_value(row: dict[str, Any], sort_by: str) -> Any:
 
 def _sorted(rows: list[dict[str, Any]], sort_by: str, descending: bool) -> list[dict[str, Any]]:
     """SQL ordering: NULLs first ascending, last descending (SQLite's rule). Ties are in
-    table order ascending and reversed descending, as SQLite walking its index on the column
-    (value, rowid) backwards returns them."""
+    table order, except descending on an indexed column, where SQLite walks its index
+    (value, rowid) backwards and returns them reversed. `updated_at` has no index (SqliteDb
+    sorts by an expression over it), so its ties keep table order both ways."""
     present = [r for r in rows if _sort_value(r, sort_by) is not None]
     missing = [r for r in rows if _sort_value(r, sort_by) is None]
+    if descending and sort_by in _UNINDEXED:
+        present.sort(key=lambda r: _sort_value(r, sort_by), reverse=True)
+        return present + missing
     present.sort(key=lambda r: _sort_value(r, sort_by))
     return present[::-1] + missing[::-1] if descending else missing + present
 
