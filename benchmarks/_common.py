@@ -136,7 +136,7 @@ def write_results(results: list[Result], quick: bool) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for r in results:
         sections[r.name] = f"_{stamp}, {'quick' if quick else 'full'} run, on {machine()}_\n\n" + markdown(r)
-    order = ["append_redis", "append_file", "replay", "agno_turns", "peer", "scaling", "cluster"]
+    order = ["append_redis", "append_file", "replay", "agno_turns", "peer", "scaling", "cluster", "agentos"]
     names = sorted(sections, key=lambda n: order.index(n) if n in order else 99)
     text = ["# Benchmark results", "",
             "Written by `python -m benchmarks`. Every ratio compares with the raw limit measured in the same run "

@@ -137,7 +137,7 @@ def delegated_methods() -> dict[str, str]:
     interfaces — a coroutine where AsyncBaseDb declares one, else a plain call (Agno calls
     BaseDb-only methods such as `upsert_compaction` synchronously even on an async db)."""
     kinds: dict[str, str] = {}
-    for name, member in {**_public(BaseDb), **_public(AsyncBaseDb)}.items():
+    for name in {**_public(BaseDb), **_public(AsyncBaseDb)}:
         if name in _OWN:
             continue
         declared = getattr(AsyncBaseDb, name, None)
