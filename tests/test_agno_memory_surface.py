@@ -338,6 +338,13 @@ def test_every_basedb_method_is_implemented_or_a_named_control_plane_refusal() -
           f"refuses {len(refused)} control-plane methods in {len(FEATURES)} features")
 
 
+def test_from_dict_rebuilds_the_same_db(tmp_path: Path) -> None:
+    db = EventLogDb(str(tmp_path / "log"), id="mine")
+    db.upsert_learning(id="l", learning_type="t", content={"a": 1})
+    again = EventLogDb.from_dict(db.to_dict())
+    assert isinstance(again, EventLogDb) and again.id == "mine" and again.get_learning_by_id("l") is not None
+
+
 def test_control_plane_methods_raise_an_error_that_says_what_to_do() -> None:
     db = EventLogDb("memory://")
     for name, feature in METHODS.items():
@@ -346,3 +353,39 @@ def test_control_plane_methods_raise_an_error_that_says_what_to_do() -> None:
         assert isinstance(caught.value, NotImplementedError)
         assert feature in str(caught.value) and name in str(caught.value) and "AgentOS(db=" in str(caught.value)
     assert list(db.store.read_all()) == []  # nothing written
+
+
+@pytest.mark.parametrize("kind", ["file", "redis"])
+def test_forget_user_erases_their_learnings_compactions_tool_results_and_transcripts(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from eventlog import open_store
+    from eventlog.crypto import ERASED
+
+    url = str(tmp_path / "log") if kind == "file" else str(request.getfixturevalue("redis_url"))
+    db = EventLogDb(store=open_store(url, encrypt=True))
+    for user in ("eve", "bob"):
+        db.upsert_session(AgentSession(session_id=f"s-{user}", agent_id="a1", user_id=user, created_at=1))
+        db.upsert_learning(id=f"l-{user}", learning_type="user_profile", content={"name": user.title()},
+                           user_id=user, metadata={"source": "chat"})
+        db.upsert_compaction({**compaction(f"c-{user}", f"s-{user}", 1, f"{user} said secret things"),
+                              "user_id": user})
+        db.upsert_tool_result({**tool_result(f"t-{user}", f"s-{user}", 1, None), "user_id": user,
+                               "preview": f"{user}'s bank balance"})
+        db.append_transcript_entries("claude", "p", f"cs-{user}", [{"uuid": "1", "text": f"{user} here"}],
+                                     agno_session_id=f"s-{user}")
+    raw = b"".join(str(e.payload).encode() for e in db.store.inner.read_all())  # type: ignore[attr-defined]
+    assert b"Eve" not in raw and b"bank balance" not in raw  # ciphertext at rest
+    db.forget_user("eve")
+    assert db.get_learning_by_id("l-eve")["content"] == {} and db.get_learning_by_id("l-eve")["metadata"] == {}
+    assert db.get_compaction("c-eve")["summary"] == ERASED
+    assert db.get_compaction("c-eve")["archived_messages"] == ERASED
+    assert db.search_compactions("s-eve", "secret") == []
+    assert db.get_tool_result("t-eve")["preview"] == ERASED
+    assert db.get_transcript_entries("claude", "p", "cs-eve") == [{}]
+    assert db.search_learnings("eve") == []
+    # bob is untouched
+    assert db.get_learning_by_id("l-bob")["content"] == {"name": "Bob"}
+    assert db.search_compactions("s-bob", "secret")[0]["compaction_id"] == "c-bob"
+    assert db.get_tool_result("t-bob")["preview"] == "bob's bank balance"
+    assert db.get_transcript_entries("claude", "p", "cs-bob") == [{"uuid": "1", "text": "bob here"}]
+    assert db.store.verify().ok

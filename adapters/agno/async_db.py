@@ -128,6 +128,11 @@ class AsyncEventLogDb(AsyncBaseDb):
         data.update({"type": "eventlog-async", "url": redact_url(self.sync.store.url)})
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AsyncEventLogDb:
+        """Rebuild from `to_dict()` (see EventLogDb.from_dict)."""
+        return cls(db=EventLogDb.from_dict(data))
+
     def __repr__(self) -> str:
         return f"Async{self.sync!r}"
 

@@ -45,6 +45,14 @@ def _transcript_key(framework: str, project_key: str, session_id: str, subpath: 
     return json.dumps([framework, project_key, session_id, subpath, position])
 
 
+def _entry(stored: Any) -> Any:
+    """A transcript entry; an erased one (its user forgotten) reads as an empty entry."""
+    try:
+        return json.loads(stored)
+    except (TypeError, ValueError):
+        return {}
+
+
 def _newest_first(rows: list[dict[str, Any]], *tie: str) -> list[dict[str, Any]]:
     """`ORDER BY created_at DESC[, tie]` with SQLite's NULLs-last for descending order."""
     present = [r for r in rows if r.get("created_at") is not None]
@@ -55,6 +63,16 @@ def _newest_first(rows: list[dict[str, Any]], *tie: str) -> list[dict[str, Any]]
 
 class ExtraMethods(RecordMethods):
     """Mixed into `EventLogDb` before the session and record methods (see the module)."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        """Rebuild from `to_dict()` (Agno's registry stores dbs that way): the same id, and the
+        same store. `to_dict` redacts a URL's password, so such a URL is not reused: the store
+        then comes from the environment (EVENTLOG_URL / REDIS_URL), which holds the secret."""
+        url = data.get("url")
+        if not isinstance(url, str) or "***" in url:
+            url = None
+        return cls(url, id=data.get("id"))  # type: ignore[call-arg]
 
     def _rows_of(self, table: str) -> list[dict[str, Any]]:
         with self._reading() as states:
@@ -166,6 +184,9 @@ class ExtraMethods(RecordMethods):
             return
         sub = subpath or ""
         with self._write_lock:
+            # the events are the session owner's (so an erasure of that user covers them)
+            session = self.get_session(agno_session_id, deserialize=False)  # type: ignore[attr-defined]
+            owner = session.get("user_id") if isinstance(session, dict) else None
             mine = [r for r in self._rows_of("transcripts") if (r["framework"], r["project_key"], r["session_id"],
                                                                  r["subpath"]) == (framework, project_key, session_id,
                                                                                    sub)]
@@ -179,7 +200,7 @@ class ExtraMethods(RecordMethods):
                     seen.add(row["entry_uuid"])
                 key = _transcript_key(framework, project_key, session_id, sub, row["position"])
                 payloads.append(RecordUpserted(table="transcripts", key=key, record=row))
-            self._emit_rows("transcripts", payloads, {"session_id": agno_session_id})
+            self._emit_rows("transcripts", payloads, {"session_id": agno_session_id, "user_id": owner})
 
     def get_transcript_entries(self, framework: str, project_key: str, session_id: str,
                                subpath: str | None = None) -> list[dict[str, Any]]:
@@ -187,7 +208,7 @@ class ExtraMethods(RecordMethods):
                 if (r["framework"], r["project_key"], r["session_id"], r["subpath"])
                 == (framework, project_key, session_id, subpath or "")]
         rows.sort(key=lambda r: r["position"])
-        return [json.loads(r["entry"]) for r in rows]
+        return [_entry(r["entry"]) for r in rows]
 
     def list_transcript_sessions(self, framework: str, project_key: str) -> list[dict[str, Any]]:
         """Main transcripts of a project: `{session_id, mtime}` (the last append's time)."""

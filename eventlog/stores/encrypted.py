@@ -31,6 +31,7 @@ from eventlog.events import (
     Actor,
     Event,
     MessageAppended,
+    RecordUpserted,
     RunRecorded,
     SessionStateChanged,
     SessionSummaryChanged,
@@ -54,6 +55,14 @@ FIELDS: dict[type, tuple[str, ...]] = {
     WorkflowStepCompleted: ("output",),
 }
 VALUE_MAPS: dict[type, str] = {SessionStateChanged: "set", WorkflowStateSaved: "state"}
+# Generic records (`record.upserted`) of tables that hold what a user said or is: these
+# columns of the row are encrypted with the key of the event's user (the row's owner).
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "learnings": ("content", "metadata"),
+    "compactions": ("summary", "archived_messages"),
+    "tool_results": ("preview",),
+    "transcripts": ("entry",),
+}
 # Keys of Agno's run dicts (agent, team and workflow runs) that carry what was said or done.
 RUN_KEYS = (
     "content", "messages", "input", "additional_input", "reasoning_content", "reasoning_steps",
@@ -97,6 +106,15 @@ class EncryptedStore(EventStore):
             values = get(mapped)
             if isinstance(values, dict) and values:
                 changes[mapped] = {k: fn(v, f"{mapped}.{k}") for k, v in values.items()}
+        if cls is RecordUpserted:
+            table, record = get("table"), get("record")
+            names = RECORD_FIELDS.get(table, ()) if isinstance(table, str) else ()
+            if isinstance(record, dict) and any(record.get(n) is not None for n in names):
+                record = dict(record)
+                for name in names:
+                    if record.get(name) is not None:
+                        record[name] = fn(record[name], f"record.{name}")
+                changes["record"] = record
         if cls is RunRecorded:
             run = get("run")
             if isinstance(run, dict):
