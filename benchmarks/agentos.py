@@ -7,7 +7,8 @@ The client seeds each user's memories, warms up, then runs USERS concurrent user
 making REQUESTS requests back to back: half of them agent runs (`POST /agents/…/runs`, in one
 of the user's three sessions), a quarter session lists (`GET /sessions?user_id=…`), a quarter
 memory lists (`GET /memories?user_id=…`). Throughput is requests completed per second of wall
-time; p50/p99 are per request, over all of them. Ratios are against SqliteDb measured in the
+time; p50/p99 are per request, over all of them. A full run measures each db in ROUNDS
+rounds (in different orders) and keeps its best, as `timeit` keeps the best repeat. Ratios are against SqliteDb measured in the
 same run (throughput: higher is better; p99: lower is better). The server and the client
 share this machine's cores, as a single-host deployment would.
 """
@@ -32,6 +33,7 @@ DBS = ["SqliteDb", "AsyncSqliteDb", "EventLogDb file", "AsyncEventLogDb file", "
 USERS_FULL, REQUESTS_FULL = 16, 60
 USERS_QUICK, REQUESTS_QUICK = 4, 8
 MEMORIES_PER_USER = 10
+ROUNDS = 2  # full run: each db measured this many times (orders differ), the best round kept
 
 
 def make_db(kind: str, where: Path, redis_url: str | None) -> Any:
@@ -172,13 +174,21 @@ def run(settings: Settings) -> Result:
         ["db", "requests/s", "p50", "p99", "failed", "throughput vs SqliteDb", "p99 vs SqliteDb"],
     )
     measured: dict[str, dict[str, float]] = {}
+    rounds = 1 if settings.quick else ROUNDS
+    load_before = os.getloadavg()[0]
     with redis_server() as server:
-        for kind in DBS:
-            if kind.endswith("Redis"):
-                import redis
+        for r in range(rounds):
+            # each round in another order, so a burst of load elsewhere on the machine hits
+            # different dbs; each db keeps its best round (highest throughput)
+            order = DBS[r % len(DBS):] + DBS[:r % len(DBS)] if r % 2 == 0 else list(reversed(DBS))
+            for kind in order:
+                if kind.endswith("Redis"):
+                    import redis
 
-                redis.Redis.from_url(server.url).flushall()
-            measured[kind] = measure(kind, users, requests, server.url if kind.endswith("Redis") else None)
+                    redis.Redis.from_url(server.url).flushall()
+                m = measure(kind, users, requests, server.url if kind.endswith("Redis") else None)
+                if kind not in measured or m["rps"] > measured[kind]["rps"]:
+                    measured[kind] = m
     base = measured["SqliteDb"]
     for kind in DBS:
         m = measured[kind]
@@ -186,6 +196,9 @@ def run(settings: Settings) -> Result:
                             int(m["failed"]), f"{m['rps'] / base['rps']:.2f}×", f"{m['p99'] / base['p99']:.2f}×"])
     result.notes.append("Ratios against SqliteDb in the same run: throughput higher is better, p99 lower is better. "
                         "Each db gets a fresh server process and empty storage; the client is on the same 2 cores.")
+    result.notes.append(f"Best of {rounds} round(s) per db (throughput, and that round's p50/p99), the rounds in "
+                        f"different orders; 1-minute load average {load_before:.1f} at the start on "
+                        f"{os.cpu_count()} cores (other work on the machine moves these numbers).")
     result.notes.append("AsyncEventLogDb runs EventLogDb's calls in a pool of 8 threads; the sync dbs are called "
                         "on the event loop by AgentOS's async routes.")
     return result
