@@ -284,3 +284,54 @@ def test_async_agent_arun_records_the_same_events(tmp_path: Path) -> None:
     first = next(iter(db.store.read("session/s1")))
     past = db.as_of(first.id)
     assert past.read_only and asyncio.run(past.get_session("s1")).runs in (None, [])
+
+
+def _count_step(step_input: Any, run_context: Any) -> Any:
+    from agno.workflow import StepOutput
+
+    state = run_context.session_state
+    state["steps_done"] = state.get("steps_done", 0) + 1
+    return StepOutput(content=f"counted {state['steps_done']}")
+
+
+def team_and_workflow(db: Any) -> dict[str, Any]:
+    """A team and a two-step workflow served by AgentOS: run each twice, then list and read."""
+    from agno.os import AgentOS
+    from agno.team import Team
+    from agno.workflow import Step, Workflow
+
+    member = Agent(id="coder", name="coder", model=OfflineModel(id="coder"), db=db)
+    team = Team(id="crew", name="crew", members=[member], model=OfflineModel(id="lead"), db=db)
+    flow = Workflow(id="deploy", name="deploy", db=db, session_state={},
+                    steps=[Step(name="count", executor=_count_step),
+                           Step(name="code", agent=Agent(id="builder", model=OfflineModel(id="b")))])
+    app = AgentOS(id="os", agents=[member], teams=[team], workflows=[flow], db=db, telemetry=False).get_app()
+
+    async def script(c: httpx.AsyncClient) -> dict[str, Any]:
+        for message in ("plan it", "and ship it"):
+            ok(await c.post("/teams/crew/runs", data={"message": message, "user_id": "u", "session_id": "t1",
+                                                      "stream": "false"}))
+            ok(await c.post("/workflows/deploy/runs", data={"message": message, "user_id": "u", "session_id": "w1",
+                                                            "stream": "false"}))
+        out: dict[str, Any] = {}
+        for kind, sid in (("team", "t1"), ("workflow", "w1")):
+            listed = ok(await c.get("/sessions", params={"type": kind}))
+            out[kind] = [s["session_id"] for s in listed["data"]]
+            runs = ok(await c.get(f"/sessions/{sid}/runs", params={"type": kind}))
+            out[f"{kind}_runs"] = [(r.get("run_input"), r.get("content")) for r in runs
+                                   if not r.get("parent_run_id")]
+        detail = ok(await c.get("/sessions/w1", params={"type": "workflow"}))
+        out["workflow_state"] = detail.get("session_state")
+        return out
+
+    result: dict[str, Any] = call(app, script)
+    return result
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_team_and_workflow_through_agentos_as_over_sqlite(flavour: str, tmp_path: Path) -> None:
+    reference = team_and_workflow(SqliteDb(db_file=str(tmp_path / "agno.db")) if flavour == "sync"
+                                  else AsyncSqliteDb(db_file=str(tmp_path / "agno-async.db")))
+    got = team_and_workflow(make_db(flavour, str(tmp_path / "log")))
+    assert got == reference
+    assert got["team"] == ["t1"] and got["workflow"] == ["w1"] and got["workflow_state"] == {"steps_done": 2}
