@@ -335,3 +335,32 @@ def test_team_and_workflow_through_agentos_as_over_sqlite(flavour: str, tmp_path
     got = team_and_workflow(make_db(flavour, str(tmp_path / "log")))
     assert got == reference
     assert got["team"] == ["t1"] and got["workflow"] == ["w1"] and got["workflow_state"] == {"steps_done": 2}
+
+
+@pytest.mark.parametrize("kind", ["file", "redis"])
+def test_concurrent_requests_on_the_async_db_lose_nothing(kind: str, tmp_path: Path,
+                                                         request: pytest.FixtureRequest) -> None:
+    """24 runs at once over 4 sessions and 3 users, memory writes beside them: every run is
+    recorded once, in its own session, and every memory is there."""
+    url = url_for(kind, tmp_path, request)
+    app = make_app(AsyncEventLogDb(url))
+
+    async def script(c: httpx.AsyncClient) -> None:
+        async def one(i: int) -> None:
+            ok(await c.post("/agents/assistant/runs", data={"message": f"turn {i}", "user_id": f"u{i % 3}",
+                                                            "session_id": f"s{i % 4}-u{i % 3}", "stream": "false"}))
+
+        async def remember(i: int) -> None:
+            ok(await c.post("/memories", json={"memory": f"fact {i}", "user_id": f"u{i % 3}"}))
+
+        await asyncio.gather(*(one(i) for i in range(24)), *(remember(i) for i in range(12)))
+
+    call(app, script)
+    fresh = EventLogDb(url)
+    runs = {s.session_id: [r.input.input_content for r in s.runs or []] for s in fresh.get_sessions()}
+    assert sum(len(v) for v in runs.values()) == 24
+    for sid, inputs in runs.items():
+        assert all(f"s{int(m.split()[1]) % 4}-u{int(m.split()[1]) % 3}" == sid for m in inputs), sid
+    facts = [m.memory for m in fresh.get_user_memories() if m.memory.startswith("fact")]
+    assert sorted(facts) == sorted(f"fact {i}" for i in range(12))
+    assert fresh.store.verify().ok
