@@ -364,3 +364,42 @@ def test_concurrent_requests_on_the_async_db_lose_nothing(kind: str, tmp_path: P
     facts = [m.memory for m in fresh.get_user_memories() if m.memory.startswith("fact")]
     assert sorted(facts) == sorted(f"fact {i}" for i in range(12))
     assert fresh.store.verify().ok
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_agentos_over_a_view_of_the_past(flavour: str, tmp_path: Path) -> None:
+    """`db.as_of(point)` served by AgentOS shows the sessions and learnings as they were; a
+    write through it is refused and leaves the log as it was."""
+    url = str(tmp_path / "log")
+    db = make_db(flavour, url)
+
+    async def first(c: httpx.AsyncClient) -> None:
+        ok(await c.post("/agents/assistant/runs", data={"message": "early", "user_id": "u", "session_id": "old",
+                                                        "stream": "false"}))
+        ok(await c.post("/learnings", json={"learning_type": "user_profile", "user_id": "u",
+                                            "content": {"v": 1}}), 201)
+
+    call(make_app(db), first)
+    point = EventLogDb(url).store.last_position()
+
+    async def later(c: httpx.AsyncClient) -> None:
+        ok(await c.post("/agents/assistant/runs", data={"message": "late", "user_id": "u", "session_id": "new",
+                                                        "stream": "false"}))
+        ok(await c.patch("/learnings/user_profile_u", json={"content": {"v": 2}}))
+
+    call(make_app(make_db(flavour, url)), later)
+    past = make_db(flavour, url).as_of(point)
+    events_before = len(list(EventLogDb(url).store.read_all()))
+
+    async def look(c: httpx.AsyncClient) -> tuple[list[str], Any]:
+        sessions = ok(await c.get("/sessions", params={"type": "agent"}))
+        learning = ok(await c.get("/learnings/user_profile_u"))
+        return [s["session_id"] for s in sessions["data"]], learning["content"]
+
+    app = make_app(past)
+    assert call(app, look) == (["old"], {"v": 1})
+    from eventlog import ReadOnlyStore
+
+    with pytest.raises(ReadOnlyStore):  # uvicorn answers it with a 500; nothing is written
+        call(app, lambda c: c.delete("/learnings/user_profile_u"))
+    assert len(list(EventLogDb(url).store.read_all())) == events_before
