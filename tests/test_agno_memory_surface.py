@@ -389,3 +389,15 @@ def test_forget_user_erases_their_learnings_compactions_tool_results_and_transcr
     assert db.get_tool_result("t-bob")["preview"] == "bob's bank balance"
     assert db.get_transcript_entries("claude", "p", "cs-bob") == [{"uuid": "1", "text": "bob here"}]
     assert db.store.verify().ok
+
+
+def test_transcript_rows_are_agnos() -> None:
+    """Our copy of Agno's row builder (kept for older agno releases) builds the same rows."""
+    from agno.db.transcripts import transcript_rows as agnos
+
+    from adapters.agno.extras import transcript_rows
+
+    entries = [{"uuid": "a", "x": "é"}, {"y": 2}, {"uuid": "", "z": [1]}]
+    ours = transcript_rows("claude", "p", "s", None, "as", entries, 4)
+    theirs = agnos("claude", "p", "s", None, "as", entries, 4)
+    assert strip(ours) == strip(theirs) and all(isinstance(r["created_at"], int) for r in ours)

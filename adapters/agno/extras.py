@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from agno.db.transcripts import transcript_rows
-
 from adapters.agno.core import actor_of
 from adapters.agno.records import RecordMethods
 from eventlog import Payload, RecordDeleted, RecordUpserted, SessionFieldsChanged
@@ -39,6 +37,18 @@ _ACTIVE = ("PENDING", "RUNNING", "PAUSED")
 def _full(row: dict[str, Any], columns: Sequence[str]) -> dict[str, Any]:
     """Every column, None where the row has none (a SQL row's shape), as the caller's own."""
     return {c: copy.deepcopy(row.get(c)) for c in columns}
+
+
+def transcript_rows(framework: str, project_key: str, session_id: str, subpath: str | None,
+                    agno_session_id: str, entries: list[dict[str, Any]], position_after: int) -> list[dict[str, Any]]:
+    """Agno's `agno.db.transcripts.transcript_rows` (the rows SqliteDb stores), here because
+    agno releases before 3.1.x's transcripts lack that module: entries numbered after the
+    transcript's last position, each kept as its JSON text."""
+    created_at = time.time_ns() // 1_000_000
+    return [{"framework": framework, "project_key": project_key, "session_id": session_id, "subpath": subpath or "",
+             "position": position_after + index + 1, "entry_uuid": entry.get("uuid") or None,
+             "entry": json.dumps(entry), "agno_session_id": agno_session_id, "created_at": created_at}
+            for index, entry in enumerate(entries)]
 
 
 def _transcript_key(framework: str, project_key: str, session_id: str, subpath: str, position: int) -> str:
