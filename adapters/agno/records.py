@@ -30,7 +30,6 @@ KEYS = {
     "evals": "run_id",
     "traces": "trace_id",
     "spans": "span_id",
-    "learnings": "id",
     "schema_versions": "table_name",
 }
 
@@ -277,54 +276,3 @@ class RecordMethods(EventLogCore):
         result: list[Any] = self._json_call(("spans",), "get_spans", trace_id=trace_id,
                                             parent_span_id=parent_span_id, limit=limit)
         return result
-
-    # --- learnings ------------------------------------------------------------------------
-
-    _LEARNING_FILTERS = ("learning_type", "user_id", "agent_id", "team_id", "session_id", "namespace",
-                         "entity_id", "entity_type")
-
-    def upsert_learning(self, id: str, learning_type: str, content: dict[str, Any], user_id: str | None = None,
-                        agent_id: str | None = None, team_id: str | None = None, session_id: str | None = None,
-                        namespace: str | None = None, entity_id: str | None = None,
-                        entity_type: str | None = None, metadata: dict[str, Any] | None = None) -> None:
-        now = int(time.time())
-        with self._write_lock:
-            with self._reading() as states:
-                existing = self._table(states, "learnings").get(id)
-            row = {"id": id, "learning_type": learning_type, "content": content, "user_id": user_id,
-                   "agent_id": agent_id, "team_id": team_id, "session_id": session_id, "namespace": namespace,
-                   "entity_id": entity_id, "entity_type": entity_type, "metadata": metadata,
-                   "created_at": existing.get("created_at", now) if existing else now, "updated_at": now}
-            self._put("learnings", id, row)
-
-    def delete_learning(self, id: str) -> bool:
-        with self._write_lock:
-            with self._reading() as states:
-                if id not in self._table(states, "learnings"):
-                    return False
-            self._emit(record_stream("learnings"), [RecordDeleted(table="learnings", key=id)], actor_of({}))
-            return True
-
-    def _learnings(self, limit: int | None = None, **filters: Any) -> list[dict[str, Any]]:
-        wanted = {k: v for k, v in filters.items() if v is not None}
-        with self._reading() as states:
-            rows = [copy.deepcopy(r) for r in self._table(states, "learnings").values()
-                    if all(r.get(k) == v for k, v in wanted.items())]
-        rows.sort(key=lambda r: r.get("updated_at") or 0, reverse=True)
-        return rows[:limit] if limit else rows
-
-    def get_learning(self, learning_type: str, user_id: str | None = None, agent_id: str | None = None,
-                     team_id: str | None = None, session_id: str | None = None, namespace: str | None = None,
-                     entity_id: str | None = None, entity_type: str | None = None) -> dict[str, Any] | None:
-        rows = self._learnings(1, learning_type=learning_type, user_id=user_id, agent_id=agent_id, team_id=team_id,
-                               session_id=session_id, namespace=namespace, entity_id=entity_id,
-                               entity_type=entity_type)
-        return rows[0] if rows else None
-
-    def get_learnings(self, learning_type: str | None = None, user_id: str | None = None,
-                      agent_id: str | None = None, team_id: str | None = None, session_id: str | None = None,
-                      namespace: str | None = None, entity_id: str | None = None, entity_type: str | None = None,
-                      limit: int | None = None) -> list[dict[str, Any]]:
-        return self._learnings(limit, learning_type=learning_type, user_id=user_id, agent_id=agent_id,
-                               team_id=team_id, session_id=session_id, namespace=namespace, entity_id=entity_id,
-                               entity_type=entity_type)
