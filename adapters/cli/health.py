@@ -85,6 +85,8 @@ def cmd_doctor(store: EventStore, args: argparse.Namespace, out: Output) -> int:
         if isinstance(layer, JsonlStore):
             _check_files(layer, checks)
     fallback = find_layer(store, FallbackStore)
+    if fallback is not None and fallback.lost is not None:
+        checks.add("fallback's log", False, redact_url(str(fallback.lost)), "error")
     if fallback is not None:
         n = fallback.pending()
         checks.add("pending fallback events", n == 0,
@@ -104,6 +106,10 @@ def _check_redis(layer: Any, checks: Checks) -> None:
         return
     checks.add("redis reachable", True, f"{redact_url(str(info.get('url', '')))} (Redis {info.get('redis_version')}, "
                                        f"{_mb(info.get('used_memory'))} used)")
+    if "log_problem" in info:
+        problem = info["log_problem"]
+        checks.add("log identity", problem is None,
+                   f"log {info.get('log_id')}" if problem is None else redact_url(str(problem)), "error")
     aof, save = bool(info.get("aof_enabled")), str(info.get("rdb_save") or "").strip()
     if aof:
         detail = "AOF on" + (f", RDB save {save}" if save else "")

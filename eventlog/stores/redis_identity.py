@@ -40,6 +40,7 @@ class LogIdentity:
     _log_id: str | None
     _seen: dict[int, int]
     _seen_lock: threading.Lock
+    _config_checked: bool
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         raise NotImplementedError
@@ -68,6 +69,12 @@ class LogIdentity:
             self._saw(int(partition), int(position))
         self._config_checked = False
 
+    def forget_log(self) -> None:
+        """Forget the log this store knew (an operator adopted the one Redis holds now)."""
+        self._log_id = None
+        self._seen = {}
+        self._config_checked = False
+
     def _saw(self, partition: int, position: int) -> None:
         if position > self._seen.get(partition, 0):
             with self._seen_lock:
@@ -79,8 +86,9 @@ class LogIdentity:
 
     # --- the checks -----------------------------------------------------------------------
 
-    def _check_config(self) -> None:
-        """The log's config and identity, created with the log, checked at every (re)connect.
+    def _check_config(self, create: bool = False) -> None:
+        """The log's config and identity, checked at every (re)connect; created (`create`)
+        by the first append, so that opening or reading an empty Redis writes nothing.
 
         The partition count is fixed for a log's lifetime (streams are placed by it). The id
         goes into the config first and into each partition after; `sealed` says all
@@ -89,6 +97,9 @@ class LogIdentity:
         stored: dict[bytes, bytes] = self._call(self.client.hgetall, key)
         if not stored and self._log_id is not None:
             raise self._lost(f"it holds no log under prefix {self.prefix!r} (no {key})")
+        if not stored and not create:
+            self._config_checked = True  # no log yet: looked at again before each use
+            return
         if not stored or b"log_id" not in stored or b"sealed" not in stored:
             stored = self._create(key, stored)
         have = int(stored.get(b"partitions", self.partitions))

@@ -57,7 +57,7 @@ class RedisReads(EventStore):
     def _id_key(self, partition: int) -> str:
         raise NotImplementedError
 
-    def _ensure_identity(self) -> None:
+    def _ensure_identity(self, create: bool = False) -> None:
         raise NotImplementedError
 
     def _saw(self, partition: int, position: int) -> None:
@@ -75,14 +75,16 @@ class RedisReads(EventStore):
 
     def _read(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]:
         p = self.partition_of(stream)
-        log_key, _, _, heads_key = self._keys(p)
-        keys = [log_key, self._stream_key(p, stream), heads_key, self._id_key(p)]
+        log_key, seq_key, ids_key, heads_key = self._keys(p)
+        keys = [log_key, self._stream_key(p, stream), heads_key, self._id_key(p), seq_key, ids_key]
         stop = -1 if to_version is None else to_version - 1
         if to_version is not None and to_version < from_version:
             return iter(())
         self._ensure_identity()
+        if self._log_id is None:
+            return iter(())  # no log here yet
         reply = self._call(lambda: self._read_script(keys=keys, args=[from_version - 1, stop, stream, self._log_id]))
-        if reply[0] == b"LOST":
+        if reply[0] in (b"LOST", b"EVICTED"):
             raise self._reply_lost(reply, p, stream)
         head = int(reply[0])
         last = head if to_version is None else min(head, to_version)
@@ -123,6 +125,8 @@ class RedisReads(EventStore):
             if first:  # with the checks of the log's identity, in the same round trip
                 first = False
                 self._ensure_identity()
+                if self._log_id is None:
+                    return  # no log here yet
                 reply = self._call(self._page_script, [key, seq_key, self._id_key(partition)],
                                    [f"0-{start}", BATCH, self._log_id, self._seen.get(partition, 0)])
                 if reply[0] != b"OK":

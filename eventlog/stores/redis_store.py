@@ -244,7 +244,8 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
                                "the batch is one atomic script call; split it into several appends")
         if self._fork != redis_wire._forks:
             self._after_fork()
-        self._ensure_identity()
+        if self._log_id is None or not self._config_checked:
+            self._ensure_identity(create=True)
         p, keys, command, lock = self._route(stream)
         # One append at a time per stream in this process: threads appending to one stream
         # would otherwise seal against the same head, all but one losing each round trip
@@ -372,10 +373,13 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         result["log_problem"] = problem
         return result
 
-    def _ensure_identity(self) -> None:
-        """Know the log's identity before sending a script that checks it."""
-        if not self._config_checked:
+    def _ensure_identity(self, create: bool = False) -> None:
+        """Know the log's identity before sending a script that checks it (None after this:
+        there is no log yet; `create` makes one, for the first append)."""
+        if not self._config_checked or self._log_id is None:
             self._call(_nothing)  # (`_call` checks the config and identity first)
+            if self._log_id is None:
+                self._call(self._check_config, create)
 
     @contextlib.contextmanager
     def _identity_unchecked(self) -> Iterator[None]:
