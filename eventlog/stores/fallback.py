@@ -141,6 +141,9 @@ class FallbackStore(EventStore):
         self._recorded_id = record.log_id
         try:
             expect(record.log_id, record.seen)
+            self.primary.head("health/check")  # (checks the identity now, if Redis is there)
+        except StoreUnavailable:
+            pass  # checked on first use
         except LogLost as exc:
             self._mark_lost(exc)
 

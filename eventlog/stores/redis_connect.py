@@ -103,7 +103,10 @@ def translate(exc: BaseException, url: str) -> BaseException | None:
         message = redacted(str(exc))
         if "NOAUTH" in message or "WRONGPASS" in message or "NOPERM" in message:
             return StoreUnavailable(f"Redis at {url} refused the credentials")
-        if isinstance(exc, (rex.OutOfMemoryError, rex.ReadOnlyError)) or message.startswith(_REFUSALS):
+        if isinstance(exc, rex.OutOfMemoryError):
+            return StoreRefused(f"Redis at {url} is out of memory (OOM: maxmemory reached under noeviction), "
+                                f"nothing was written: {message}")
+        if isinstance(exc, rex.ReadOnlyError) or message.startswith(_REFUSALS):
             return StoreRefused(f"Redis at {url} refused the command, nothing was written: {message}")
         return EventLogError(f"Redis at {url} answered with an error: {message}")
     return None

@@ -97,6 +97,11 @@ class LogIdentity:
         stored: dict[bytes, bytes] = self._call(self.client.hgetall, key)
         if not stored and self._log_id is not None:
             raise self._lost(f"it holds no log under prefix {self.prefix!r} (no {key})")
+        if not stored:
+            for partition in range(self.partitions):
+                if self._call(self.client.exists, self._id_key(partition), f"{self._tag(partition)}:seq"):
+                    raise self._lost(f"its config {key} is gone (evicted or deleted) but partition {partition} "
+                                     "still holds keys of a log")
         if not stored and not create:
             self._config_checked = True  # no log yet: looked at again before each use
             return
@@ -156,7 +161,9 @@ class LogIdentity:
             "and `eventlog sync` (docs/operations.md)")
 
     def _reply_lost(self, reply: list[Any], partition: int, stream: str | None = None) -> LogLost:
-        """The error for a script's LOST / EVICTED / BEHIND reply."""
+        """The error for a script's LOST / EVICTED / BEHIND reply (and the whole identity is
+        checked again before the next command)."""
+        self._config_checked = False
         status = reply[0]
         detail = reply[1].decode() if len(reply) > 1 and isinstance(reply[1], bytes) else str(reply[1:])
         where = f"partition {partition}" + (f" (stream {stream!r})" if stream else "")

@@ -364,7 +364,7 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         whether the log this store knows is still there (`log_problem`)."""
         problem = None
         try:
-            self._call(_nothing)
+            self._call(self._check_config)
         except LogLost as exc:
             problem = str(exc)
         with self._identity_unchecked():
