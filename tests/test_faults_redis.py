@@ -295,3 +295,83 @@ def test_out_of_memory_is_the_projects_error_and_the_fallback_takes_the_write(
         store.close()
     finally:
         server.kill()
+
+
+# --- case 6: four processes racing expected_version while Redis is down ----------------------
+
+RACER = """
+import sys
+from eventlog import ConcurrencyError, MessageAppended, new_event
+from eventlog.stores.fallback import FallbackStore
+from eventlog.stores.jsonl import JsonlStore
+from eventlog.stores.redis_store import RedisStreamStore
+
+url, fb, name, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+store = FallbackStore(RedisStreamStore.from_url(url + "?timeout=0.5"), JsonlStore(fb), auto_sync=False)
+print("ready", flush=True)
+sys.stdin.readline()  # all start together
+for i in range(rounds):
+    version = store.head("session/race").version
+    event = new_event(MessageAppended(session_id="race", role="user", content=f"{name}:{i}"))
+    try:
+        store.append("session/race", [event], expected_version=version)
+    except ConcurrencyError:
+        print("lost", event.id, flush=True)
+    else:
+        print("won", version + 1, event.id, flush=True)
+store.close()
+"""
+
+
+@pytest.mark.slow
+def test_four_processes_racing_expected_version_while_redis_is_down(tmp_path: Path) -> None:
+    """Each expected version is won by exactly one writer, the losers get ConcurrencyError
+    and nothing of theirs is stored; the replay into Redis keeps that order."""
+    server = _server(tmp_path, "redis", "--appendonly", "yes")
+    fb = tmp_path / "fb"
+    try:
+        seed = FallbackStore(RedisStreamStore.from_url(server.url), JsonlStore(fb), auto_sync=False)
+        seed.append("session/race", [msg("first", "race")])  # in Redis: the stream is at version 1
+        seed.close()
+        server.stop()  # Redis down for the race
+        procs = [subprocess.Popen([sys.executable, "-c", RACER, server.url, str(fb), f"w{k}", "40"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                 for k in range(4)]
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        wins: dict[int, list[str]] = {}
+        losers: set[str] = set()
+        for proc in procs:
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0
+            for line in out.splitlines():
+                parts = line.split()
+                if parts[0] == "won":
+                    wins.setdefault(int(parts[1]), []).append(parts[2])
+                else:
+                    losers.add(parts[1])
+        assert losers  # there was a race
+        assert all(len(ids) == 1 for ids in wins.values()), {v: ids for v, ids in wins.items() if len(ids) > 1}
+        file_store = JsonlStore(fb)
+        in_file = [e.id for e in file_store.read("session/race")]
+        file_store.close()
+        assert not losers & set(in_file)
+        assert in_file[-len(wins):] == [wins[v][0] for v in sorted(wins)]
+
+        server.start()
+        store = FallbackStore(RedisStreamStore.from_url(server.url), JsonlStore(fb), auto_sync=False)
+        assert store.sync().replayed == len(wins)
+        in_redis = list(store.primary.read("session/race"))
+        assert [e.version for e in in_redis] == list(range(1, len(wins) + 2))
+        assert [e.id for e in in_redis[1:]] == [wins[v][0] for v in sorted(wins)]
+        # the versions the winners were told: the file's (provisional while Redis is away,
+        # see FallbackStore), one per writer, no gap
+        assert sorted(wins) == list(range(1, len(wins) + 1))
+        assert store.verify().ok
+        store.close()
+    finally:
+        server.kill()
