@@ -375,3 +375,37 @@ def test_four_processes_racing_expected_version_while_redis_is_down(tmp_path: Pa
         store.close()
     finally:
         server.kill()
+
+
+def test_recovery_by_import_of_an_export_then_sync_adopt(tmp_path: Path) -> None:
+    """The other documented recovery: `eventlog import` an export into the emptied Redis
+    (a new log, so the fallback refuses to replay into it: exit 2 naming it), then
+    `eventlog sync --adopt` accepts it and replays what the fallback buffered."""
+    server = _server(tmp_path, "redis")
+    fb = tmp_path / "fallback"
+    env = {"REDIS_URL": server.url, "MEMORY_DIR": str(tmp_path)}
+    try:
+        store = open_store(server.url, fallback=str(fb))
+        assert isinstance(store, FallbackStore)
+        store.stop_auto_sync()
+        for i in range(4):
+            store.append("session/s1", [msg(str(i))])
+        export = _cli({}, "--url", server.url, "export", "--out", str(tmp_path / "export.jsonl"))
+        assert export.returncode == 0, export.stderr
+        server.restart()
+        store.append("session/s1", [msg("buffered")])
+        assert store.lost is not None
+        store.close()
+        imported = _cli({}, "--url", server.url, "import", str(tmp_path / "export.jsonl"))
+        assert imported.returncode == 0, imported.stderr
+        refused = _cli(env, "sync")
+        assert refused.returncode == 2 and "another log" in refused.stderr, refused.stderr
+        adopted = _cli(env, "sync", "--adopt", "--json")
+        assert adopted.returncode == 0, adopted.stderr
+        check = RedisStreamStore.from_url(server.url)
+        contents = [e.payload.content for e in check.read("session/s1")]  # type: ignore[attr-defined]
+        assert contents == ["0", "1", "2", "3", "buffered"]
+        assert check.verify().ok
+        check.close()
+    finally:
+        server.kill()

@@ -157,13 +157,21 @@ def _mb(value: Any) -> str:
 # --- sync ---------------------------------------------------------------------------------
 
 
-@command("sync", "replay events kept in the file fallback (while Redis was away) into Redis")
+def _sync_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adopt", action="store_true",
+                   help="accept the log Redis holds now as the fallback's (after `eventlog import` of an export "
+                        "into a Redis that had lost the log), then replay into it")
+
+
+@command("sync", "replay events kept in the file fallback (while Redis was away) into Redis", _sync_args)
 def cmd_sync(store: EventStore, args: argparse.Namespace, out: Output) -> int:
     fallback = find_layer(store, FallbackStore)
     if fallback is None:
         raise UserError(f"{redact_url(store.url)} is not a Redis store with a file fallback: nothing to sync",
                         "set REDIS_URL (the fallback is MEMORY_DIR/fallback), or: --url redis://... --fallback DIR")
     fallback.stop_auto_sync()  # this command is the sync: no background thread racing it
+    if args.adopt:
+        fallback.adopt_primary()
     before = fallback.pending()
     with progress_bar(out, "syncing", before) as advance:
         result = fallback.sync(progress=lambda done, total: advance(done, total))

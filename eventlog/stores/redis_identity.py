@@ -62,12 +62,16 @@ class LogIdentity:
     def expect_log(self, log_id: str, seen: dict[int, int] | None = None) -> None:
         """Hold this store to a log known from elsewhere (the fallback's record of it): from
         now on a Redis that does not hold that log, or holds less of it, is a lost log."""
-        if self._log_id is not None and self._log_id != log_id:
-            raise LogDiverged(f"{self.url}: this store writes to log {self._log_id}, not {log_id}")
-        self._log_id = log_id
+        found, self._log_id = self._log_id, log_id  # held to it from now on, whatever Redis holds
+        self._config_checked = False
         for partition, position in (seen or {}).items():
             self._saw(int(partition), int(position))
-        self._config_checked = False
+        if found is not None and found != log_id:
+            raise LogDiverged(
+                f"Redis at {self.url} holds another log (id {found}) than the one written to so far "
+                f"(id {log_id}): it was replaced, restored from another log's backup or re-imported. "
+                "Nothing was written; see docs/operations.md (restore the right backup, or adopt the new "
+                "log: eventlog sync --adopt)")
 
     def forget_log(self) -> None:
         """Forget the log this store knew (an operator adopted the one Redis holds now)."""
@@ -118,7 +122,8 @@ class LogIdentity:
             raise LogDiverged(
                 f"Redis at {self.url} holds another log (id {log_id}) than the one written to so far "
                 f"(id {self._log_id}): it was replaced or restored from another log's backup. Nothing "
-                "was written; see docs/operations.md (restore the right backup, or adopt the new log)")
+                "was written; see docs/operations.md (restore the right backup, or adopt the new log: "
+                "eventlog sync --adopt)")
         for partition in range(self.partitions):
             found = self._call(self.client.get, self._id_key(partition))
             if found is None:
