@@ -262,21 +262,19 @@ class FallbackStore(EventStore):
 
     def _version_offset(self, stream: str) -> int:
         """Union version minus the file's version of `stream` (what `expected_version` must
-        be shifted by for the file store): 0 while the primary is away (reads then number the
-        stream as the file does); else the primary's head less the stream's events the file
-        holds that are already replayed."""
-        if self._degraded:
+        be shifted by for the file store): 0 while the primary is away or has lost the log
+        (reads then number the stream as the file does); else the primary's head less the
+        stream's events the file holds that are already replayed."""
+        if self._lost is not None:
             return 0
         try:
-            primary = self.primary.head(stream).version
-        except StoreUnavailable as exc:
-            self._mark_degraded(exc)
+            head = self._from_primary(lambda: self.primary.head(stream), None)
+        except LogLost:  # (marked: the append goes on into the file)
             return 0
-        except LogLost as exc:
-            self._mark_lost(exc)
+        if head is None:
             return 0
         pending = len(self._pending_events(stream))
-        return primary - (self.secondary.head(stream).version - pending)
+        return head.version - (self.secondary.head(stream).version - pending)
 
     def _has_pending(self) -> bool:
         self._refresh_synced()
@@ -397,7 +395,7 @@ class FallbackStore(EventStore):
 
     def _union_head(self, stream: str) -> StreamHead:
         pending = self._pending_events(stream)
-        head = None if self._degraded else self._from_primary(lambda: self.primary.head(stream), None)
+        head = None if self._lost is not None else self._from_primary(lambda: self.primary.head(stream), None)
         if head is None:  # the primary away: the stream as the file holds it
             known = list(self.secondary.read(stream))
             return StreamHead(len(known), known[-1].hash if known else "")

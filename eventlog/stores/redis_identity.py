@@ -28,6 +28,7 @@ log = logging.getLogger("eventlog.redis")
 T = TypeVar("T")
 
 FORMAT = "1"
+_DATA_KEYS = ("seq", "log", "ids", "heads")  # a partition's keys besides its stream lists
 
 
 class LogIdentity:
@@ -103,7 +104,8 @@ class LogIdentity:
             raise self._lost(f"it holds no log under prefix {self.prefix!r} (no {key})")
         if not stored:
             for partition in range(self.partitions):
-                if self._call(self.client.exists, self._id_key(partition), f"{self._tag(partition)}:seq"):
+                tag = self._tag(partition)
+                if self._call(self.client.exists, self._id_key(partition), *(f"{tag}:{k}" for k in _DATA_KEYS)):
                     raise self._lost(f"its config {key} is gone (evicted or deleted) but partition {partition} "
                                      "still holds keys of a log")
         if not stored and not create:

@@ -81,9 +81,13 @@ class RedisReads(EventStore):
         if to_version is not None and to_version < from_version:
             return iter(())
         self._ensure_identity()
-        if self._log_id is None:
-            return iter(())  # no log here yet
-        reply = self._call(lambda: self._read_script(keys=keys, args=[from_version - 1, stop, stream, self._log_id]))
+        if self._log_id is None:  # no log here yet, unless the stream's index outlived it (evicted)
+            if self._call(self.client.exists, keys[1]):
+                raise self._lost(f"stream {stream!r} has an index but the log's config and keys are gone "
+                                 "(evicted or deleted)")
+            return iter(())
+        reply = self._call(lambda: self._read_script(keys=keys, args=[from_version - 1, stop, stream, self._log_id,
+                                                                      self._seen.get(p, 0)]))
         if reply[0] in (b"LOST", b"EVICTED"):
             raise self._reply_lost(reply, p, stream)
         head = int(reply[0])

@@ -70,14 +70,16 @@ return first + 1
 """
 
 # KEYS: log, streamlist, heads, logid, seq, ids; ARGV: from_index (0-based), to_index (-1 =
-# end), stream, log id. Reply: {'LOST', id found} (not the client's log), {'EVICTED', what}
-# (some of the partition's keys gone), else {head version, seq1, json1, ...} with '' for an
+# end), stream, log id, seen (the highest position of the partition the client has seen).
+# Reply: {'LOST', id found} (not the client's log), {'EVICTED', what} (some of the
+# partition's keys gone), else {head version, seq1, json1, ...} with '' for an
 # entry that is gone: the client checks that every version is there.
 READ_STREAM_LUA = """
 local have = redis.call('GET', KEYS[4])
 if have ~= ARGV[4] then return {'LOST', have or ''} end
 local present = redis.call('EXISTS', KEYS[1], KEYS[3], KEYS[5], KEYS[6])
 if present ~= 0 and present ~= 4 then return {'EVICTED', 'partition'} end
+if present == 0 and tonumber(ARGV[5]) > 0 then return {'LOST', ''} end
 local head = redis.call('HGET', KEYS[3], ARGV[3])
 local version = '0'
 if head then version = string.sub(head, 1, string.find(head, ' ', 1, true) - 1) end
