@@ -121,7 +121,7 @@ class RedisReads(EventStore):
     def _partition_batches(self, partition: int, after: int, upcast: bool,
                            lazy_runs: bool = False) -> Iterator[list[Event]]:
         """A partition's log after `after`, as decoded runs of up to 100 entries."""
-        key, seq_key, _, _ = self._keys(partition)
+        key, seq_key, ids_key, heads_key = self._keys(partition)
         start = after + 1
         set_field = msgspec.structs.force_setattr
         first = True
@@ -131,7 +131,7 @@ class RedisReads(EventStore):
                 self._ensure_identity()
                 if self._log_id is None:
                     return  # no log here yet
-                reply = self._call(self._page_script, [key, seq_key, self._id_key(partition)],
+                reply = self._call(self._page_script, [key, seq_key, self._id_key(partition), ids_key, heads_key],
                                    [f"0-{start}", BATCH, self._log_id, self._seen.get(partition, 0)])
                 if reply[0] != b"OK":
                     raise self._reply_lost(reply, partition)

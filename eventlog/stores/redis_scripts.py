@@ -94,7 +94,7 @@ return out
 """
 
 # The first page of a partition's log, with the checks of the log's identity in the same
-# round trip. KEYS: log, seq, logid; ARGV: start id, count, log id, seen (the highest position
+# round trip. KEYS: log, seq, logid, ids, heads; ARGV: start id, count, log id, seen (the highest position
 # the client has seen). Replies: {'LOST', id found}; {'BEHIND', seq} (the log ends before what
 # the client saw: restored from an older backup, or its counter evicted); {'EVICTED', 'log'}
 # (the counter says events, the log key is gone); {'OK', the XRANGE reply}.
@@ -104,5 +104,7 @@ if have ~= ARGV[3] then return {'LOST', have or ''} end
 local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
 if seq < tonumber(ARGV[4]) then return {'BEHIND', tostring(seq)} end
 if seq > 0 and redis.call('EXISTS', KEYS[1]) == 0 then return {'EVICTED', 'log'} end
+local present = redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
+if present ~= 0 and present ~= 4 then return {'EVICTED', 'partition'} end
 return {'OK', redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])}
 """
