@@ -42,6 +42,7 @@ class LogIdentity:
     _seen: dict[int, int]
     _seen_lock: threading.Lock
     _config_checked: bool
+    _identity_lock: threading.RLock
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         raise NotImplementedError
@@ -98,6 +99,10 @@ class LogIdentity:
         The partition count is fixed for a log's lifetime (streams are placed by it). The id
         goes into the config first and into each partition after; `sealed` says all
         partitions have it, so a partition without one afterwards has lost its keys."""
+        with self._identity_lock:  # (threads of one store check one at a time)
+            self._check_config_locked(create)
+
+    def _check_config_locked(self, create: bool) -> None:
         key = f"{self.prefix}:config"
         stored: dict[bytes, bytes] = self._call(self.client.hgetall, key)
         if not stored and self._log_id is not None:
@@ -106,6 +111,9 @@ class LogIdentity:
             for partition in range(self.partitions):
                 tag = self._tag(partition)
                 if self._call(self.client.exists, self._id_key(partition), *(f"{tag}:{k}" for k in _DATA_KEYS)):
+                    stored = self._call(self.client.hgetall, key)  # another process creating the log just now?
+                    if stored:
+                        break
                     raise self._lost(f"its config {key} is gone (evicted or deleted) but partition {partition} "
                                      "still holds keys of a log")
         if not stored and not create:

@@ -144,6 +144,7 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         self._log_id: str | None = None
         self._seen: dict[int, int] = {}
         self._seen_lock = threading.Lock()
+        self._identity_lock = threading.RLock()
         try:
             self._call(_nothing)  # the log's config and identity (see redis_identity)
         except StoreUnavailable as exc:
