@@ -13,7 +13,10 @@ from eventlog.errors import (
     InvalidEvent,
     InvalidStreamName,
     InvalidURL,
+    LogDiverged,
+    LogLost,
     ReadOnlyStore,
+    StoreRefused,
     StoreUnavailable,
 )
 from eventlog.events import *  # noqa: F403 - the payload types are the public vocabulary
@@ -35,8 +38,11 @@ __all__ = [
     "InvalidEvent",
     "InvalidStreamName",
     "InvalidURL",
+    "LogDiverged",
+    "LogLost",
     "MemoryStore",
     "ReadOnlyStore",
+    "StoreRefused",
     "StoreUnavailable",
     "StreamHead",
     "new_event",

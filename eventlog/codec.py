@@ -26,6 +26,7 @@ from eventlog.events import (
     Event,
     UnknownPayload,
 )
+from eventlog.json_check import find_unstorable
 from eventlog.lazy_runs import LazyEvent, LazyRunRecorded
 
 DEFAULT_MAX_EVENT_BYTES = 1 << 20  # 1 MiB, configurable per store
@@ -111,8 +112,21 @@ def encode(event: Event) -> bytes:
         return _encoder.encode(raw)
     try:
         return _encoder.encode(event)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidEvent(f"event {event.id} ({event.type}) is not JSON-encodable: {exc}") from exc
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise _unencodable(event, exc) from None
+
+
+def _unencodable(event: Event, exc: BaseException) -> InvalidEvent:
+    """The error for an event the encoder refused, naming the bad field where it can: a dict
+    key JSON cannot hold, a cycle or too deep a nesting (found by walking the payload only
+    now, after the failure); else the encoder's words ("not JSON-encodable": a value of a
+    type JSON has no form for)."""
+    problem = find_unstorable(event.payload, "payload")
+    if problem is not None:
+        return InvalidEvent(f"event {event.id} ({event.type}) cannot be stored: {problem}")
+    if isinstance(exc, RecursionError):
+        return InvalidEvent(f"event {event.id} ({event.type}) cannot be stored: nested too deeply to encode")
+    return InvalidEvent(f"event {event.id} ({event.type}) is not JSON-encodable: {exc}")
 
 
 def canonical(event: Event) -> bytes:
@@ -174,8 +188,8 @@ def seal_run(events: list[Event], *, stream: str, version: int, prev_hash: str, 
             continue
         try:
             raw = encode_(event)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidEvent(f"event {event.id} ({event.type}) is not JSON-encodable: {exc}") from exc
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise _unencodable(event, exc) from None
         id_end = 6 + len(encode_(event.id))
         head = b'%s,"stream":%s,"version":%d' % (raw[:id_end], stream_json, version)
         tail = b'%s,"prev_hash":%s' % (raw[id_end:-1], encode_(prev_hash)) if prev_hash else raw[id_end:-1]

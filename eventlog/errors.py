@@ -49,3 +49,21 @@ class InvalidURL(EventLogError, ValueError):
 
 class ReadOnlyStore(EventLogError):
     """A write was attempted on a read-only view (for example a time-travel view)."""
+
+
+class StoreRefused(StoreUnavailable):
+    """The store answered but refused the write (Redis out of memory under `noeviction`, a
+    read-only replica, a failing disk): nothing was written. A `StoreUnavailable`, so a
+    fallback store takes the write instead, and retrying later is safe."""
+
+
+class LogLost(EventLogError):
+    """The store no longer holds events it acknowledged: a Redis restarted without
+    persistence, flushed, or whose keys were evicted. Nothing is written and nothing is read
+    as if it were complete; the message names what is missing. Recover from a backup (AOF /
+    RDB) or an export (`eventlog import`, then `eventlog sync`): see docs/operations.md."""
+
+
+class LogDiverged(LogLost):
+    """The store holds a different log than the one written to so far (Redis replaced, or
+    restored from another log's backup): appending would mix two histories."""

@@ -55,7 +55,7 @@ def _partition_of_key(key: str) -> int | None:
 class Break(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The first place where the log does not match its own proofs."""
 
-    kind: str  # edited | removed | reordered | inserted | unreadable | head-mismatch
+    kind: str  # edited | removed | reordered | inserted | unreadable | head-mismatch | lost
     stream: str = ""
     version: int = 0
     id: str = ""
@@ -97,6 +97,12 @@ class Log(Protocol):
     def read_all_raw(self, after: Cursor | int | str | None = None) -> Iterator[Event]: ...
 
     def append(self, stream: str, events: Iterable[Event], expected_version: int | None = None) -> list[Event]: ...
+
+
+def lost_report(exc: Exception) -> VerifyReport:
+    """The report of a walk that could not be made: the store has lost (part of) the log."""
+    return VerifyReport(ok=False, events=0, streams=0, root="", cursor="",
+                        first_break=Break(kind="lost", detail=str(exc)))
 
 
 def heads_root(heads: dict[str, str]) -> str:

@@ -54,8 +54,15 @@ def _check_stream(name: object) -> str:
     return name
 
 
+_ID_FIELD = {"session": "session_id", "user": "user_id", "workflow": "workflow name / session_id",
+             "records": "table"}
+
+
 def stream_for(kind: str, ident: str) -> str:
     """`kind/ident` with `ident` percent-encoded where it would make an invalid name."""
+    if not isinstance(ident, str) or not ident:
+        raise InvalidStreamName(f"{_ID_FIELD.get(kind, kind + ' id')} must be a non-empty string, "
+                                f"got {ident!r}"[:200])
     safe = quote(ident, safe="-_.:@+=,;!~*'()$&")
     if safe in (".", ".."):
         safe = quote(safe, safe="")

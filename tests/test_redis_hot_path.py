@@ -19,7 +19,7 @@ import pytest
 import redis
 from redis.connection import PythonRespSerializer
 
-from eventlog import EventLogError, MessageAppended, StoreUnavailable, new_event
+from eventlog import EventLogError, LogLost, MessageAppended, StoreUnavailable, new_event
 from eventlog.redis_store import _APPEND_HEAD_ARGS, _MAX_HELD, RedisStreamStore, _pack_command, _packed_args
 from tests.conftest import need_redis_binary
 from tests.redis_server import RedisServer
@@ -48,12 +48,13 @@ def assert_chain(store: RedisStreamStore, stream: str, n: int) -> None:
 
 def test_packed_command_is_what_redis_py_sends() -> None:
     sha = "f" * 40
-    keys = ["el:{el:0}:log", "el:{el:0}:seq", "el:{el:0}:ids", "el:{el:0}:heads", "el:{el:0}:s:session/ünï"]
+    keys = ["el:{el:0}:log", "el:{el:0}:seq", "el:{el:0}:ids", "el:{el:0}:heads", "el:{el:0}:s:session/ünï",
+            "el:{el:0}:logid"]
     args = ["session/ünï", -1, 0, "", "1 " + "a" * 64, 1, "id-é", b'{"x":"\xc3\xa9\r\n"}', b""]
     prefix = _packed_args(["EVALSHA", sha, len(keys), *keys])
     ours = _pack_command(prefix, _APPEND_HEAD_ARGS, args)
     python_packer = PythonRespSerializer(6000, redis.connection.Encoder("utf-8", "strict", False).encode)
-    assert ours == b"".join(python_packer.pack("EVALSHA", sha, 5, *keys, *args))
+    assert ours == b"".join(python_packer.pack("EVALSHA", sha, 6, *keys, *args))
 
 
 def test_only_a_plain_client_takes_the_direct_path(redis_url: str) -> None:
@@ -179,7 +180,7 @@ def test_a_script_error_raises_and_leaves_no_reply_behind(redis_url: str) -> Non
     client = redis.Redis.from_url(redis_url)
     client.rename("el:{el:0}:ids", "saved")
     client.set("el:{el:0}:ids", "not a hash")  # HMGET in the script: WRONGTYPE
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+    with pytest.raises(EventLogError, match="WRONGTYPE"):  # the project's error, not redis-py's
         store.append("session/s1", [msg("b")])
     assert not conn.is_connected  # dropped rather than trusted
     client.delete("el:{el:0}:ids")
@@ -299,12 +300,19 @@ def test_password_and_db_from_the_url_survive_a_restart(tmp_path: Path) -> None:
         url = f"redis://:s3cr3t-pw@127.0.0.1:{server.port}/3"
         store = redis_store(url)
         store.append("session/s1", [msg("a")])
-        server.restart()  # nothing kept (no AOF): the log starts again from empty
-        store.append("session/s2", [msg("b", "s2")])  # reconnects: AUTH and SELECT 3 again
+        server.restart()  # nothing kept (no AOF): the log is gone
+        # It reconnects (AUTH and SELECT 3 again: a refused AUTH would be StoreUnavailable),
+        # finds the log gone and says so instead of starting it again from version 1.
+        with pytest.raises(LogLost, match="has lost log"):
+            store.append("session/s2", [msg("b", "s2")])
         check = redis.Redis(port=server.port, password="s3cr3t-pw", db=3)
+        assert check.dbsize() == 0  # nothing written
+        store.close()
+        fresh = redis_store(url)  # a new log, on purpose (a process that never saw the old one)
+        fresh.append("session/s2", [msg("b", "s2")])
         assert check.xlen("el:{el:0}:log") == 1 and check.exists("el:{el:0}:s:session/s2")
         assert redis.Redis(port=server.port, password="s3cr3t-pw", db=0).dbsize() == 0
-        store.close()
+        fresh.close()
     finally:
         server.kill()
 

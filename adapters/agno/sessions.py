@@ -20,6 +20,7 @@ from agno.session import AgentSession, TeamSession, WorkflowSession
 from adapters.agno.core import EventLogCore, actor_of, log
 from adapters.agno.rows import session_deltas, session_row
 from eventlog import RunDeleted, RunRecorded, SessionDeleted, SessionRenamed
+from eventlog.json_check import check_storable, to_plain
 from eventlog.names import session_stream
 from projections import Conversation, ConversationState, SessionRow, SessionsState, fork_session
 from projections.conversation import RunEntry
@@ -192,7 +193,7 @@ class SessionMethods(EventLogCore):
         return deserialize_session(session_type, data)
 
     def upsert_session(self, session: Any, deserialize: bool | None = True) -> Any:
-        new = session.to_dict(include_runs=False)
+        new = to_plain(lambda: session.to_dict(include_runs=False), session, "session")  # (a cycle: InvalidEvent)
         if isinstance(session, AgentSession):
             new["session_type"] = SessionType.AGENT.value
         elif isinstance(session, TeamSession):
@@ -206,6 +207,10 @@ class SessionMethods(EventLogCore):
             if old is not None and old.user_id is not None and old.user_id != new.get("user_id"):
                 return None  # owner guard: an owned session is only writable by its owner
             payloads: list[Any] = session_deltas(new, old)
+            if old is None:  # its runs are written after it: check them first, so all or nothing is
+                for i, run in enumerate(session.runs or []):
+                    check_storable(run if isinstance(run, dict) else to_plain(run.to_dict, run, f"session.runs[{i}]"),
+                                   f"session.runs[{i}]")
             self._emit(session_stream(sid), payloads, actor_of(new, session_id=sid))
             if old is None:
                 for run in session.runs or []:  # a first insert may carry runs (imports, restores)
@@ -250,7 +255,7 @@ class SessionMethods(EventLogCore):
 
     def upsert_run(self, run: Any, session_id: str, user_id: str | None = None,
                    run_index: int | None = None) -> None:
-        run_dict = copy.deepcopy(run if isinstance(run, dict) else run.to_dict())
+        run_dict = copy.deepcopy(run if isinstance(run, dict) else to_plain(run.to_dict, run, "run"))
         run_id = run_dict.get("run_id")
         if run_id is None:
             raise ValueError("Run must have a run_id")

@@ -85,6 +85,8 @@ def cmd_doctor(store: EventStore, args: argparse.Namespace, out: Output) -> int:
         if isinstance(layer, JsonlStore):
             _check_files(layer, checks)
     fallback = find_layer(store, FallbackStore)
+    if fallback is not None and fallback.lost is not None:
+        checks.add("fallback's log", False, redact_url(str(fallback.lost)), "error")
     if fallback is not None:
         n = fallback.pending()
         checks.add("pending fallback events", n == 0,
@@ -104,6 +106,10 @@ def _check_redis(layer: Any, checks: Checks) -> None:
         return
     checks.add("redis reachable", True, f"{redact_url(str(info.get('url', '')))} (Redis {info.get('redis_version')}, "
                                        f"{_mb(info.get('used_memory'))} used)")
+    if "log_problem" in info:
+        problem = info["log_problem"]
+        checks.add("log identity", problem is None,
+                   f"log {info.get('log_id')}" if problem is None else redact_url(str(problem)), "error")
     aof, save = bool(info.get("aof_enabled")), str(info.get("rdb_save") or "").strip()
     if aof:
         detail = "AOF on" + (f", RDB save {save}" if save else "")
@@ -151,13 +157,21 @@ def _mb(value: Any) -> str:
 # --- sync ---------------------------------------------------------------------------------
 
 
-@command("sync", "replay events kept in the file fallback (while Redis was away) into Redis")
+def _sync_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adopt", action="store_true",
+                   help="accept the log Redis holds now as the fallback's (after `eventlog import` of an export "
+                        "into a Redis that had lost the log), then replay into it")
+
+
+@command("sync", "replay events kept in the file fallback (while Redis was away) into Redis", _sync_args)
 def cmd_sync(store: EventStore, args: argparse.Namespace, out: Output) -> int:
     fallback = find_layer(store, FallbackStore)
     if fallback is None:
         raise UserError(f"{redact_url(store.url)} is not a Redis store with a file fallback: nothing to sync",
                         "set REDIS_URL (the fallback is MEMORY_DIR/fallback), or: --url redis://... --fallback DIR")
     fallback.stop_auto_sync()  # this command is the sync: no background thread racing it
+    if args.adopt:
+        fallback.adopt_primary()
     before = fallback.pending()
     with progress_bar(out, "syncing", before) as advance:
         result = fallback.sync(progress=lambda done, total: advance(done, total))

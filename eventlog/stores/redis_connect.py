@@ -13,9 +13,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 import redis
 from redis import exceptions as rex
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from eventlog import codec
-from eventlog.errors import InvalidURL, StoreUnavailable
+from eventlog.errors import EventLogError, InvalidURL, StoreRefused, StoreUnavailable
 from eventlog.stores.redis_wire import _raw_reply
 from eventlog.urls import redact_url
 
@@ -26,6 +28,11 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+# Seconds a command (or a connect) may take before Redis counts as down: a frozen server
+# (SIGSTOP, a stalled host) makes appends fall back and reads raise after this, not hang.
+DEFAULT_TIMEOUT = 2.0
+
+
 class Options(msgspec.Struct):
     """Our own options of a Redis store URL."""
 
@@ -33,6 +40,7 @@ class Options(msgspec.Struct):
     partitions: int = 1
     max_event_bytes: int = codec.DEFAULT_MAX_EVENT_BYTES
     wait_replicas: int = 0
+    timeout: float = DEFAULT_TIMEOUT
 
 
 class Connection(NamedTuple):
@@ -54,20 +62,28 @@ def client_from_url(url: str) -> Connection:
             partitions=int(query.pop("partitions", "0") or 0),
             max_event_bytes=int(query.pop("max_event_bytes", codec.DEFAULT_MAX_EVENT_BYTES)),
             wait_replicas=int(query.pop("wait_replicas", "0") or 0),
+            timeout=float(query.pop("timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT),
         )
     except ValueError as exc:
         raise InvalidURL(f"bad option in {redact_url(url)}: {exc}") from exc
+    if not 0 < options.timeout <= 3600:
+        raise InvalidURL(f"timeout must be a number of seconds in (0, 3600], got {options.timeout}")
     scheme = parts.scheme.lower()
     cluster = scheme.endswith("+cluster")
     base_scheme = scheme.replace("+cluster", "")
     clean = urlunsplit((base_scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
-    common = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "decode_responses": False}
+    common: dict[str, Any] = {"socket_connect_timeout": options.timeout, "socket_timeout": options.timeout,
+                              "decode_responses": False}
     try:
         if cluster:
             client = _cluster_client(parts, base_scheme, query, common)
             partitions = options.partitions or 16
         else:
-            client = redis.Redis.from_url(clean, health_check_interval=30, **common)
+            # One quiet retry, on a broken connection only (a stale socket after a restart):
+            # redis-py's default (10 retries with backoff, timeouts included) turned a frozen
+            # server into a stall of half a minute per command.
+            retry = Retry(NoBackoff(), 1, supported_errors=(rex.ConnectionError,))
+            client = redis.Redis.from_url(clean, health_check_interval=30, retry=retry, **common)
             # Our own client: XRANGE pages come back as Redis sends them, not as a dict
             # per entry (building those was a third of the cost of reading the log back).
             client.set_response_callback("XRANGE", _raw_reply)
@@ -84,10 +100,21 @@ def translate(exc: BaseException, url: str) -> BaseException | None:
     if isinstance(exc, UNAVAILABLE):
         return StoreUnavailable(f"Redis at {url} is unavailable: {type(exc).__name__}: {redacted(str(exc))}")
     if isinstance(exc, rex.ResponseError):
-        message = str(exc)
+        message = redacted(str(exc))
         if "NOAUTH" in message or "WRONGPASS" in message or "NOPERM" in message:
             return StoreUnavailable(f"Redis at {url} refused the credentials")
+        if isinstance(exc, rex.OutOfMemoryError):
+            return StoreRefused(f"Redis at {url} is out of memory (OOM: maxmemory reached under noeviction), "
+                                f"nothing was written: {message}")
+        if isinstance(exc, rex.ReadOnlyError) or message.startswith(_REFUSALS):
+            return StoreRefused(f"Redis at {url} refused the command, nothing was written: {message}")
+        return EventLogError(f"Redis at {url} answered with an error: {message}")
     return None
+
+
+# Error replies that mean "not now" (nothing done): out of memory under noeviction, a replica
+# that cannot take writes, a failing disk, too few replicas, a busy script or module.
+_REFUSALS = ("OOM", "READONLY", "MISCONF", "NOREPLICAS", "BUSY", "MASTERDOWN", "LOADING")
 
 
 def redacted(message: str) -> str:

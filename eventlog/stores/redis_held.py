@@ -18,7 +18,7 @@ from eventlog.stores.redis_scripts import APPEND_LUA
 from eventlog.stores.redis_wire import _pack_command
 
 _MAX_HELD = 8  # idle connections the store keeps for its appends (more go back to the pool)
-_APPEND_HEAD_ARGS = 8  # EVALSHA, sha, 5, the five KEYS: the part of an append packed per stream
+_APPEND_HEAD_ARGS = 9  # EVALSHA, sha, 6, the six KEYS: the part of an append packed per stream
 
 
 class HeldConnections:
@@ -28,6 +28,7 @@ class HeldConnections:
     url: str
     prefix: str
     wait_replicas: int
+    wait_ms: int
     _closed: bool
     _held: list[Any]
     _fork: int
@@ -41,12 +42,13 @@ class HeldConnections:
         TLS, SELECT, socket timeouts, health checks) and reconnects the same way. Each caller
         takes its own idle connection, so concurrent appends do not queue behind one socket.
 
-        On a connection failure (a stale socket after a Redis restart, a timeout) the script is
-        sent once more on a fresh connection, as redis-py's own retry would: safe, because the
-        script is idempotent by event ids (a run that did land answers DUP with the stored
-        twins) and checks the head. If that fails too the error goes up, and `_call` makes it
-        StoreUnavailable. Any exception other than NOSCRIPT (handled in place, its reply read)
-        disconnects the connection, so no reply is ever left unread on it.
+        On a connection failure (a stale socket after a Redis restart; not a timeout, which would
+        only double the wait for a frozen server) the script is sent once more on a fresh
+        connection, as redis-py's own retry would: safe, because the script is idempotent by
+        event ids (a run that did land answers DUP with the stored twins) and checks the head.
+        If that fails too the error goes up, and `_call` makes it StoreUnavailable. Any
+        exception other than NOSCRIPT (handled in place, its reply read) disconnects the
+        connection, so no reply is ever left unread on it.
 
         With `wait_replicas`, WAIT goes on the same connection right after a write: WAIT waits
         for the calling connection's own writes, so it means nothing on another connection."""
@@ -69,7 +71,10 @@ class HeldConnections:
                         conn.send_packed_command(packed)
                         reply = conn.read_response()
                     break
-                except (rex.ConnectionError, rex.TimeoutError, OSError):
+                except rex.TimeoutError:
+                    conn.disconnect()
+                    raise  # a server that does not answer in time (frozen, overloaded): no second wait
+                except (rex.ConnectionError, OSError):
                     conn.disconnect()
                     if attempt == 2:
                         raise
@@ -82,7 +87,7 @@ class HeldConnections:
                     # probe have everything the primary wrote before it.
                     conn.send_command("INCR", f"{self.prefix}:wait-probe")
                     conn.read_response()
-                conn.send_command("WAIT", self.wait_replicas, 2000)
+                conn.send_command("WAIT", self.wait_replicas, self.wait_ms)
                 acked = int(conn.read_response())
         except BaseException:
             conn.disconnect()  # whatever happened mid-command, the next use starts afresh

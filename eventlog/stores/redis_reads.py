@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from eventlog import codec
-from eventlog.errors import CorruptLog, StoreUnavailable
+from eventlog.errors import CorruptLog, LogLost, StoreUnavailable
 from eventlog.events import Event
 from eventlog.positions import Cursor, StreamHead
 from eventlog.store import EventStore, batched
@@ -35,6 +35,9 @@ class RedisReads(EventStore):
     client: Any
     cluster: bool
     _read_script: Any
+    _page_script: Any
+    _log_id: str | None
+    _seen: dict[int, int]
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         raise NotImplementedError
@@ -51,24 +54,64 @@ class RedisReads(EventStore):
     def _fetch_head(self, partition: int, stream: str) -> StreamHead:
         raise NotImplementedError
 
+    def _id_key(self, partition: int) -> str:
+        raise NotImplementedError
+
+    def _ensure_identity(self, create: bool = False) -> None:
+        raise NotImplementedError
+
+    def _saw(self, partition: int, position: int) -> None:
+        raise NotImplementedError
+
+    def _lost(self, what: str, log_id: str | None = None) -> LogLost:
+        raise NotImplementedError
+
+    def _reply_lost(self, reply: list[Any], partition: int, stream: str | None = None) -> LogLost:
+        raise NotImplementedError
+
     def _decode(self, data: bytes, seq: int, partition: int, upcast: bool = True) -> Event:
         event = codec.decode(data, upcast=upcast)
         return msgspec.structs.replace(event, position=seq, partition=partition)
 
     def _read(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]:
         p = self.partition_of(stream)
-        keys = [self._keys(p)[0], self._stream_key(p, stream)]
+        log_key, seq_key, ids_key, heads_key = self._keys(p)
+        keys = [log_key, self._stream_key(p, stream), heads_key, self._id_key(p), seq_key, ids_key]
         stop = -1 if to_version is None else to_version - 1
         if to_version is not None and to_version < from_version:
             return iter(())
-        reply = self._call(lambda: self._read_script(keys=keys, args=[from_version - 1, stop]))
+        self._ensure_identity()
+        if self._log_id is None:  # no log here yet, unless the stream's index outlived it (evicted)
+            if self._call(self.client.exists, keys[1]):
+                raise self._lost(f"stream {stream!r} has an index but the log's config and keys are gone "
+                                 "(evicted or deleted)")
+            return iter(())
+        reply = self._call(lambda: self._read_script(keys=keys, args=[from_version - 1, stop, stream, self._log_id,
+                                                                      self._seen.get(p, 0)]))
+        if reply[0] in (b"LOST", b"EVICTED"):
+            raise self._reply_lost(reply, p, stream)
+        head = int(reply[0])
+        last = head if to_version is None else min(head, to_version)
         events = []
-        for i in range(0, len(reply), 2):
+        missing = []
+        version = from_version
+        for i in range(1, len(reply), 2):
             seq = int(reply[i])
-            try:
-                events.append(self._decode(reply[i + 1], seq, p))
-            except CorruptLog as exc:
-                raise CorruptLog(f"{self.url}: stream {stream!r}, entry 0-{seq}: {exc}") from None
+            if not reply[i + 1]:
+                missing.append(version)
+            else:
+                try:
+                    events.append(self._decode(reply[i + 1], seq, p))
+                except CorruptLog as exc:
+                    raise CorruptLog(f"{self.url}: stream {stream!r}, entry 0-{seq}: {exc}") from None
+            version += 1
+        # Never a stream with a gap as if it were whole: every version up to the head is due.
+        missing.extend(range(version, last + 1))
+        if missing:
+            raise self._lost(f"stream {stream!r} has versions up to {head} but {_spans(missing)} are gone "
+                             "(evicted or deleted)")
+        if events:
+            self._saw(p, events[-1].position)
         return iter(events)
 
     def _partition_entries(self, partition: int, after: int, upcast: bool, lazy_runs: bool = False) -> Iterator[Event]:
@@ -78,11 +121,23 @@ class RedisReads(EventStore):
     def _partition_batches(self, partition: int, after: int, upcast: bool,
                            lazy_runs: bool = False) -> Iterator[list[Event]]:
         """A partition's log after `after`, as decoded runs of up to 100 entries."""
-        key = self._keys(partition)[0]
+        key, seq_key, ids_key, heads_key = self._keys(partition)
         start = after + 1
         set_field = msgspec.structs.force_setattr
+        first = True
         while True:
-            entries = self._call(self.client.xrange, key, f"0-{start}", "+", BATCH)
+            if first:  # with the checks of the log's identity, in the same round trip
+                first = False
+                self._ensure_identity()
+                if self._log_id is None:
+                    return  # no log here yet
+                reply = self._call(self._page_script, [key, seq_key, self._id_key(partition), ids_key, heads_key],
+                                   [f"0-{start}", BATCH, self._log_id, self._seen.get(partition, 0)])
+                if reply[0] != b"OK":
+                    raise self._reply_lost(reply, partition)
+                entries = reply[1]
+            else:
+                entries = self._call(self.client.xrange, key, f"0-{start}", "+", BATCH)
             if not entries:
                 return
             start = int(entries[-1][0].split(b"-")[1]) + 1
@@ -106,6 +161,7 @@ class RedisReads(EventStore):
                     if partition:
                         _consume(map(set_field, events, _repeat("partition"), _repeat(partition, len(events))))
                     yield events
+            self._saw(partition, start - 1)
             if len(entries) < BATCH:
                 return
 
@@ -173,3 +229,17 @@ class RedisReads(EventStore):
             key = self._keys(p)[1]
             offsets[p] = int(self._call(lambda k=key: self.client.get(k)) or 0)
         return Cursor(offsets)
+
+
+def _spans(versions: list[int]) -> str:
+    """`[3, 4, 5, 9]` as "versions 3-5, 9" (for messages)."""
+    parts: list[str] = []
+    start = prev = versions[0]
+    for v in [*versions[1:], None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(f"{start}-{prev}" if prev != start else str(start))
+        if v is not None:
+            start = prev = v
+    return "versions " + ", ".join(parts[:10]) + (" ..." if len(parts) > 10 else "")

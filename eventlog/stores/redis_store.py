@@ -30,7 +30,7 @@ import hashlib
 import logging
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -44,16 +44,19 @@ from eventlog.errors import (
     EventLogError,
     InvalidEvent,
     InvalidURL,
+    LogLost,
     StoreUnavailable,
 )
 from eventlog.events import Event
+from eventlog.integrity import VerifyReport, lost_report
 from eventlog.names import validate_stream
 from eventlog.positions import EMPTY_HEAD, StreamHead
 from eventlog.stores import redis_wire
-from eventlog.stores.redis_connect import client_from_url, first_node, text, translate
+from eventlog.stores.redis_connect import DEFAULT_TIMEOUT, client_from_url, first_node, text, translate
 from eventlog.stores.redis_held import _APPEND_HEAD_ARGS, _MAX_HELD, HeldConnections, _replicas_short
+from eventlog.stores.redis_identity import FORMAT, LogIdentity
 from eventlog.stores.redis_reads import BATCH, RedisReads
-from eventlog.stores.redis_scripts import APPEND_LUA, READ_STREAM_LUA
+from eventlog.stores.redis_scripts import APPEND_LUA, FIRST_PAGE_LUA, READ_STREAM_LUA
 from eventlog.stores.redis_wire import _pack_command, _packed_args
 from eventlog.urls import redact_url
 
@@ -72,14 +75,13 @@ log = logging.getLogger("eventlog.redis")
 
 T = TypeVar("T")
 
-FORMAT = "1"
 MAX_BATCH = 3000  # Lua's unpack() limit bounds one atomic append
 _MAX_ROUTES = 65536  # streams whose append keys are cached
 
 
 class _Route(NamedTuple):
-    """A stream's append: its partition, the five KEYS of the script, the packed start of its
-    EVALSHA (`EVALSHA sha 5 KEYS`, which `_pack_command` completes) and the lock that keeps
+    """A stream's append: its partition, the six KEYS of the script, the packed start of its
+    EVALSHA (`EVALSHA sha 6 KEYS`, which `_pack_command` completes) and the lock that keeps
     this process's appends to the stream in turn. Correctness never rests on the lock (the
     script checks the head): two routes briefly made for one stream only cost a retry."""
 
@@ -89,12 +91,12 @@ class _Route(NamedTuple):
     lock: threading.Lock
 
 
-class RedisStreamStore(HeldConnections, RedisReads):
+class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
     """The production store (see the module docstring for the layout)."""
 
     def __init__(self, client: Any, *, prefix: str = "el", partitions: int = 1,
                  max_event_bytes: int = codec.DEFAULT_MAX_EVENT_BYTES, url: str = "redis://",
-                 cluster: bool = False, wait_replicas: int = 0) -> None:
+                 cluster: bool = False, wait_replicas: int = 0, timeout: float = DEFAULT_TIMEOUT) -> None:
         if partitions < 1 or partitions > 1024:
             raise InvalidURL(f"partitions must be 1..1024, got {partitions}")
         if not prefix or any(c in prefix for c in "{}: \t\n"):
@@ -108,6 +110,9 @@ class RedisStreamStore(HeldConnections, RedisReads):
         # With N > 0 an append returns only after N replicas have it (Redis WAIT), so a
         # failover cannot lose an acknowledged event. 0: asynchronous replication (faster).
         self.wait_replicas = wait_replicas
+        # How long WAIT waits for replicas: within the socket timeout, so that "too few
+        # replicas" is told apart from "Redis does not answer".
+        self.wait_ms = max(1, min(2000, int(timeout * 500)))
         # stream -> cached head. Only ever read or replaced one key at a time (atomic dict
         # operations): a stale entry costs one STALE retry, never a wrong chain.
         self._heads: dict[str, StreamHead] = {}
@@ -131,13 +136,22 @@ class RedisStreamStore(HeldConnections, RedisReads):
         self._held: list[Any] = []  # idle held connections (list pop/append are atomic)
         self._fork = redis_wire._forks  # held connections and route locks are not a forked child's
         self._read_script = client.register_script(READ_STREAM_LUA)
+        self._page_script = client.register_script(FIRST_PAGE_LUA)
         self._closed = False
         self._config_checked = False
+        self._checking = False
+        # The log this store writes to and what it has seen of it (see redis_identity).
+        self._log_id: str | None = None
+        self._seen: dict[int, int] = {}
+        self._seen_lock = threading.Lock()
+        self._identity_lock = threading.RLock()
         try:
-            self._check_config()
+            self._call(_nothing)  # the log's config and identity (see redis_identity)
         except StoreUnavailable as exc:
             # Redis may be down at start (the fallback store carries on); check on first use.
             log.warning("%s", exc)
+        except LogLost as exc:  # said again, as an error, by every use until it is resolved
+            log.error("%s", exc)
 
     # --- construction ---------------------------------------------------------------------
 
@@ -149,23 +163,7 @@ class RedisStreamStore(HeldConnections, RedisReads):
         options = conn.options
         return cls(conn.client, prefix=options.prefix, partitions=conn.partitions,
                    max_event_bytes=options.max_event_bytes, url=url, cluster=conn.cluster,
-                   wait_replicas=options.wait_replicas)
-
-    def _check_config(self) -> None:
-        """The partition count is fixed for a log's lifetime: streams are placed by it."""
-        key = f"{self.prefix}:config"
-        stored = self._call(lambda: self.client.hgetall(key))
-        if not stored:
-            self._call(lambda: self.client.hsetnx(key, "partitions", self.partitions))
-            self._call(lambda: self.client.hsetnx(key, "format", FORMAT))
-            stored = self._call(lambda: self.client.hgetall(key))
-        have = int(stored.get(b"partitions", self.partitions))
-        self._config_checked = have == self.partitions
-        if have != self.partitions:
-            raise EventLogError(
-                f"this log ({self.url}, prefix {self.prefix!r}) has {have} partitions; opened with "
-                f"{self.partitions}. Use ?partitions={have}."
-            )
+                   wait_replicas=options.wait_replicas, timeout=options.timeout)
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -187,7 +185,7 @@ class RedisStreamStore(HeldConnections, RedisReads):
         route = self._routes.get(stream)
         if route is None:
             p = self.partition_of(stream)
-            keys = [*self._keys(p), self._stream_key(p, stream)]
+            keys = [*self._keys(p), self._stream_key(p, stream), self._id_key(p)]
             route = _Route(p, keys, _packed_args(["EVALSHA", self._append_sha, len(keys), *keys]), threading.Lock())
             if len(self._routes) >= _MAX_ROUTES:
                 self._routes.clear()
@@ -201,7 +199,7 @@ class RedisStreamStore(HeldConnections, RedisReads):
         (the positional form spares the append path a closure per call)."""
         if self._closed:
             raise EventLogError(f"store {self.url} is closed")
-        if not self._config_checked and not getattr(self, "_checking", False):
+        if not self._config_checked and not self._checking:
             self._checking = True
             try:
                 self._check_config()
@@ -215,6 +213,10 @@ class RedisStreamStore(HeldConnections, RedisReads):
             ours = translate(exc, self.url)
             if ours is None:
                 raise
+            if type(ours) is StoreUnavailable:
+                # It may come back another server (restarted empty, failed over, replaced):
+                # the log's identity is checked again before the next command.
+                self._config_checked = False
             raise ours from None
 
     # --- append ---------------------------------------------------------------------------
@@ -243,6 +245,8 @@ class RedisStreamStore(HeldConnections, RedisReads):
                                "the batch is one atomic script call; split it into several appends")
         if self._fork != redis_wire._forks:
             self._after_fork()
+        if self._log_id is None or not self._config_checked:
+            self._ensure_identity(create=True)
         p, keys, command, lock = self._route(stream)
         # One append at a time per stream in this process: threads appending to one stream
         # would otherwise seal against the same head, all but one losing each round trip
@@ -266,6 +270,7 @@ class RedisStreamStore(HeldConnections, RedisReads):
             args: list[Any] = [stream, expected, head.version, head.hash, f"{version} {prev}", n]
             args += [event.id for event in sealed]
             args += bodies
+            args += [self._log_id, self._seen.get(p, 0)]
             if self._direct:
                 reply = self._call(self._append_direct, command, args)
             else:
@@ -275,11 +280,14 @@ class RedisStreamStore(HeldConnections, RedisReads):
                 if self.wait_replicas and not self._direct:  # (the direct path WAITs itself)
                     self._wait_replicas(keys[0])
                 self._heads[stream] = StreamHead(version, prev)
+                self._saw(p, first + n - 1)
                 replace = msgspec.structs.replace
                 for offset, i in enumerate(pending):
                     stored[i] = replace(sealed[offset], position=first + offset, partition=p)
                 break
             status = reply[0]
+            if status in _LOST:
+                raise self._reply_lost(reply, p, stream)
             if status == b"DUP":
                 for k, i in enumerate(pending):
                     seq = reply[1 + 2 * k]
@@ -304,10 +312,10 @@ class RedisStreamStore(HeldConnections, RedisReads):
         run cannot store anything twice. Sent with `execute_command`, which both redis-py
         clients route by the KEYS (one slot, thanks to the hash tag)."""
         try:
-            return self.client.execute_command("EVALSHA", self._append_sha, 5, *keys, *args)
+            return self.client.execute_command("EVALSHA", self._append_sha, len(keys), *keys, *args)
         except rex.NoScriptError:
             self._append_sha = self.client.script_load(APPEND_LUA)
-            return self.client.execute_command("EVALSHA", self._append_sha, 5, *keys, *args)
+            return self.client.execute_command("EVALSHA", self._append_sha, len(keys), *keys, *args)
 
     def _stored_twin(self, partition: int, seq: int, data: bytes) -> Event:
         """The event an id is already stored as (the DUP reply carries its stored bytes)."""
@@ -319,8 +327,8 @@ class RedisStreamStore(HeldConnections, RedisReads):
         def wait() -> int:
             if self.cluster:
                 node = self.client.get_node_from_key(key)
-                return int(self.client.execute_command("WAIT", self.wait_replicas, 2000, target_nodes=node))
-            return int(self.client.wait(self.wait_replicas, 2000))
+                return int(self.client.execute_command("WAIT", self.wait_replicas, self.wait_ms, target_nodes=node))
+            return int(self.client.wait(self.wait_replicas, self.wait_ms))
 
         acked = self._call(wait)
         if acked < self.wait_replicas:
@@ -353,7 +361,45 @@ class RedisStreamStore(HeldConnections, RedisReads):
         return None if value is None else bytes(value)
 
     def info(self) -> dict[str, Any]:
-        """What `eventlog doctor` needs: version, persistence, eviction policy, memory."""
+        """What `eventlog doctor` needs: version, persistence, eviction policy, memory, and
+        whether the log this store knows is still there (`log_problem`)."""
+        problem = None
+        try:
+            self._call(self._check_config)
+        except LogLost as exc:
+            problem = str(exc)
+        with self._identity_unchecked():
+            result = self._info()
+        result["log_id"] = self._log_id
+        result["log_problem"] = problem
+        return result
+
+    def _ensure_identity(self, create: bool = False) -> None:
+        """Know the log's identity before sending a script that checks it (None after this:
+        there is no log yet; `create` makes one, for the first append)."""
+        if not self._config_checked or self._log_id is None:
+            self._call(_nothing)  # (`_call` checks the config and identity first)
+            if self._log_id is None:
+                self._call(self._check_config, create)
+
+    @contextlib.contextmanager
+    def _identity_unchecked(self) -> Iterator[None]:
+        """Commands that only look (doctor's), sent even while the log is lost."""
+        checking, self._checking = self._checking, True
+        try:
+            yield
+        finally:
+            self._checking = checking
+
+    def verify(self, *, resume: bool = False, expect_root: str | None = None,
+               progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """As for every store; a lost log is a break of its own (kind `lost`), not a crash."""
+        try:
+            return super().verify(resume=resume, expect_root=expect_root, progress=progress)
+        except LogLost as exc:
+            return lost_report(exc)
+
+    def _info(self) -> dict[str, Any]:
         server = self._call(lambda: self.client.info("server"))
         persistence = self._call(lambda: self.client.info("persistence"))
         memory = self._call(lambda: self.client.info("memory"))
@@ -362,7 +408,9 @@ class RedisStreamStore(HeldConnections, RedisReads):
         try:
             save = self._call(lambda: self.client.config_get("save"))
             policy = self._call(lambda: self.client.config_get("maxmemory-policy"))
-        except rex.ResponseError:  # CONFIG may be disabled (managed Redis)
+        except EventLogError as exc:  # CONFIG may be disabled (managed Redis)
+            if isinstance(exc, StoreUnavailable):
+                raise
             save, policy = {}, {}
         if self.cluster:
             save, policy = first_node(save), first_node(policy)
@@ -397,3 +445,10 @@ def _parse_head(raw: bytes | None) -> StreamHead:
         return EMPTY_HEAD
     version, _, digest = raw.decode().partition(" ")
     return StreamHead(int(version), digest)
+
+
+_LOST = (b"LOST", b"EVICTED", b"BEHIND")
+
+
+def _nothing() -> None:
+    return None
