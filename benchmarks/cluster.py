@@ -33,14 +33,15 @@ def run(settings: Settings) -> Result:
         single = stack.enter_context(redis_server())
         for label, per_call in (("1 event per call, 16 streams", 1), ("batches of 100, 16 streams", 100)):
             row = [label]
+            rates = []
             for target in (single.url, url):
                 store = open_store(target)
                 groups = [make_events(per_call, f"c{i % 16}") for i in range(max(1, n // per_call))]
-                row.append(fmt_rate(rate(len(groups) * per_call,
-                                         timed(lambda: [store.append(f"session/c{i % 16}", g) for i, g in enumerate(groups)]))))
+                rates.append(rate(len(groups) * per_call,
+                                  timed(lambda: [store.append(f"session/c{i % 16}", g) for i, g in enumerate(groups)])))
+                row.append(fmt_rate(rates[-1]))
                 store.close()
-            single_rate, cluster_rate = (float(x.split("k")[0]) * (1000 if "k" in x else 1) for x in row[1:3])
-            row.append(f"{cluster_rate / single_rate:.2f}x")
+            row.append(f"{rates[1] / rates[0]:.2f}x")  # (the rates as numbers: a formatted one may have no "k")
             result.rows.append(row)
     result.notes.append("one client process on a 2-core machine: the cluster spreads keys, not this client's CPU")
     return result
