@@ -262,6 +262,23 @@ CorruptLine = Callable[[int, bytes, CorruptLog], None]
 """Told of a line of a run that is not an event: its byte offset in the run, its bytes, why."""
 
 
+def decode_for_fold(data: bytes | memoryview) -> Event:
+    """One stored event as a fold that takes lazy runs reads it (`decode_lines(lazy_runs=True)`
+    for a single line): a `run.recorded` payload's run left as its stored JSON. Anything the
+    lazy decoder would not give exactly — unknown types, old schemas, a run that is not an
+    object, bytes that are not UTF-8 — is decoded the exact way."""
+    try:
+        lazy: LazyEvent = _lazy_decoder.decode(data)
+        raw = bytes(data)
+        if not raw.isascii():
+            raw.decode()  # the UTF-8 check `Raw` skips
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        return decode(data)
+    if not _lazy_exact([lazy], True):
+        return decode(data)
+    return lazy  # type: ignore[return-value]  # an Event in all but the run's type
+
+
 def decode_lines(data: bytes, *, upcast: bool = True, lazy_runs: bool = False,
                  on_corrupt: CorruptLine | None = None) -> list[Event]:
     """Decode a run of stored events, one per line.

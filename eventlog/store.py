@@ -89,6 +89,12 @@ class EventStore(ABC):
     @abstractmethod
     def _read(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]: ...
 
+    def read_for_fold(self, stream: str, from_version: int = 1) -> list[Event]:
+        """`read(stream, from_version)` for a fold whose projections take lazy runs (see
+        `eventlog.lazy_runs`): stores that can hand a run over as its stored JSON do, so a
+        long session is not parsed into dicts only to be encoded back. Others read exactly."""
+        return list(self.read(stream, from_version))
+
     def read_all(self, after: Cursor | int | str | None = None, until: Until = None) -> Iterator[Event]:
         """Every event after `after`, in log order, streamed (never the whole log in memory).
 

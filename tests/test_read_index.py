@@ -411,3 +411,27 @@ def test_the_cli_rebuilds_the_index_and_finds_a_row_that_is_wrong(tmp_path: Path
     assert run("reindex", "--check").returncode == 0
     memory = run("--url", "memory://", "reindex")
     assert memory.returncode == 2 and "nothing to reindex" in memory.stderr
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(runs=st.lists(st.dictionaries(st.sampled_from(["a", "b", "é"]), st.integers() | st.text(max_size=4),
+                                     max_size=3), min_size=1, max_size=8),
+       start=st.integers(1, 9))
+def test_a_stream_read_for_a_fold_is_the_exact_read_with_runs_left_as_json(
+        indexed_store: Callable[[], EventStore], runs: list[dict[str, Any]], start: int) -> None:
+    """What the conversation cache reads: the same events in the same order, a run as the
+    JSON of the dict the exact read gives; other payloads exactly equal."""
+    import msgspec
+
+    from eventlog.lazy_runs import LazyRunRecorded
+
+    store = indexed_store()
+    store.append("session/s", [new_event(SessionStarted(session_id="s"))])
+    store.append("session/s", [new_event(RunRecorded(session_id="s", run_id=f"r{i}", run=r)) for i, r in enumerate(runs)])
+    exact, lazy = list(store.read("session/s", start)), store.read_for_fold("session/s", start)
+    assert [(e.id, e.version, e.position) for e in lazy] == [(e.id, e.version, e.position) for e in exact]
+    for a, b in zip(lazy, exact):
+        if type(a.payload) is LazyRunRecorded:
+            assert msgspec.json.decode(bytes(a.payload.run)) == b.payload.run  # type: ignore[union-attr]
+        else:  # (a LazyEvent: Event's fields in Event's order, so the same bytes)
+            assert msgspec.json.encode(a) == msgspec.json.encode(b)

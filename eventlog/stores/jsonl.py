@@ -23,7 +23,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
@@ -489,13 +489,18 @@ class JsonlStore(EventStore):
 
     # --- reading --------------------------------------------------------------------------
 
-    def _read(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]:
+    def _read(self, stream: str, from_version: int, to_version: int | None,
+              decode: Callable[[bytes | memoryview], Event] = codec.decode) -> Iterator[Event]:
         with self._shared():
             self._catch_up()
-            events = list(self._read_locked(stream, from_version, to_version))
+            events = list(self._read_locked(stream, from_version, to_version, decode))
         return iter(events)
 
-    def _read_locked(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]:
+    def read_for_fold(self, stream: str, from_version: int = 1) -> list[Event]:
+        return list(self._read(validate_stream(stream), max(1, from_version), None, codec.decode_for_fold))
+
+    def _read_locked(self, stream: str, from_version: int, to_version: int | None,
+                     decode: Callable[[bytes | memoryview], Event] = codec.decode) -> Iterator[Event]:
         found = self.index.stream(stream)
         if found is None:
             return
@@ -521,12 +526,12 @@ class JsonlStore(EventStore):
                 end = line_end
                 j += 1
             if j == i + 1:
-                yield codec.decode(os.pread(self._read_fd(segment), lengths[i], start))
+                yield decode(os.pread(self._read_fd(segment), lengths[i], start))
             else:
                 window = memoryview(os.pread(self._read_fd(segment), end - start, start))
                 for k in range(i, j):
                     offset = (locs[k] & _OFFSET_MASK) - start
-                    yield codec.decode(window[offset:offset + lengths[k]])
+                    yield decode(window[offset:offset + lengths[k]])
             i = j
 
     def read_batches_for_fold(self, after: Cursor | int | str | None = None, *,

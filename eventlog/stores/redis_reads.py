@@ -18,6 +18,7 @@ import msgspec
 from eventlog import codec
 from eventlog.errors import CorruptLog, LogLost, StoreUnavailable
 from eventlog.events import Event
+from eventlog.names import validate_stream
 from eventlog.positions import Cursor, StreamHead
 from eventlog.store import EventStore, batched
 from eventlog.stores.redis_pages import _all_ours, _consume, _positions, _repeat, _second
@@ -69,11 +70,14 @@ class RedisReads(EventStore):
     def _reply_lost(self, reply: list[Any], partition: int, stream: str | None = None) -> LogLost:
         raise NotImplementedError
 
-    def _decode(self, data: bytes, seq: int, partition: int, upcast: bool = True) -> Event:
-        event = codec.decode(data, upcast=upcast)
+    def _decode(self, data: bytes, seq: int, partition: int, upcast: bool = True, lazy: bool = False) -> Event:
+        event = codec.decode_for_fold(data) if lazy else codec.decode(data, upcast=upcast)
         return msgspec.structs.replace(event, position=seq, partition=partition)
 
-    def _read(self, stream: str, from_version: int, to_version: int | None) -> Iterator[Event]:
+    def read_for_fold(self, stream: str, from_version: int = 1) -> list[Event]:
+        return list(self._read(validate_stream(stream), max(1, from_version), None, lazy=True))
+
+    def _read(self, stream: str, from_version: int, to_version: int | None, lazy: bool = False) -> Iterator[Event]:
         p = self.partition_of(stream)
         log_key, seq_key, ids_key, heads_key = self._keys(p)
         keys = [log_key, self._stream_key(p, stream), heads_key, self._id_key(p), seq_key, ids_key]
@@ -101,7 +105,7 @@ class RedisReads(EventStore):
                 missing.append(version)
             else:
                 try:
-                    events.append(self._decode(reply[i + 1], seq, p))
+                    events.append(self._decode(reply[i + 1], seq, p, lazy=lazy))
                 except CorruptLog as exc:
                     raise CorruptLog(f"{self.url}: stream {stream!r}, entry 0-{seq}: {exc}") from None
             version += 1

@@ -107,7 +107,7 @@ class ConversationCache:
             if cached is not None:
                 del self._lru[session_id]
         conv, version, size, _ = cached if cached is not None else (None, 0, 0, None)
-        events = list(self.store.read(session_stream(session_id), from_version=version + 1))
+        events = self.store.read_for_fold(session_stream(session_id), version + 1)  # runs as stored JSON
         if events:
             state = ConversationState({session_id: conv} if conv is not None else {})
             self._projection.fold(events, state)
