@@ -405,10 +405,13 @@ def test_the_cli_rebuilds_the_index_and_finds_a_row_that_is_wrong(tmp_path: Path
     bad = run("reindex", "--check", "--json")
     assert bad.returncode == 1
     assert any("s001" in d for d in json.loads(bad.stdout)["differences"])
+    verified = run("verify", "--read-models", "--json")
+    assert verified.returncode == 1 and json.loads(verified.stdout)["read_models"]["ok"] is False
     rebuilt = run("reindex", "--json")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert json.loads(rebuilt.stdout)["events"] == 3
     assert run("reindex", "--check").returncode == 0
+    assert run("verify", "--read-models").returncode == 0
     memory = run("--url", "memory://", "reindex")
     assert memory.returncode == 2 and "nothing to reindex" in memory.stderr
 

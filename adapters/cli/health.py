@@ -14,6 +14,7 @@ from typing import Any
 
 from adapters.cli.common import UserError, find_layer, layers, progress_bar
 from adapters.cli.output import Output
+from adapters.cli.readmodels import read_model_differences
 from adapters.cli.registry import command
 from eventlog import EventStore, StoreUnavailable, redact_url
 from eventlog.fallback import FallbackStore
@@ -29,6 +30,8 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="start from the newest checkpoint (fast on big logs)")
     p.add_argument("--expect-root", metavar="HEX", help="fail unless the final root equals this (from an earlier run)")
     p.add_argument("--checkpoint", action="store_true", help="append a checkpoint after a clean verify")
+    p.add_argument("--read-models", action="store_true",
+                   help="also compare the shared read index with a fresh fold (as `reindex --check`)")
 
 
 @command("verify", "check every hash, chain link and position; exit 1 on a break", _verify_args)
@@ -45,6 +48,11 @@ def cmd_verify(store: EventStore, args: argparse.Namespace, out: Output) -> int:
         b = report.first_break
         doc["first_break"] = {"kind": b.kind, "stream": b.stream, "version": b.version, "id": b.id,
                               "position": b.position, "partition": b.partition, "detail": b.detail}
+    models_ok = True
+    if args.read_models:
+        problems = read_model_differences(store)
+        models_ok = not problems
+        doc["read_models"] = {"ok": models_ok, "differences": problems}
     if report.ok and args.checkpoint:
         event = write_checkpoint(store)
         doc["checkpoint"] = {"id": event.id, "position": event.position}
@@ -56,7 +64,7 @@ def cmd_verify(store: EventStore, args: argparse.Namespace, out: Output) -> int:
             out.document(doc["first_break"], title="FIRST BREAK")
         elif not report.ok:
             out.say("root mismatch: the log differs from the one the expected root was taken from")
-    return 0 if report.ok else 1
+    return 0 if report.ok and models_ok else 1
 
 
 # --- doctor -------------------------------------------------------------------------------

@@ -17,6 +17,19 @@ from projections.index import Indexer, open_index
 from projections.index.check import index_differences
 
 
+def read_model_differences(store: EventStore) -> list[str]:
+    """What differs between the store's shared index (brought up to the log first) and a
+    fresh fold; empty when they agree or the store keeps its read models in each process."""
+    index = open_index(store)
+    if index is None:
+        return []
+    try:
+        Indexer(store, index).catch_up()
+        return index_differences(store, index)
+    finally:
+        index.close()
+
+
 def _reindex_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="store_true",
                    help="do not rebuild: compare the index with a fresh fold of the log (exit 1 on a difference)")
