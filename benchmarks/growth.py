@@ -26,6 +26,7 @@ Only public Agno methods are called, so this measures whichever EventLogDb is in
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -183,8 +184,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script(script: str, *args: str, output: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+    # Bytecode caches on, as in an installed package: with PYTHONDONTWRITEBYTECODE (set here
+    # and in CI) every fresh process compiles the modules a db imports lazily at open, which
+    # would be counted in that db's open and not in one that imports everything up front.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     return subprocess.Popen([sys.executable, "-c", script, *args], stdout=output, stderr=output, text=True,
-                            cwd=str(ROOT))
+                            cwd=str(ROOT), env=env)
 
 
 def _finish(proc: subprocess.Popen[str], what: str, output: IO[str] | None = None) -> str:
