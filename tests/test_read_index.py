@@ -322,7 +322,9 @@ def test_the_conversation_cache_stays_within_its_bound(tmp_path: Path) -> None:
         assert len(db.get_session(f"s{i:03d}", SessionType.AGENT).runs) == 1
     assert db._states.conversations.cached_bytes <= 1 << 20
     db.close()
-    with pytest.raises(Exception, match="cache_mb"):
+    from eventlog import InvalidURL
+
+    with pytest.raises(InvalidURL, match="cache_mb"):
         EventLogDb(f"{tmp_path / 'log'}?cache_mb=-3")
     opened = EventLogDb(f"file://{tmp_path / 'log'}?cache_mb=2")
     assert opened._states.conversations.max_bytes == 2 << 20

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from eventlog import Actor, EventStore, InvalidEvent, Payload, ReadOnlyStore, new_event, open_store
+from eventlog import Actor, EventStore, InvalidEvent, InvalidURL, Payload, ReadOnlyStore, new_event, open_store
 from eventlog.events import Event
 from eventlog.memory import MemoryStore
 from projections import ProjectionRunner, all_projections
@@ -150,7 +150,7 @@ def _take_cache_mb(url: str | None) -> tuple[str | None, int | None]:
         if value <= 0:
             raise ValueError
     except ValueError:
-        raise InvalidEvent(f"cache_mb must be a positive whole number of MiB, got {mb[-1]!r}") from None
+        raise InvalidURL(f"cache_mb must be a positive whole number of MiB, got {mb[-1]!r}") from None
     rest = urlencode([(k, v) for k, v in query if k != "cache_mb"])
     return urlunsplit(parts._replace(query=rest)), value
 

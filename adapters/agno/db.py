@@ -72,13 +72,11 @@ class EventLogDb(ExtraMethods, LearningMethods, SessionMethods, MemoryMethods, R
         forget(user_id, reason)
         from projections import ProjectionRunner, all_projections
 
+        # (An encrypted store never has a shared index — it would keep decrypted data at rest —
+        # so the read models to fold again are this process's.)
         with self._write_lock:
-            if self.indexer is not None:  # derived copies of what was erased: fold them again
-                self.indexer.reindex()
-                self._states.conversations.clear()
-            else:
-                self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
-                self.runner.catch_up()
+            self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
+            self.runner.catch_up()
             self._run_cache.clear()
 
     def to_dict(self) -> dict[str, Any]:
