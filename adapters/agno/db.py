@@ -23,12 +23,13 @@ from adapters.agno.lru import LruDict
 from adapters.agno.memories import MemoryMethods
 from adapters.agno.records import RecordMethods, _RowsJsonDb
 from adapters.agno.sessions import SessionMethods
+from adapters.agno.traces import TraceMethods
 from eventlog import EventStore, redact_url
 from projections.timetravel import Point
 
 
-class EventLogDb(ExtraMethods, LearningMethods, SessionMethods, MemoryMethods, RecordMethods, ControlPlaneMethods,
-                 BaseDb):
+class EventLogDb(ExtraMethods, LearningMethods, SessionMethods, MemoryMethods, TraceMethods, RecordMethods,
+                 ControlPlaneMethods, BaseDb):
     """An Agno `BaseDb` whose storage is the event log (see the module docstring)."""
 
     def __init__(

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 from agno.db.in_memory import InMemoryDb
 from agno.db.json import JsonDb
 from agno.db.schemas.evals import EvalRunRecord
 from agno.db.schemas.knowledge import KnowledgeRow
+from agno.db.utils import metrics_starting_date_from_records
 
 from adapters.agno.core import EventLogCore, actor_of
-from adapters.agno.filters import trace_filter
+from adapters.agno.scoped import candidates, indexed, offset_of
 from eventlog import Payload, RecordDeleted, RecordUpserted
 from eventlog.names import record_stream
+from projections.index.indexer import session_orderings
+from projections.index.record_view import RecordTable
+from projections.sessions import SessionRow
 
 # table -> the column that identifies a row
 KEYS = {
@@ -68,8 +71,9 @@ class RecordMethods(EventLogCore):
         self._emit(record_stream(table), [RecordUpserted(table=table, key=key, record=row)], actor_of(row))
 
     def _emit_changes(self, table: str, before: dict[str, dict[str, Any]], after: list[dict[str, Any]],
-                      key_of: Any) -> None:
-        """Upsert rows that are new or changed, delete rows that disappeared — one batch."""
+                      key_of: Any, *, deletes: bool = True) -> None:
+        """Upsert rows that are new or changed, delete rows that disappeared (of `before`:
+        the rows the caller handed Agno's code) — one batch."""
         payloads: list[Payload] = []
         seen = set()
         for row in after:
@@ -77,15 +81,25 @@ class RecordMethods(EventLogCore):
             seen.add(key)
             if before.get(key) != row:
                 payloads.append(RecordUpserted(table=table, key=key, record=row))
-        payloads.extend(RecordDeleted(table=table, key=k) for k in before if k not in seen)
+        if deletes:
+            payloads.extend(RecordDeleted(table=table, key=k) for k in before if k not in seen)
         if payloads:
             self._emit(record_stream(table), payloads, actor_of({}))
 
-    def _memory_mirror(self, states: dict[str, Any]) -> InMemoryDb:
-        m = self._mirror
-        m._knowledge = [copy.deepcopy(r) for r in self._table(states, "knowledge").values()]
-        m._eval_runs = [copy.deepcopy(r) for r in self._table(states, "evals").values()]
-        m._metrics = [copy.deepcopy(r) for r in self._table(states, "metrics").values()]
+    def _memory_mirror(self, states: dict[str, Any], *, knowledge: list[dict[str, Any]] | None = None,
+                       evals: list[dict[str, Any]] | None = None,
+                       metrics: list[dict[str, Any]] | None = None) -> InMemoryDb:
+        """Agno's InMemoryDb over the rows a call may need (a fresh one per call: concurrent
+        readers never share its lists). A table not given is empty, except that called
+        with none at all it holds every row of the three tables (the whole-table path)."""
+        m = InMemoryDb()
+        if knowledge is None and evals is None and metrics is None:
+            knowledge = list(self._table(states, "knowledge").values())
+            evals = list(self._table(states, "evals").values())
+            metrics = list(self._table(states, "metrics").values())
+        m._knowledge = [copy.deepcopy(r) for r in knowledge or ()]
+        m._eval_runs = [copy.deepcopy(r) for r in evals or ()]
+        m._metrics = [copy.deepcopy(r) for r in metrics or ()]
         return m
 
     # --- schema versions ------------------------------------------------------------------
@@ -105,22 +119,80 @@ class RecordMethods(EventLogCore):
     # --- metrics --------------------------------------------------------------------------
 
     def calculate_metrics(self) -> list[dict[str, Any]] | None:
+        """Agno's InMemoryDb calculation. Over the index it sees only what the calculation
+        uses: the metric records from the latest completed day on (where Agno resumes) and
+        the sessions created since the day it resumes at, not every session and record."""
         with self._write_lock:
             with self._reading() as states:
-                m = self._memory_mirror(states)
-                m._sessions = {sid: self._row_dict(states, row)  # type: ignore[attr-defined]
-                               for sid, row in states["sessions"].sessions.items()}
-                before = {k: copy.deepcopy(v) for k, v in self._table(states, "metrics").items()}
+                table = indexed(self._table(states, "metrics"))
+                if table is not None:
+                    records, sessions = self._metrics_inputs(states, table)
+                    m = self._memory_mirror(states, metrics=records)
+                else:
+                    m = self._memory_mirror(states)
+                    sessions = states["sessions"].sessions.values()
+                m._sessions = {row.session_id: self._row_dict(states, row)  # type: ignore[attr-defined]
+                               for row in sessions}
+                before = {_metric_key(r): copy.deepcopy(r) for r in m._metrics}
                 results = m.calculate_metrics()
                 after = list(m._metrics)
-                m._sessions = {}
             self._emit_changes("metrics", before, after, _metric_key)
         return results
 
+    @staticmethod
+    def _metrics_inputs(states: Any, table: RecordTable) -> tuple[list[dict[str, Any]], list[SessionRow]]:
+        """The records from the latest completed day on (walking days downwards: a completed
+        record ends the walk after its day), and the sessions created from the day Agno will
+        resume at (walking each session type's creation ordering downwards)."""
+        found: list[tuple[int, dict[str, Any]]] = []
+        completed: float | None = None
+        for place, seq, row in table.walk("r|metrics|day", desc=True):
+            if completed is not None and place.score < completed:
+                break
+            found.append((seq, row))
+            if completed is None and row.get("completed"):
+                completed = place.score
+        found.sort(key=lambda t: t[0])  # table order, as InMemoryDb holds them
+        records = [row for _, row in found]
+        resume = metrics_starting_date_from_records(records)
+        if resume is None:  # no records: Agno starts at the first session's day
+            firsts = [states.index.page(o, desc=False, offset=0, limit=1)
+                      for o in session_orderings(None, "all", "cre")]
+            oldest = min((r[0].score for r in firsts if r), default=None)
+            if oldest is None:
+                return records, []
+            resume = datetime.fromtimestamp(int(oldest), tz=timezone.utc).date()
+        since = datetime.combine(resume, datetime.min.time()).replace(tzinfo=timezone.utc).timestamp()
+        sessions: list[SessionRow] = []
+        for ordering in session_orderings(None, "all", "cre"):
+            for row in states.walk_sessions(ordering, desc=True):
+                if row.created_at < since:
+                    break
+                sessions.append(row)
+        return records, sessions
+
     def get_metrics(self, starting_date: date | None = None, ending_date: date | None = None,
                     user_id: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """InMemoryDb's answer. Over the index: a user's records (their scope), or the records
+        of the days asked for, found by walking the days downwards from the newest (so the
+        recent days a dashboard asks for cost what they hold) — in table order either way."""
         with self._reading() as states:
-            return self._memory_mirror(states).get_metrics(starting_date, ending_date, user_id)
+            table = indexed(self._table(states, "metrics"))
+            if table is None:
+                return self._memory_mirror(states).get_metrics(starting_date, ending_date, user_id)
+            if user_id is not None:
+                rows = candidates(table, user_id=user_id)
+            else:
+                found = []
+                low = starting_date.toordinal() if starting_date is not None else None
+                for place, seq, row in table.walk("r|metrics|day", desc=True):
+                    if low is not None and place.score < low:
+                        break
+                    found.append((seq, row))
+                if table.count("r|metrics|day") != table.count():  # a record with no day: all
+                    found = [(seq, row) for seq, _, row in table.rows_of(None)]
+                rows = [row for _, row in sorted(found, key=lambda t: t[0])]
+            return self._memory_mirror(states, metrics=rows).get_metrics(starting_date, ending_date, user_id)
 
     # --- knowledge ------------------------------------------------------------------------
 
@@ -144,13 +216,34 @@ class RecordMethods(EventLogCore):
 
     def get_knowledge_content(self, id: str, user_id: str | None = None) -> KnowledgeRow | None:
         with self._reading() as states:
-            return self._memory_mirror(states).get_knowledge_content(id, user_id=user_id)
+            row = self._table(states, "knowledge").get(id)
+            return self._memory_mirror(states, knowledge=[row] if row is not None else []).get_knowledge_content(
+                id, user_id=user_id)
 
     def get_knowledge_contents(self, limit: int | None = None, page: int | None = None, sort_by: str | None = None,
                                sort_order: str | None = None, linked_to: str | None = None,
                                user_id: str | None = None) -> tuple[list[KnowledgeRow], int]:
+        """InMemoryDb's answer. Over the index, a page with no filter is read from the sort's
+        ordering at its offset; a filtered one from its scope: the instance's rows
+        (`linked_to`), or a user's with the shared ones (`user_id`), whichever is smaller."""
         with self._reading() as states:
-            return self._memory_mirror(states).get_knowledge_contents(
+            rows = self._table(states, "knowledge")
+            table = indexed(rows)
+            if table is not None:
+                if linked_to is None and user_id is None:
+                    found = _sorted_page(table, limit, page, sort_by, sort_order, None)
+                    if found is not None:
+                        return [KnowledgeRow.model_validate(r) for r in found[0]], found[1]
+                    subset = list(table.values())
+                else:
+                    scopes = [[table.scope("linked_to", linked_to)]] if linked_to is not None else []
+                    if user_id is not None:
+                        scopes.append([table.scope("user_id", user_id), table.scope("user_id", None)])
+                    best = min(scopes, key=lambda names: sum(table.count(n) for n in names if n is not None))
+                    subset = [row for _, _, row in table.union(best)]
+            else:
+                subset = list(rows.values())
+            return self._memory_mirror(states, knowledge=subset).get_knowledge_contents(
                 limit=limit, page=page, sort_by=sort_by, sort_order=sort_order, linked_to=linked_to, user_id=user_id)
 
     # --- evals ----------------------------------------------------------------------------
@@ -166,20 +259,39 @@ class RecordMethods(EventLogCore):
         with self._write_lock:
             with self._reading() as states:
                 rows = self._table(states, "evals")
-                gone = [k for k in eval_run_ids if k in rows and (user_id is None or rows[k].get("user_id") == user_id)]
+                found = {k: rows.get(k) for k in dict.fromkeys(eval_run_ids)}
+                gone = [k for k, r in found.items()
+                        if r is not None and (user_id is None or r.get("user_id") == user_id)]
             if gone:
                 self._emit(record_stream("evals"), [RecordDeleted(table="evals", key=k) for k in gone], actor_of({}))
 
     def get_eval_run(self, eval_run_id: str, deserialize: bool | None = True, user_id: str | None = None) -> Any:
         with self._reading() as states:
-            return self._memory_mirror(states).get_eval_run(eval_run_id, deserialize=deserialize, user_id=user_id)
+            row = self._table(states, "evals").get(eval_run_id)
+            return self._memory_mirror(states, evals=[row] if row is not None else []).get_eval_run(
+                eval_run_id, deserialize=deserialize, user_id=user_id)
 
     def get_eval_runs(self, limit: int | None = None, page: int | None = None, sort_by: str | None = None,
                       sort_order: str | None = None, agent_id: str | None = None, team_id: str | None = None,
                       workflow_id: str | None = None, model_id: str | None = None, filter_type: Any = None,
                       eval_type: Any = None, deserialize: bool | None = True, user_id: str | None = None) -> Any:
+        """InMemoryDb's answer. Over the index a page with no filter is read from the sort's
+        ordering at its offset (newest first by default); a filtered one from the narrowest
+        scope its component, model or user names."""
         with self._reading() as states:
-            return self._memory_mirror(states).get_eval_runs(
+            rows = self._table(states, "evals")
+            table = indexed(rows)
+            plain = (agent_id is None and team_id is None and workflow_id is None and model_id is None
+                     and user_id is None and filter_type is None and not eval_type)
+            if table is not None and plain:
+                found = _sorted_page(table, limit, page, sort_by, sort_order, "cre-")
+                if found is not None:
+                    if not deserialize:
+                        return found
+                    return [EvalRunRecord.model_validate(r) for r in found[0]]
+            subset = candidates(rows, agent_id=agent_id, team_id=team_id, workflow_id=workflow_id,
+                                model_id=model_id, user_id=user_id)
+            return self._memory_mirror(states, evals=subset).get_eval_runs(
                 limit=limit, page=page, sort_by=sort_by, sort_order=sort_order, agent_id=agent_id, team_id=team_id,
                 workflow_id=workflow_id, model_id=model_id, filter_type=filter_type, eval_type=eval_type,
                 deserialize=deserialize, user_id=user_id)
@@ -204,75 +316,28 @@ class RecordMethods(EventLogCore):
     def update_eval_run_user_id(self, eval_run_id: str, user_id: str) -> None:
         self._update_eval(eval_run_id, None, {"user_id": user_id})
 
-    # --- traces and spans (Agno's JsonDb logic over folded rows) -------------------------
+    # --- traces and spans: see adapters.agno.traces ----------------------------------------
 
-    def _json_call(self, tables: tuple[str, ...], method: str, *args: Any,
-                   traces_kept: Callable[[dict[str, Any]], bool] | None = None, **kwargs: Any) -> Any:
-        """Run Agno's JsonDb `method` over the folded rows of `tables` (with `traces_kept`,
-        only the traces it keeps are visible: a filter expression JsonDb cannot evaluate)."""
-        with self._write_lock:
-            with self._reading() as states:
-                mirror = self._json_mirror
-                mirror.tables = {t: [r for r in self._table(states, t).values()
-                                     if traces_kept is None or t != "traces" or traces_kept(r)] for t in tables}
-                before = {t: dict(self._table(states, t)) for t in tables}
-                mirror.written = {}
-                result = getattr(mirror, method)(*args, **kwargs)
-                written = mirror.written
-            for table, rows in written.items():
-                self._emit_changes(table, before[table], rows, lambda r, t=table: r.get(KEYS[t]))
-        return result
 
-    def upsert_trace(self, trace: Any) -> None:
-        self._json_call(("traces",), "upsert_trace", trace)
+def _sorted_page(table: RecordTable, limit: int | None, page: int | None, sort_by: str | None,
+                 sort_order: str | None, unsorted: str | None) -> tuple[list[dict[str, Any]], int] | None:
+    """A page of a whole table in InMemoryDb's order (`apply_sorting`; `unsorted`: the
+    ordering used when no `sort_by` is given, None for table order), read from the
+    ordering at the page's offset; None when no ordering holds that order exactly (a
+    column without one, a value outside whole seconds, no limit: the caller sorts)."""
+    if limit is None:
+        return None
+    if sort_by is None:
+        ordering, desc = (f"r|{table.table}|{unsorted}", True) if unsorted else (f"r|{table.table}|seq", False)
+        if unsorted and not table.exact(unsorted[:-1]):
+            return None
+    else:
+        sort = _SORTS.get(sort_by)
+        if sort is None or not table.exact(sort):
+            return None
+        desc = sort_order != "asc" if sort_order else True
+        ordering = f"r|{table.table}|{sort}{'-' if desc else '+'}"
+    return table.page(ordering, desc=desc, offset=offset_of(limit, page), limit=limit), table.count()
 
-    def get_trace(self, trace_id: str | None = None, run_id: str | None = None) -> Any:
-        return self._json_call(("traces", "spans"), "get_trace", trace_id=trace_id, run_id=run_id)
 
-    def get_traces(self, run_id: str | None = None, session_id: str | None = None, user_id: str | None = None,
-                   agent_id: str | None = None, team_id: str | None = None, workflow_id: str | None = None,
-                   status: str | None = None, start_time: datetime | None = None, end_time: datetime | None = None,
-                   limit: int | None = 20, page: int | None = 1,
-                   filter_expr: dict[str, Any] | None = None) -> tuple[list[Any], int]:
-        """`filter_expr` (an `agno.filters` expression as a dict; AgentOS ANDs the caller's user
-        into it) is evaluated as the SQL databases do (see adapters.agno.filters)."""
-        result: tuple[list[Any], int] = self._json_call(
-            ("traces", "spans"), "get_traces", run_id=run_id, session_id=session_id, user_id=user_id,
-            agent_id=agent_id, team_id=team_id, workflow_id=workflow_id, status=status, start_time=start_time,
-            end_time=end_time, limit=limit, page=page, traces_kept=trace_filter(filter_expr))
-        return result
-
-    def get_trace_stats(self, user_id: str | None = None, agent_id: str | None = None, team_id: str | None = None,
-                        workflow_id: str | None = None, start_time: datetime | None = None,
-                        end_time: datetime | None = None, limit: int | None = 20, page: int | None = 1,
-                        filter_expr: dict[str, Any] | None = None,
-                        group_by: Any = "session") -> tuple[list[dict[str, Any]], int]:
-        """Stats over the traces `filter_expr` keeps (see `get_traces`)."""
-        result: tuple[list[dict[str, Any]], int] = self._json_call(
-            ("traces",), "get_trace_stats", user_id=user_id, agent_id=agent_id, team_id=team_id,
-            workflow_id=workflow_id, start_time=start_time, end_time=end_time, limit=limit, page=page,
-            group_by=group_by, traces_kept=trace_filter(filter_expr))
-        return result
-
-    def create_span(self, span: Any) -> None:
-        with self._write_lock:
-            row = span.to_dict()
-            self._put("spans", str(row.get("span_id")), row)
-
-    def create_spans(self, spans: list[Any]) -> None:
-        if not spans:
-            return
-        rows = [s.to_dict() for s in spans]
-        with self._write_lock:
-            self._emit(record_stream("spans"),
-                       [RecordUpserted(table="spans", key=str(r.get("span_id")), record=r) for r in rows],
-                       actor_of({}))
-
-    def get_span(self, span_id: str) -> Any:
-        return self._json_call(("spans",), "get_span", span_id)
-
-    def get_spans(self, trace_id: str | None = None, parent_span_id: str | None = None,
-                  limit: int | None = 1000) -> list[Any]:
-        result: list[Any] = self._json_call(("spans",), "get_spans", trace_id=trace_id,
-                                            parent_span_id=parent_span_id, limit=limit)
-        return result
+_SORTS = {"created_at": "cre", "updated_at": "upd"}

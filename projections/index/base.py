@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
-INDEX_SCHEMA = 2
+INDEX_SCHEMA = 3
 """The shape of what an index holds. Bump it when a row type or an ordering changes: an index
 of another schema is rebuilt from the log, never served (Redis keys carry it in their names)."""
 
@@ -105,6 +105,11 @@ class ReadIndex(ABC):
 
     def get(self, kind: str, key: str, partition: int | None = None) -> bytes | None:
         return self.get_many(kind, [key], partition)[0]
+
+    def orderings(self, prefix: str) -> list[str]:
+        """The names of the non-empty orderings that start with `prefix` (checks only: a
+        listing of names, not of their keys)."""
+        raise NotImplementedError
 
     def note_log_end(self, offsets: dict[int, int]) -> None:  # noqa: B027 - optional
         """Told where the log ends (before each read): an index that caches rows may serve

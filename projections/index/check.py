@@ -15,10 +15,12 @@ from projections.index.base import ReadIndex
 from projections.index.indexer import (
     decode_memory,
     decode_record,
+    decode_record_seq,
     decode_session,
     decode_workflow,
     session_orderings,
 )
+from projections.index.tables import record_members
 from projections.memories import UserMemoriesProjection
 from projections.records import RecordsProjection
 from projections.runner import ProjectionRunner
@@ -43,12 +45,37 @@ def index_differences(store: EventStore, index: ReadIndex, limit: int = 20) -> l
     tables: dict[str, dict[str, Any]] = states["records"].tables
     for table, rows in tables.items():
         _compare(out, f"record {table}", rows, dict(_rows(index, f"rec:{table}", decode_record)))
+    _compare_record_orderings(out, index, tables)
     counts = {"session": len(states["sessions"].sessions), "memory": len(states["memories"].memories)}
     for name, orderings in (("session", session_orderings(None, "all", "seq")), ("memory", ["m|all|seq"])):
         held = sum(index.count(o) for o in orderings)
         if held != counts[name]:
             out.append(f"{name} orderings hold {held} keys, the fold {counts[name]} rows")
     return out[:limit]
+
+
+def _compare_record_orderings(out: list[str], index: ReadIndex, tables: dict[str, dict[str, Any]]) -> None:
+    """Every record ordering holds exactly the members the fold's rows give (scored with the
+    insertion numbers the index gave them, which must follow the fold's table order), and no
+    ordering holds a key no row puts there."""
+    expected: dict[str, dict[str, float]] = {}
+    for table, rows in tables.items():
+        held = dict(_rows(index, f"rec:{table}", decode_record_seq))
+        order = [k for k in sorted(held, key=lambda k: held[k][0]) if k in rows]
+        if order != [k for k in rows if k in held]:
+            out.append(f"record {table}: the index's insertion order is not the log's")
+        for key, row in rows.items():
+            if key in held:
+                for name, score in record_members(table, held[key][0], row):
+                    expected.setdefault(name, {})[key] = score
+    try:
+        names = set(index.orderings("r|"))
+    except NotImplementedError:
+        names = set()
+    for name in sorted(names | expected.keys()):
+        got = {r.key: r.score for r in index.page(name, desc=False, offset=0, limit=None)}
+        if got != expected.get(name, {}):
+            out.append(f"record ordering {name!r}: differs from a fresh fold")
 
 
 def _rows(index: ReadIndex, kind: str, decode: Any) -> list[tuple[str, Any]]:

@@ -19,7 +19,8 @@ What is indexed (kind: key -> row; orderings by score, ties by key):
     muser:    user -> (count, last update)        mu|last
     topic:    topic -> how many memories have it
     wf:       workflow key -> (seq, WorkflowRow)  wf|seq
-    rec:<t>:  record key -> (seq, row)            r|<t>|seq
+    rec:<t>:  record key -> (seq, row)            r|<t>|seq, and per table its scopes and
+              sorts (r|<t>|<col>=<value>|seq, r|<t>|<sort>...: see projections.index.tables)
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from eventlog import (
 )
 from eventlog.store import Cursor
 from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex
+from projections.index.tables import record_members
 from projections.memories import MemoriesState, MemoryRow, UserMemoriesProjection
 from projections.sessions import _SESSION_EVENTS, SessionRow, SessionsProjection, SessionsState
 from projections.workflows import WorkflowRow, WorkflowsProjection, WorkflowsState, workflow_key
@@ -82,6 +84,12 @@ def decode_workflow(data: bytes) -> WorkflowRow:
 
 def decode_record(data: bytes) -> dict[str, Any]:
     return _record_dec.decode(data)[1]
+
+
+def decode_record_seq(data: bytes) -> tuple[int, dict[str, Any]]:
+    """A record row with its place in the table's order (its insertion number)."""
+    seq, row = _record_dec.decode(data)
+    return seq, row
 
 
 def decode_muser(data: bytes) -> tuple[int, int]:
@@ -434,15 +442,17 @@ class Indexer:
 
     @staticmethod
     def _record(txn: IndexTxn, event: Event) -> None:
+        """A record row by key, in its table's orderings (`projections.index.tables`): the
+        members of the row as it was are replaced by those of the row as it is, so a write
+        touches only its own row and the sorted-set entries that name it."""
         p: Any = event.payload
         kind = f"rec:{p.table}"
-        ordering = f"r|{p.table}|seq"
         old = txn.get(kind, p.key)
-        old_seq = _record_dec.decode(old)[0] if old is not None else None
+        before: tuple[int, dict[str, Any]] | None = _record_dec.decode(old) if old is not None else None
+        old_members = record_members(p.table, *before) if before is not None else []
         if isinstance(p, RecordDeleted):
-            if old_seq is not None:
-                txn.delete(kind, p.key, [(ordering, old_seq)])
+            if before is not None:
+                txn.delete(kind, p.key, old_members)
             return
-        seq = old_seq if old_seq is not None else txn.next_seq()
-        txn.put(kind, p.key, _enc.encode((seq, p.record)),
-                [(ordering, old_seq)] if old_seq is not None else (), [(ordering, seq)])
+        seq = before[0] if before is not None else txn.next_seq()
+        txn.put(kind, p.key, _enc.encode((seq, p.record)), old_members, record_members(p.table, seq, p.record))

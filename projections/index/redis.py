@@ -137,6 +137,15 @@ class RedisIndex(ReadIndex):
         merged = list(heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc))
         return merged[offset:] if limit is None else merged[offset:offset + limit]
 
+    def orderings(self, prefix: str) -> list[str]:
+        names: set[str] = set()
+        for p in range(self.partitions):
+            base = f"{self._ns(p)}:o:"
+            pattern = "".join("\\" + c if c in "*?[]\\^" else c for c in base + prefix) + "*"
+            keys = self._call(lambda m: list(self.client.scan_iter(match=m, count=1000)), pattern)
+            names.update(k.decode()[len(base):] for k in keys)
+        return sorted(names)
+
     def count(self, ordering: str) -> int:
         return sum(int(self._call(self.client.zcard, f"{self._ns(p)}:o:{ordering}")) for p in range(self.partitions))
 

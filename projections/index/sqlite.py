@@ -104,6 +104,12 @@ class SqliteIndex(ReadIndex):
                 (ordering, -1 if limit is None else limit, offset)).fetchall()
         return [Ranked(k, s) for k, s in rows]
 
+    def orderings(self, prefix: str) -> list[str]:
+        with self._lock:
+            names = self._conn.execute("SELECT DISTINCT name FROM ord WHERE substr(name, 1, ?) = ?",
+                                       (len(prefix), prefix)).fetchall()
+        return sorted(n for (n,) in names)
+
     def count(self, ordering: str) -> int:
         with self._lock:
             row = self._conn.execute("SELECT n FROM counts WHERE name=?", (ordering,)).fetchone()

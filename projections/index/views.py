@@ -24,7 +24,6 @@ from projections.index.base import ReadIndex
 from projections.index.indexer import (
     decode_memory,
     decode_muser,
-    decode_record,
     decode_session,
     decode_workflow,
     session_orderings,
@@ -192,9 +191,12 @@ class _Tables:
     def __init__(self, index: ReadIndex) -> None:
         self._index = index
 
-    def get(self, table: str, default: Any = None) -> dict[str, dict[str, Any]]:
-        rows = RowMap(self._index, f"rec:{table}", decode_record, f"r|{table}|seq")
-        return dict(rows.items())
+    def get(self, table: str, default: Any = None) -> Any:
+        """The table as a `RecordTable`: a mapping whose lookups read one row (whole-table
+        iteration still works, and reads the table)."""
+        from projections.index.record_view import RecordTable  # (it builds on RowMap, below)
+
+        return RecordTable(self._index, table)
 
 
 class _Workflows:

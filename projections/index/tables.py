@@ -1,0 +1,170 @@
+"""The orderings of Agno's other tables (traces, spans, evals, knowledge, metrics, learnings,
+compactions, tool results, transcripts) in the shared read index.
+
+Every record row is in `r|<table>|seq` (insertion order: the table order Agno's in-memory and
+JSON backends start from). A table named here is also in:
+
+    r|<t>|<col>=<value>|seq    a *scope*: the rows whose column has that value, in table order
+    r|<t>|<sort>[-|+]          a *sort*: every row by a column, for pages read from an offset
+    r|<t>|<col>=<value>|<sort>[-|+]   the same within a scope (only where a table asks for it)
+    r|<t>|<sort>|odd           rows whose sort value is not a whole second (see below)
+
+Scopes only ever narrow what is read: a reader picks the most selective scope a query names,
+reads those rows in table order and hands them to the same filtering and sorting code that
+would otherwise see the whole table, so the answer cannot differ (a scope is a superset of
+the query's matches whatever the value's type: values are keyed by their text). Sorts let a
+page with no other filter be read from its offset. Their scores follow Agno's ordering rules
+exactly for whole seconds: ties keep table order (a stable sort), `-` walks descending with
+missing values first (InMemoryDb's `apply_sorting`), `+` ascending with missing values last.
+A value that is not a whole second in [0, 2^31) cannot carry the tie fraction, so the row is
+also listed in `|odd` and readers fall back to the scope path while any such row exists.
+Traces sort by their start instant in microseconds (`st`), as JsonDb's descending string
+sort of UTC ISO times; ties to the microsecond come in trace id order instead of table order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any, NamedTuple
+
+from projections.index.base import Member
+
+MISSING = float(1 << 40)  # the score of a missing value: above every whole second we index
+_FRACTION = 1 << 21
+
+
+class TableSpec(NamedTuple):
+    scopes: tuple[str, ...] = ()  # columns (or derived names in `derived`) with equality orderings
+    sorts: tuple[str, ...] = ()  # names in SORT_VALUES
+    scoped_sorts: tuple[str, ...] = ()  # scopes that also get every sort within them
+    nulls: tuple[str, ...] = ()  # scopes where a missing value is a scope of its own (`!none`)
+    derived: dict[str, Callable[[dict[str, Any]], Any]] = {}
+
+
+def _json_key(*cols: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: json.dumps([row.get(c) if c != "subpath" else (row.get(c) or "") for c in cols])
+
+
+def _start_us(row: dict[str, Any]) -> float | None:
+    value = row.get("start_time")
+    try:
+        when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return float(round(when.timestamp() * 1_000_000))
+
+
+def _day(row: dict[str, Any]) -> float | None:
+    value = row.get("date")
+    try:
+        return float(date.fromisoformat(str(value)[:10]).toordinal())
+    except ValueError:
+        return None
+
+
+def _coalesced_updated(row: dict[str, Any]) -> Any:
+    """Agno's `get_sort_value` for `updated_at`: the creation time when never updated."""
+    value = row.get("updated_at")
+    return value if value is not None else row.get("created_at")
+
+
+SORT_VALUES: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "cre": lambda row: row.get("created_at"),
+    "upd": _coalesced_updated,
+    "exp": lambda row: row.get("expires_at"),
+}
+EXACT_SORTS: dict[str, Callable[[dict[str, Any]], float | None]] = {"st": _start_us, "day": _day}
+"""Sorts scored by their value alone (no tie fraction): ties and missing values are the
+reader's concern (traces: by key; metrics and expiry: the reader re-sorts what it collected)."""
+
+TABLES: dict[str, TableSpec] = {
+    "traces": TableSpec(scopes=("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id"),
+                        sorts=("st",), scoped_sorts=("session_id", "user_id", "agent_id", "team_id",
+                                                     "workflow_id")),
+    "spans": TableSpec(scopes=("trace_id", "parent_span_id")),
+    "evals": TableSpec(scopes=("agent_id", "team_id", "workflow_id", "model_id", "user_id"), sorts=("cre", "upd")),
+    "knowledge": TableSpec(scopes=("linked_to", "user_id"), sorts=("cre", "upd"), nulls=("user_id",)),
+    "metrics": TableSpec(scopes=("user_id",), sorts=("day",)),
+    "learnings": TableSpec(scopes=("user_id", "learning_type", "agent_id", "team_id", "workflow_id", "session_id",
+                                   "namespace", "entity_id", "entity_type")),
+    "compactions": TableSpec(scopes=("session_id",)),
+    "tool_results": TableSpec(scopes=("session_id", "place"), sorts=("exp",),
+                              derived={"place": _json_key("namespace", "path")}),
+    "transcripts": TableSpec(scopes=("agno_session_id", "doc", "sess", "proj", "uuid"),
+                             derived={"doc": _json_key("framework", "project_key", "session_id", "subpath"),
+                                      "sess": _json_key("framework", "project_key", "session_id"),
+                                      "proj": _json_key("framework", "project_key"),
+                                      "uuid": _json_key("framework", "project_key", "session_id", "subpath",
+                                                        "entry_uuid")}),
+}
+
+
+def scope_text(value: Any) -> str | None:
+    """How a column value names its scope (None: the value is not indexed — a reader asked
+    for it walks the table). None itself is a value (`!none`: unowned rows)."""
+    if value is None:
+        return "!none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    return getattr(value, "value", None) if isinstance(getattr(value, "value", None), str) else None
+
+
+def scope_ordering(table: str, column: str, value: Any, sort: str = "seq") -> str | None:
+    text = scope_text(value)
+    return None if text is None else f"r|{table}|{column}={text}|{sort}"
+
+
+def column_value(table: str, column: str, row: dict[str, Any]) -> Any:
+    derive = TABLES[table].derived.get(column) if table in TABLES else None
+    return derive(row) if derive is not None else row.get(column)
+
+
+def whole_second(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < (1 << 31)
+
+
+def sort_scores(value: Any, seq: int) -> tuple[float, float]:
+    """(descending, ascending) scores of a whole-second value (None: missing) with table-order
+    ties both ways; missing values first descending, last ascending."""
+    base = MISSING if value is None else float(value)
+    frac = (seq % (1 << 20)) / _FRACTION
+    return base + 0.5 - frac, base + frac
+
+
+def record_members(table: str, seq: int, row: dict[str, Any]) -> list[Member]:
+    """Every ordering a record row is in (see the module docstring)."""
+    out: list[Member] = [(f"r|{table}|seq", seq)]
+    spec = TABLES.get(table)
+    if spec is None:
+        return out
+    scores: list[tuple[str, float]] = []
+    for sort in spec.sorts:
+        exact = EXACT_SORTS.get(sort)
+        if exact is not None:
+            score = exact(row)
+            if score is not None:
+                scores.append((sort, score))
+            continue
+        value = SORT_VALUES[sort](row)
+        if value is not None and not whole_second(value):
+            out.append((f"r|{table}|{sort}|odd", seq))
+            value = None
+        down, up = sort_scores(value, seq)
+        scores += [(f"{sort}-", down), (f"{sort}+", up)]
+    out += [(f"r|{table}|{name}", score) for name, score in scores]
+    for column in spec.scopes:
+        value = column_value(table, column, row)
+        name = scope_ordering(table, column, value) if value is not None or column in spec.nulls else None
+        if name is None:
+            continue
+        out.append((name, seq))
+        if column in spec.scoped_sorts:
+            base = name[: -len("seq")]
+            out += [(base + sort, score) for sort, score in scores]
+    return out
