@@ -23,8 +23,10 @@ from typing import Any
 
 from adapters.agno.core import actor_of
 from adapters.agno.records import RecordMethods
+from adapters.agno.scoped import candidates, indexed, keyed_candidates
 from eventlog import Payload, RecordDeleted, RecordUpserted, SessionFieldsChanged
 from eventlog.names import record_stream, session_stream
+from projections.index.tables import column_value
 
 COMPACTION_COLUMNS = ("compaction_id", "session_id", "run_id", "user_id", "first_kept_message_id", "summary",
                       "archived_messages", "messages_compacted", "tokens_before", "tokens_after", "created_at")
@@ -84,9 +86,11 @@ class ExtraMethods(RecordMethods):
             url = None
         return cls(url, id=data.get("id"))  # type: ignore[call-arg]
 
-    def _rows_of(self, table: str) -> list[dict[str, Any]]:
+    def _rows_of(self, table: str, **filters: Any) -> list[dict[str, Any]]:
+        """Rows that may match every filter given (the narrowest scope over the index, else
+        the table), in table order: callers still test each row."""
         with self._reading() as states:
-            return list(self._table(states, table).values())
+            return candidates(self._table(states, table), **filters)
 
     def _emit_rows(self, table: str, payloads: list[Payload], row: dict[str, Any]) -> None:
         if payloads:
@@ -113,13 +117,14 @@ class ExtraMethods(RecordMethods):
             return _full(row, COMPACTION_COLUMNS) if row is not None else None
 
     def get_compactions_for_session(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
-        rows = [_full(r, COMPACTION_COLUMNS) for r in self._rows_of("compactions") if r.get("session_id") == session_id]
+        rows = [_full(r, COMPACTION_COLUMNS) for r in self._rows_of("compactions", session_id=session_id)
+                if r.get("session_id") == session_id]
         rows = _newest_first(rows)
         return rows[:limit] if limit is not None else rows
 
     def delete_compactions_for_session(self, session_id: str) -> int:
         with self._write_lock:
-            rows = [r for r in self._rows_of("compactions") if r.get("session_id") == session_id]
+            rows = [r for r in self._rows_of("compactions", session_id=session_id) if r.get("session_id") == session_id]
             if rows:
                 self._emit_rows("compactions", [RecordDeleted(table="compactions", key=str(r["compaction_id"]))
                                                 for r in rows], rows[0])
@@ -132,7 +137,7 @@ class ExtraMethods(RecordMethods):
         folded = [t.lower() for t in terms if t]
         if not folded:
             return []
-        rows = [_full(r, COMPACTION_COLUMNS) for r in self._rows_of("compactions")
+        rows = [_full(r, COMPACTION_COLUMNS) for r in self._rows_of("compactions", session_id=session_id)
                 if r.get("session_id") == session_id and r.get("archived_messages")
                 and any(t in str(r["archived_messages"]).lower() for t in folded)]
         return _newest_first(rows)[:limit]
@@ -147,7 +152,9 @@ class ExtraMethods(RecordMethods):
             with self._reading() as states:
                 rows = self._table(states, "tool_results")
                 old = rows.get(key)
-                clash = next((k for k, r in rows.items() if k != key and r.get("namespace") == row.get("namespace")
+                place = {"namespace": row.get("namespace"), "path": row.get("path")}
+                clash = next((k for k, r in keyed_candidates(rows, place=column_value("tool_results", "place", place))
+                              if k != key and r.get("namespace") == row.get("namespace")
                               and r.get("path") == row.get("path")), None)
             if clash is not None:
                 raise ValueError(f"tool result {clash} already holds {row.get('namespace')}/{row.get('path')}")
@@ -160,7 +167,7 @@ class ExtraMethods(RecordMethods):
             return _full(row, TOOL_RESULT_COLUMNS) if row is not None else None
 
     def get_tool_results_for_session(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
-        rows = [_full(r, TOOL_RESULT_COLUMNS) for r in self._rows_of("tool_results")
+        rows = [_full(r, TOOL_RESULT_COLUMNS) for r in self._rows_of("tool_results", session_id=session_id)
                 if r.get("session_id") == session_id]
         rows = _newest_first(rows, "result_id")
         return rows[:limit] if limit is not None else rows
@@ -177,8 +184,20 @@ class ExtraMethods(RecordMethods):
             return len(found)
 
     def get_expired_tool_results(self, now: int) -> list[dict[str, Any]]:
-        """Rows whose `expires_at` has passed, soonest first (SqliteDb walks its index on it)."""
-        rows = [_full(r, TOOL_RESULT_COLUMNS) for r in self._rows_of("tool_results")
+        """Rows whose `expires_at` has passed, soonest first (SqliteDb walks its index on it; so
+        does the shared index: its expiry ordering up to `now`, ties in table order)."""
+        with self._reading() as states:
+            table = indexed(self._table(states, "tool_results"))
+            if table is not None and table.exact("exp"):
+                found = []
+                for _, seq, row in table.walk("r|tool_results|exp+", desc=False):
+                    if row.get("expires_at") is None or row["expires_at"] > now:
+                        break
+                    found.append((seq, row))
+                stored = [row for _, row in sorted(found, key=lambda t: t[0])]
+            else:
+                stored = list(self._table(states, "tool_results").values())
+        rows = [_full(r, TOOL_RESULT_COLUMNS) for r in stored
                 if r.get("expires_at") is not None and r["expires_at"] <= now]
         rows.sort(key=lambda r: r["expires_at"])
         return rows
@@ -195,13 +214,11 @@ class ExtraMethods(RecordMethods):
         sub = subpath or ""
         with self._write_lock:
             # the events are the session owner's (so an erasure of that user covers them)
-            session = self.get_session(agno_session_id, deserialize=False)  # type: ignore[attr-defined]
-            owner = session.get("user_id") if isinstance(session, dict) else None
-            mine = [r for r in self._rows_of("transcripts") if (r["framework"], r["project_key"], r["session_id"],
-                                                                 r["subpath"]) == (framework, project_key, session_id,
-                                                                                   sub)]
-            last = max((r["position"] for r in mine), default=0)
-            seen = {r["entry_uuid"] for r in mine if r.get("entry_uuid")}
+            with self._reading() as states:  # (the session's row only, not its runs)
+                session = states["sessions"].sessions.get(agno_session_id)
+                owner = session.user_id if session is not None else None
+                last, seen = self._transcript_tail(states, framework, project_key, session_id, sub,
+                                                   [e.get("uuid") for e in entries if e.get("uuid")])
             payloads: list[Payload] = []
             for row in transcript_rows(framework, project_key, session_id, subpath, agno_session_id, entries, last):
                 if row["entry_uuid"] is not None and row["entry_uuid"] in seen:
@@ -212,9 +229,38 @@ class ExtraMethods(RecordMethods):
                 payloads.append(RecordUpserted(table="transcripts", key=key, record=row))
             self._emit_rows("transcripts", payloads, {"session_id": agno_session_id, "user_id": owner})
 
+    def _transcript_tail(self, states: Any, framework: str, project_key: str, session_id: str, sub: str,
+                         uuids: list[str]) -> tuple[int, set[str]]:
+        """A transcript's last position and which of `uuids` it already holds. Over the index:
+        the last row of the transcript's scope (positions grow with insertion: each append
+        numbers after the last) and one scope per uuid asked about, not the transcript."""
+        rows = self._table(states, "transcripts")
+        table = indexed(rows)
+        doc = {"framework": framework, "project_key": project_key, "session_id": session_id, "subpath": sub}
+        if table is None:
+            mine = [r for r in rows.values() if (r["framework"], r["project_key"], r["session_id"], r["subpath"])
+                    == (framework, project_key, session_id, sub)]
+            return (max((r["position"] for r in mine), default=0),
+                    {r["entry_uuid"] for r in mine if r.get("entry_uuid")})
+        ordering = table.scope("doc", column_value("transcripts", "doc", doc))
+        tail = table.page(ordering, desc=True, offset=0, limit=1) if ordering is not None else []
+        seen = set()
+        for uuid in dict.fromkeys(uuids):
+            name = table.scope("uuid", column_value("transcripts", "uuid", {**doc, "entry_uuid": uuid}))
+            if name is not None and table.count(name):
+                seen.add(uuid)
+        return (tail[0]["position"] if tail else 0), seen
+
+    def _transcript_rows(self, **parts: Any) -> list[dict[str, Any]]:
+        """The rows of one transcript (`doc`: framework, project, session, subpath), one
+        session's (`sess`) or one project's (`proj`), from that scope; callers still test."""
+        scope, columns = next(iter(parts.items()))
+        return self._rows_of("transcripts", **{scope: column_value("transcripts", scope, columns)})
+
     def get_transcript_entries(self, framework: str, project_key: str, session_id: str,
                                subpath: str | None = None) -> list[dict[str, Any]]:
-        rows = [r for r in self._rows_of("transcripts")
+        doc = {"framework": framework, "project_key": project_key, "session_id": session_id, "subpath": subpath or ""}
+        rows = [r for r in self._transcript_rows(doc=doc)
                 if (r["framework"], r["project_key"], r["session_id"], r["subpath"])
                 == (framework, project_key, session_id, subpath or "")]
         rows.sort(key=lambda r: r["position"])
@@ -223,14 +269,15 @@ class ExtraMethods(RecordMethods):
     def list_transcript_sessions(self, framework: str, project_key: str) -> list[dict[str, Any]]:
         """Main transcripts of a project: `{session_id, mtime}` (the last append's time)."""
         mtime: dict[str, Any] = {}
-        for r in self._rows_of("transcripts"):
+        for r in self._transcript_rows(proj={"framework": framework, "project_key": project_key}):
             if r["framework"] == framework and r["project_key"] == project_key and r["subpath"] == "":
                 sid = r["session_id"]
                 mtime[sid] = max(mtime.get(sid, r["created_at"]), r["created_at"])
         return [{"session_id": s, "mtime": t} for s, t in mtime.items()]
 
     def list_transcript_subpaths(self, framework: str, project_key: str, session_id: str) -> list[str]:
-        return sorted({r["subpath"] for r in self._rows_of("transcripts")
+        sess = {"framework": framework, "project_key": project_key, "session_id": session_id}
+        return sorted({r["subpath"] for r in self._transcript_rows(sess=sess)
                        if r["framework"] == framework and r["project_key"] == project_key
                        and r["session_id"] == session_id and r["subpath"] != ""})
 
@@ -238,13 +285,17 @@ class ExtraMethods(RecordMethods):
                           subpath: str | None = None) -> None:
         """Delete a transcript (one subpath of it, if given; else all of its subpaths)."""
         self._delete_transcripts(lambda r: r["framework"] == framework and r["project_key"] == project_key
-                                 and r["session_id"] == session_id and (subpath is None or r["subpath"] == subpath))
+                                 and r["session_id"] == session_id and (subpath is None or r["subpath"] == subpath),
+                                 sess=column_value("transcripts", "sess", {"framework": framework,
+                                                                           "project_key": project_key,
+                                                                           "session_id": session_id}))
 
-    def _delete_transcripts(self, match: Any) -> None:
+    def _delete_transcripts(self, match: Any, **scope: Any) -> None:
+        """Delete the rows `match` keeps of those `scope` (a `candidates` filter) names."""
         with self._write_lock:
             with self._reading() as states:
-                gone = [(k, r.get("agno_session_id")) for k, r in self._table(states, "transcripts").items()
-                        if match(r)]
+                gone = [(k, r.get("agno_session_id")) for k, r in keyed_candidates(self._table(states, "transcripts"),
+                                                                                     **scope) if match(r)]
             by_session: dict[Any, list[Payload]] = {}
             for key, owner in gone:
                 by_session.setdefault(owner, []).append(RecordDeleted(table="transcripts", key=key))
@@ -255,11 +306,12 @@ class ExtraMethods(RecordMethods):
 
     def _cascade(self, session_ids: Sequence[str]) -> None:
         ids = set(session_ids)
-        self._delete_transcripts(lambda r: r.get("agno_session_id") in ids)
-        for sid in ids:
+        for sid in dict.fromkeys(session_ids):  # (one scope per session over the index)
+            self._delete_transcripts(lambda r, sid=sid: r.get("agno_session_id") == sid, agno_session_id=sid)
             self.delete_compactions_for_session(sid)
-        results = [r["result_id"] for r in self._rows_of("tool_results") if r.get("session_id") in ids]
-        self.delete_tool_results(results)
+        results = [r["result_id"] for sid in dict.fromkeys(session_ids)
+                   for r in self._rows_of("tool_results", session_id=sid) if r.get("session_id") in ids]
+        self.delete_tool_results(list(dict.fromkeys(results)))
 
     def delete_session(self, session_id: str, user_id: str | None = None) -> bool:
         """Delete the session (see SessionMethods) and, if it was deleted, its transcripts,
@@ -329,15 +381,22 @@ class ExtraMethods(RecordMethods):
                        sort_order: str = "desc") -> tuple[list[dict[str, Any]], int]:
         """Per (span name, span kind): calls, mean and max duration, errors, last call — as
         SqliteDb computes them (p95 is None there: SQLite has no percentile; sorting by it
-        falls back to total_calls). Span attributes are read only for their kind."""
+        falls back to total_calls). Span attributes are read only for their kind. Over the
+        index only the spans of one name, or of the traces of one component, are read when
+        the call names them (a grouping of every span otherwise)."""
         with self._reading() as states:
-            spans = list(self._table(states, "spans").values())
+            span_table = self._table(states, "spans")
             traces = self._table(states, "traces")
+            spans = candidates(span_table, name=name or None)
             if agent_id or team_id or workflow_id:
-                keep = {k for k, t in traces.items()
+                keep = {k for k, t in keyed_candidates(traces, agent_id=agent_id or None, team_id=team_id or None,
+                                                       workflow_id=workflow_id or None)
                         if (not agent_id or t.get("agent_id") == agent_id)
                         and (not team_id or t.get("team_id") == team_id)
                         and (not workflow_id or t.get("workflow_id") == workflow_id)}
+                table = indexed(span_table)
+                if table is not None and not name:  # the kept traces' spans, by their scopes
+                    spans = [row for _, _, row in table.union(table.scope("trace_id", t) for t in keep)]
                 spans = [s for s in spans if s.get("trace_id") in keep]
         groups: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
         for s in spans:

@@ -22,6 +22,7 @@ from agno.db.utils import learning_search_patterns, validate_pagination
 
 from adapters.agno.core import actor_of
 from adapters.agno.records import RecordMethods
+from adapters.agno.scoped import candidates, indexed, keyed_candidates
 from eventlog import RecordDeleted, RecordUpserted
 from eventlog.names import record_stream
 
@@ -81,13 +82,27 @@ def _sorted(rows: list[dict[str, Any]], sort_by: str, descending: bool) -> list[
 class LearningMethods(RecordMethods):
     """The learnings table (mixed into `EventLogDb` before `RecordMethods`)."""
 
-    def _learning_rows(self, **filters: Any) -> list[dict[str, Any]]:
-        """Rows matching every filter that is not None, in table order, as the caller's own."""
+    def _learning_rows(self, *, or_unowned: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Rows matching every filter that is not None, in table order, as the caller's own;
+        with `or_unowned`, also only rows of that user or of nobody. Over the index only the
+        narrowest scope the filters name is read (a user's rows and the unowned ones, for
+        `or_unowned`), the whole table when they name none."""
         wanted = {k: v for k, v in filters.items() if v is not None}
         with self._reading() as states:
-            stored = list(self._table(states, TABLE).values())
+            rows_of = self._table(states, TABLE)
+            table = indexed(rows_of)
+            if table is not None and or_unowned is not None:
+                narrow = table.narrowest(wanted)
+                owned = [table.scope("user_id", or_unowned), table.scope("user_id", None)]
+                if narrow is not None and table.count(narrow) <= sum(table.count(n) for n in owned if n):
+                    stored = [row for _, _, row in table.rows_of(narrow)]
+                else:
+                    stored = [row for _, _, row in table.union(owned)]
+            else:
+                stored = candidates(rows_of, **wanted)
         rows = [learning_row(r) for r in stored]
-        return [r for r in rows if all(r.get(k) == v for k, v in wanted.items())]
+        return [r for r in rows if all(r.get(k) == v for k, v in wanted.items())
+                and (or_unowned is None or r.get("user_id") in (or_unowned, None))]
 
     def _learning_actor(self, row: dict[str, Any]) -> Any:
         return actor_of(row, session_id=row.get("session_id"), user_id=row.get("user_id"))
@@ -143,7 +158,7 @@ class LearningMethods(RecordMethods):
         returns how many."""
         with self._write_lock:
             with self._reading() as states:
-                keys = [k for k, r in self._table(states, TABLE).items()
+                keys = [k for k, r in keyed_candidates(self._table(states, TABLE), user_id=user_id)
                         if r.get("user_id") == user_id
                         and (learning_type is None or r.get("learning_type") == learning_type)]
             if keys:
@@ -207,9 +222,8 @@ class LearningMethods(RecordMethods):
         holds the learnings nobody owns (AgentOS passes it for a scoped caller)."""
         rows = self._learning_rows(learning_type=learning_type, agent_id=agent_id, team_id=team_id,
                                    session_id=session_id, namespace=namespace, entity_id=entity_id,
-                                   entity_type=entity_type)
-        if user_id is not None:
-            rows = [r for r in rows if r["user_id"] == user_id or (include_global and r["user_id"] is None)]
+                                   entity_type=entity_type, user_id=None if include_global else user_id,
+                                   or_unowned=user_id if include_global else None)
         total = len(rows)
         column = sort_by or "updated_at"
         if column in COLUMNS:  # an unknown column leaves the table's order, as SqliteDb's apply_sorting

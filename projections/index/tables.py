@@ -47,6 +47,11 @@ def _json_key(*cols: str) -> Callable[[dict[str, Any]], Any]:
     return lambda row: json.dumps([row.get(c) if c != "subpath" else (row.get(c) or "") for c in cols])
 
 
+def _with(column: str, derive: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """A derived scope only for rows that have `column` (the others are in no such scope)."""
+    return lambda row: derive(row) if row.get(column) else None
+
+
 def _start_us(row: dict[str, Any]) -> float | None:
     value = row.get("start_time")
     try:
@@ -85,12 +90,12 @@ TABLES: dict[str, TableSpec] = {
     "traces": TableSpec(scopes=("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id"),
                         sorts=("st",), scoped_sorts=("session_id", "user_id", "agent_id", "team_id",
                                                      "workflow_id")),
-    "spans": TableSpec(scopes=("trace_id", "parent_span_id")),
+    "spans": TableSpec(scopes=("trace_id", "parent_span_id", "name")),
     "evals": TableSpec(scopes=("agent_id", "team_id", "workflow_id", "model_id", "user_id"), sorts=("cre", "upd")),
     "knowledge": TableSpec(scopes=("linked_to", "user_id"), sorts=("cre", "upd"), nulls=("user_id",)),
     "metrics": TableSpec(scopes=("user_id",), sorts=("day",)),
     "learnings": TableSpec(scopes=("user_id", "learning_type", "agent_id", "team_id", "workflow_id", "session_id",
-                                   "namespace", "entity_id", "entity_type")),
+                                   "namespace", "entity_id", "entity_type"), nulls=("user_id",)),
     "compactions": TableSpec(scopes=("session_id",)),
     "tool_results": TableSpec(scopes=("session_id", "place"), sorts=("exp",),
                               derived={"place": _json_key("namespace", "path")}),
@@ -98,8 +103,8 @@ TABLES: dict[str, TableSpec] = {
                              derived={"doc": _json_key("framework", "project_key", "session_id", "subpath"),
                                       "sess": _json_key("framework", "project_key", "session_id"),
                                       "proj": _json_key("framework", "project_key"),
-                                      "uuid": _json_key("framework", "project_key", "session_id", "subpath",
-                                                        "entry_uuid")}),
+                                      "uuid": _with("entry_uuid", _json_key("framework", "project_key",
+                                                                            "session_id", "subpath", "entry_uuid"))}),
 }
 
 
