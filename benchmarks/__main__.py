@@ -14,8 +14,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks._common import Result, Settings, machine, show, write_results
 
-ALL = ["append_redis", "append_file", "replay", "agno_turns", "peer", "scaling", "cluster", "growth", "ui_pages",
-       "agentos"]
+ALL = ["append_redis", "append_file", "replay", "agno_turns", "peer", "scaling", "cluster", "growth", "tables",
+       "ui_pages", "agentos"]
 
 
 def run_benchmarks(names: Sequence[str], *, quick: bool, console: Console | None = None,

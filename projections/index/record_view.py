@@ -9,7 +9,6 @@ chunk at a time until the reader stops.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -66,14 +65,11 @@ class RecordTable(RowMap[Row]):
 
     def union(self, orderings: Iterable[str | None]) -> list[tuple[int, str, Row]]:
         """The rows of several seq orderings, each once, in table order."""
-        runs = [self.rows_of(o) for o in orderings]
-        out: list[tuple[int, str, Row]] = []
-        seen: set[str] = set()
-        for seq, key, row in heapq.merge(*runs, key=lambda t: t[0]):
-            if key not in seen:
-                seen.add(key)
-                out.append((seq, key, row))
-        return out
+        keys: dict[str, None] = {}
+        for ordering in orderings:  # (every ordering's keys first, then their rows in one read)
+            keys.update((r.key, None) for r in self.index.page(ordering or f"r|{self.table}|seq", desc=False,
+                                                                offset=0, limit=None))
+        return sorted(self.with_seq(list(keys)), key=lambda t: t[0])
 
     def with_seq(self, keys: list[str]) -> list[tuple[int, str, Row]]:
         out = []
