@@ -160,7 +160,17 @@ class TraceMethods(RecordMethods):
         total = table.count(everything)
         if table.count(ordering) != total:  # a trace without a start instant: JsonDb's sort decides
             return None
-        return table.page(ordering, desc=True, offset=(page - 1) * limit, limit=limit), total
+        offset = (page - 1) * limit
+        start = max(0, offset - 1)  # (one neighbour each side: ties across the page's edges)
+        window = table.index.page(ordering, desc=True, offset=start, limit=offset - start + limit + 1)
+        edge = offset - start
+        before, inside, after = window[:edge], window[edge:edge + limit], window[edge + limit:]
+        if inside and ((before and before[0].score == inside[0].score)
+                       or (after and after[0].score == inside[-1].score)):
+            return None  # a tie to the microsecond across an edge: JsonDb's stable sort decides
+        score = {r.key: r.score for r in inside}
+        found = sorted(table.with_seq(list(score)), key=lambda t: (-score[t[1]], t[0]))  # ties: table order
+        return [row for _, _, row in found], total
 
     @staticmethod
     def _trace_candidates(table: RecordTable, params: dict[str, Any], start_time: datetime | None,

@@ -19,7 +19,8 @@ missing values first (InMemoryDb's `apply_sorting`), `+` ascending with missing 
 A value that is not a whole second in [0, 2^31) cannot carry the tie fraction, so the row is
 also listed in `|odd` and readers fall back to the scope path while any such row exists.
 Traces sort by their start instant in microseconds (`st`), as JsonDb's descending string
-sort of UTC ISO times; ties to the microsecond come in trace id order instead of table order.
+sort of UTC ISO times; the score has no room for a tie fraction, so a reader puts ties inside
+a page in table order itself and leaves a page with a tie across its edge to JsonDb's sort.
 """
 
 from __future__ import annotations
