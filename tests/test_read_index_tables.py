@@ -213,6 +213,24 @@ def test_every_table_answers_as_the_in_process_path(kind: str, tmp_path: Path, r
         in_process.close()
 
 
+@pytest.mark.cluster
+def test_the_tables_answer_alike_on_redis_cluster(cluster_url: str, frozen_clock: Callable[[], None]) -> None:
+    """On a Cluster each table's rows and orderings live in its stream's partition."""
+    store = open_store(cluster_url)
+    indexed, in_process = EventLogDb(store=store), EventLogDb(store=store, shared_index=False)
+    try:
+        assert indexed.indexer is not None and indexed.indexer.index.partitions > 1
+        write_everything(indexed)
+        for method, kwargs in QUERIES:
+            got, want = getattr(indexed, method)(**kwargs), getattr(in_process, method)(**kwargs)
+            assert plain(got) == plain(want), (method, kwargs)
+        assert index_differences(store, indexed.indexer.index) == []
+    finally:
+        indexed.close()
+        in_process.close()
+        store.close()
+
+
 # --- the orderings equal a fresh fold ------------------------------------------------------------
 
 def _record_op() -> st.SearchStrategy[tuple[str, Any]]:

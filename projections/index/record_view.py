@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from eventlog.names import record_stream
 from projections.index.base import Ranked, ReadIndex
 from projections.index.indexer import decode_record, decode_record_seq
 from projections.index.tables import TABLES, scope_ordering
@@ -25,7 +26,10 @@ class RecordTable(RowMap[Row]):
     every read, so callers own what they get."""
 
     def __init__(self, index: ReadIndex, table: str) -> None:
-        super().__init__(index, f"rec:{table}", decode_record, f"r|{table}|seq")
+        # (a table's rows live in its stream's partition: on a Cluster a lookup asks that one)
+        partition_of = getattr(index, "partition_of", None)
+        self._home: int | None = partition_of(record_stream(table)) if partition_of is not None else None
+        super().__init__(index, f"rec:{table}", decode_record, f"r|{table}|seq", lambda key: self._home)
         self.index = index
         self.table = table
         self.spec = TABLES.get(table)
@@ -73,7 +77,7 @@ class RecordTable(RowMap[Row]):
 
     def with_seq(self, keys: list[str]) -> list[tuple[int, str, Row]]:
         out = []
-        for key, data in zip(keys, self.index.get_many(self._kind, keys)):
+        for key, data in zip(keys, self.index.get_many(self._kind, keys, self._home)):
             if data is not None:
                 seq, row = decode_record_seq(data)
                 out.append((seq, key, row))
