@@ -212,6 +212,22 @@ print(json.dumps({"from_dict": took, "gc_full": _gc["full"]}))
 """
 
 
+# Redis's share of the floor: the session's entries fetched with plain redis-py (XRANGE of
+# the partition's log, which in this benchmark holds the session and the seeded memories),
+# in a fresh process: what any reader of the session from Redis pays before decoding.
+FETCH_SCRIPT = GC_PROBE + """
+import json, sys
+import redis
+client = redis.Redis.from_url(sys.argv[1])
+client.ping()
+settle()
+start = time.perf_counter()
+entries = client.xrange(sys.argv[2], "-", "+")
+took = time.perf_counter() - start
+print(json.dumps({"fetch": took, "entries": len(entries), "gc_full": _gc["full"]}))
+"""
+
+
 def subprocess_json(script: str, *args: str) -> dict[str, float]:
     """Run `script` in a fresh interpreter (repo root as cwd) and parse its last line."""
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=600,
@@ -237,6 +253,10 @@ def cold_split(url: str, runs: int, repeats: int) -> dict[str, float]:
 
 def floor(session_json: Path, runs: int, repeats: int) -> dict[str, float]:
     return median_process(FLOOR_SCRIPT, "from_dict", repeats, str(session_json), str(runs))
+
+
+def fetch_floor(redis_url: str, repeats: int) -> dict[str, float]:
+    return median_process(FETCH_SCRIPT, "fetch", repeats, redis_url, "elbench:{elbench:0}:log")
 
 
 def eventlog_url(kind: str, where: Path, redis_url: str | None) -> str:
@@ -300,12 +320,19 @@ def run(settings: Settings) -> Result:
                 f"{growth:.2f}x", fmt_ms(c["get_session"]) if c else "n/a (not persistent)",
                 fmt_ms(c["gc_full"]) if c else ""])
         f = floor(base / "session.json", last, repeats)
+        fetched = fetch_floor(server.url, repeats)
     result.rows.append(["floor: Agno AgentSession.from_dict alone, no db"] + ["" for _ in checkpoints] + [
         "", fmt_ms(f["from_dict"]), fmt_ms(f["gc_full"])])
     result.notes.append("targets: EventLogDb turn 1000 within 1.5x of turn 10; faster than SqliteDb, JsonDb, RedisDb "
                         f"at turn 1000; cold get_session of {last} runs within ~1.2x of Agno's own from_dict floor")
+    result.rows.append(["floor over Redis: + the session's entries by plain XRANGE"] + ["" for _ in checkpoints] + [
+        "", fmt_ms(f["from_dict"] + fetched["fetch"]), ""])
     result.notes.append("cold get_session / the floor: " + ", ".join(
-        f"{kind} {c['get_session'] / f['from_dict']:.2f}x" for kind, c in colds.items()))
+        f"{kind} {c['get_session'] / f['from_dict']:.2f}x" for kind, c in colds.items())
+        + f"; EventLogDb(redis) / the floor over Redis (from_dict + a plain redis-py XRANGE of the "
+          f"{int(fetched['entries'])} entries, {fmt_ms(fetched['fetch'])}): "
+        + (f"{colds['EventLogDb(redis)']['get_session'] / (f['from_dict'] + fetched['fetch']):.2f}x"
+           if "EventLogDb(redis)" in colds else "n/a"))
     result.notes.append(f"cold: a new process opens the data and calls get_session once, from a collected heap "
                         f"(gc.collect() just before; the floor's process likewise); the median of {repeats} "
                         f"process(es). 'of which full GC': time in CPython generation-2 collections during the call "
