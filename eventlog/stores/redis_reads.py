@@ -30,6 +30,9 @@ T = TypeVar("T")
 BATCH = 1000  # entries per XRANGE page
 
 
+_IN_SCRIPT = 64  # a read of at most this many entries gets them in the script's reply (one round trip)
+
+
 class RedisReads(EventStore):
     """The reads of `RedisStreamStore`; what they need of it is declared here."""
 
@@ -145,13 +148,13 @@ class RedisReads(EventStore):
                                  "(evicted or deleted)")
             return iter(())
         reply = self._call(lambda: self._read_script(keys=keys, args=[from_version - 1, stop, stream, self._log_id,
-                                                                      self._seen.get(p, 0)]))
+                                                                      self._seen.get(p, 0), _IN_SCRIPT]))
         if reply[0] in (b"LOST", b"EVICTED"):
             raise self._reply_lost(reply, p, stream)
         head = int(reply[0])
         last = head if to_version is None else min(head, to_version)
         seqs = [int(seq) for seq in reply[1]]
-        datas = self._entries_of(log_key, seqs)
+        datas = reply[2] if len(reply) > 2 else self._entries_of(log_key, seqs)
         missing = [from_version + i for i, data in enumerate(datas) if not data]
         events = [] if missing else self._decode_page(seqs, datas, p, lazy)
         if events is None:

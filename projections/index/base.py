@@ -111,6 +111,17 @@ class ReadIndex(ABC):
         listing of names, not of their keys)."""
         raise NotImplementedError
 
+    def get_cached(self, kind: str, key: str, partition: int | None = None) -> bytes | None:
+        """A row `put_cached` kept (None: none)."""
+        return None
+
+    def put_cached(self, kind: str, key: str, data: bytes, partition: int | None = None) -> bool:
+        """Keep a row that no fold writes and no ordering lists: a snapshot of one stream's
+        fold (see `ConversationCache`), derived like everything here and dropped with the
+        rest by `reset`. Outside any transaction and best effort: False when it was not kept
+        (an index that keeps none, a disk that refused)."""
+        return False
+
     def note_log_end(self, offsets: dict[int, int]) -> None:  # noqa: B027 - optional
         """Told where the log ends (before each read): an index that caches rows may serve
         them while the log has not moved past what it last committed."""

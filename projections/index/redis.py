@@ -164,6 +164,14 @@ class RedisIndex(ReadIndex):
 
     # --- writing --------------------------------------------------------------------------
 
+    def get_cached(self, kind: str, key: str, partition: int | None = None) -> bytes | None:
+        value: bytes | None = self._call(self.client.hget, f"{self._ns(partition or 0)}:c:{kind}", key)
+        return value
+
+    def put_cached(self, kind: str, key: str, data: bytes, partition: int | None = None) -> bool:
+        self._call(self.client.hset, f"{self._ns(partition or 0)}:c:{kind}", key, data)
+        return True
+
     def begin(self, partition: int) -> IndexTxn:
         return _RedisTxn(self, partition)
 
