@@ -149,7 +149,8 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("get_traces", {"session_id": "", "user_id": "alice"}),
     ("get_trace", {"trace_id": "t005"}), ("get_trace", {"run_id": "r2"}), ("get_trace", {"trace_id": "t009", "run_id": "r1"}),
     ("get_trace", {"trace_id": "nope"}),
-    ("get_trace_stats", {}), ("get_trace_stats", {"user_id": "alice"}), ("get_trace_stats", {"agent_id": "planner",
+    ("get_trace_stats", {}), ("get_trace_stats", {"limit": 1, "page": 2}), ("get_trace_stats", {"limit": 2}),
+    ("get_trace_stats", {"limit": None}), ("get_trace_stats", {"user_id": "alice"}), ("get_trace_stats", {"agent_id": "planner",
                                                                                              "limit": 2}),
     ("get_span", {"span_id": "sp0007"}), ("get_span", {"span_id": "nope"}),
     ("get_spans", {"trace_id": "t003"}), ("get_spans", {"parent_span_id": "sp0004"}), ("get_spans", {"limit": 9}),
@@ -239,8 +240,10 @@ def _record_op() -> st.SearchStrategy[tuple[str, Any]]:
     second = st.sampled_from([None, 0, 5, 5, 2**31 + 1, 3.5, "x"])
     start = st.sampled_from([T0.isoformat(), (T0 + timedelta(seconds=1)).isoformat(), "garbage", None])
     rows = {
-        "traces": st.fixed_dictionaries({"trace_id": key, "session_id": st.sampled_from([None, "s1", "s2"]),
-                                         "user_id": user, "start_time": start}),
+        "traces": st.fixed_dictionaries({"trace_id": key, "session_id": st.sampled_from([None, "s1", "s2", "", 7, "7"]),
+                                         "user_id": user, "start_time": start,
+                                         "created_at": st.sampled_from([T0.isoformat(), "2026-11-20T09:31:00+00:00",
+                                                                        None, 5, "garbage"])}),
         "evals": st.fixed_dictionaries({"run_id": key, "agent_id": user, "created_at": second,
                                         "updated_at": second}),
         "knowledge": st.fixed_dictionaries({"id": key, "user_id": user, "created_at": second}),
@@ -405,6 +408,9 @@ def test_trace_reads_and_the_trace_merge_touch_what_they_return(big: tuple[Event
         filter_expr={"op": "AND", "conditions": [{"op": "EQ", "key": "user_id", "value": "u3"},
                                                  {"op": "EQ", "key": "status", "value": "OK"}]}, limit=10))
     assert total == N // 100 and n <= 2 * (N // 100) + 10 * 10 * 2  # the user's traces, then the page's spans
+    n, (stats, total) = reads(index, lambda: db.get_trace_stats(limit=10, page=2))
+    assert total == 300 and [s["session_id"] for s in stats] == [f"s{299 - 10 - i}" for i in range(10)]
+    assert all(s["total_traces"] == N // 300 for s in stats) and n <= 2 + 2 * 10
     n, spans = reads(index, lambda: db.get_spans(trace_id="t42"))
     assert len(spans) == 10 and n <= 2 * 10
     n, found = reads(index, lambda: db.get_trace(trace_id="t42"))

@@ -26,8 +26,9 @@ from adapters.agno.records import KEYS, RecordMethods, _RowsJsonDb
 from adapters.agno.scoped import indexed
 from eventlog import RecordUpserted
 from eventlog.names import record_stream
+from projections.index.indexer import decode_tstat
 from projections.index.record_view import RecordTable
-from projections.index.tables import EXACT_SORTS
+from projections.index.tables import EXACT_SORTS, scope_text
 
 Row = dict[str, Any]
 _SCOPES = ("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id")
@@ -198,12 +199,19 @@ class TraceMethods(RecordMethods):
                         end_time: datetime | None = None, limit: int | None = 20, page: int | None = 1,
                         filter_expr: dict[str, Any] | None = None,
                         group_by: Any = "session") -> tuple[list[dict[str, Any]], int]:
-        """Stats over the traces `filter_expr` keeps (see `get_traces`), over the narrowest
-        scope the filters name (every trace without one: a grouping of all of them)."""
+        """Stats over the traces `filter_expr` keeps (see `get_traces`). Over the index, with
+        no filter, a page of the per-session statistics the index keeps (ordered by the last
+        trace's time); with filters, JsonDb's grouping of the narrowest scope they name
+        (without one, of every trace)."""
         kept = trace_filter(filter_expr)
         with self._reading() as states:
             traces = self._table(states, "traces")
             table = indexed(traces)
+            if (table is not None and group_by == "session" and limit and page and filter_expr is None
+                    and not (user_id or agent_id or team_id or workflow_id or start_time or end_time)):
+                found = _stats_page(table, limit, page)
+                if found is not None:
+                    return found
             params = {"user_id": user_id, "agent_id": agent_id, "team_id": team_id, "workflow_id": workflow_id}
             rows = (self._trace_candidates(table, params, None, filter_expr) if table is not None
                     else list(traces.values()))
@@ -258,3 +266,32 @@ class TraceMethods(RecordMethods):
         result: list[Any] = self._json_call({"spans": rows}, "get_spans", trace_id=trace_id,
                                             parent_span_id=parent_span_id, limit=limit)
         return result
+
+
+def _stats_page(table: RecordTable, limit: int, page: int) -> tuple[list[dict[str, Any]], int] | None:
+    """A page of JsonDb's per-session trace statistics, newest last trace first, from the
+    index's `ts|last` ordering (ties in the order the sessions first appeared, one neighbour
+    read each side as for a page of traces); None (JsonDb decides) while any session's times
+    cannot be ordered or a tie crosses the page's edge."""
+    index = table.index
+    if index.count("ts|odd"):
+        return None
+    offset = (page - 1) * limit
+    start = max(0, offset - 1)
+    window = index.page("ts|last", desc=True, offset=start, limit=offset - start + limit + 1)
+    edge = offset - start
+    before, inside, after = window[:edge], window[edge:edge + limit], window[edge + limit:]
+    if inside and ((before and before[0].score == inside[0].score) or (after and after[0].score == inside[-1].score)):
+        return None
+    keys = [r.key for r in inside]
+    score = {r.key: r.score for r in inside}
+    found = [decode_tstat(d) for d in index.get_many("tstat", keys, table._home) if d is not None]
+    found.sort(key=lambda f: (-score[str(scope_text(f[1]["session_id"]))], f[0]))
+    out = []
+    for _, stats, _ in found:
+        stat = dict(stats)
+        for column in ("first_trace_at", "last_trace_at"):
+            if stat[column]:
+                stat[column] = datetime.fromisoformat(stat[column].replace("Z", "+00:00"))
+        out.append(stat)
+    return out, index.count("ts|last")

@@ -17,10 +17,12 @@ from projections.index.indexer import (
     decode_record,
     decode_record_seq,
     decode_session,
+    decode_tstat,
     decode_workflow,
     session_orderings,
+    stat_members,
 )
-from projections.index.tables import record_members
+from projections.index.tables import record_members, scope_text, scope_trace_stats
 from projections.memories import UserMemoriesProjection
 from projections.records import RecordsProjection
 from projections.runner import ProjectionRunner
@@ -68,14 +70,35 @@ def _compare_record_orderings(out: list[str], index: ReadIndex, tables: dict[str
             if key in held:
                 for name, score in record_members(table, held[key][0], row):
                     expected.setdefault(name, {})[key] = score
+    _expected_trace_stats(out, index, tables.get("traces", {}), expected)
     try:
-        names = set(index.orderings("r|"))
+        names = set(index.orderings("r|")) | set(index.orderings("ts|"))
     except NotImplementedError:
         names = set()
     for name in sorted(names | expected.keys()):
         got = {r.key: r.score for r in index.page(name, desc=False, offset=0, limit=None)}
         if got != expected.get(name, {}):
             out.append(f"record ordering {name!r}: differs from a fresh fold")
+
+
+def _expected_trace_stats(out: list[str], index: ReadIndex, traces: dict[str, Any],
+                          expected: dict[str, dict[str, float]]) -> None:
+    """Per session, the trace statistics the fold's traces give (with the index's insertion
+    numbers), against the index's `tstat` rows; their orderings go into `expected`."""
+    held = dict(_rows(index, "rec:traces", decode_record_seq))
+    groups: dict[str, list[tuple[int, Any]]] = {}
+    for key, row in traces.items():
+        sid = row.get("session_id")
+        if sid and key in held:
+            groups.setdefault(str(scope_text(sid)), []).append((held[key][0], row))
+    want = {}
+    for text, rows in groups.items():
+        found = scope_trace_stats(sorted(rows, key=lambda r: r[0]))
+        if found is not None:
+            want[text] = found
+            for name, score in stat_members(found):
+                expected.setdefault(name, {})[text] = score
+    _compare(out, "trace statistics of session", want, dict(_rows(index, "tstat", decode_tstat)))
 
 
 def _rows(index: ReadIndex, kind: str, decode: Any) -> list[tuple[str, Any]]:

@@ -21,6 +21,7 @@ What is indexed (kind: key -> row; orderings by score, ties by key):
     wf:       workflow key -> (seq, WorkflowRow)  wf|seq
     rec:<t>:  record key -> (seq, row)            r|<t>|seq, and per table its scopes and
               sorts (r|<t>|<col>=<value>|seq, r|<t>|<sort>...: see projections.index.tables)
+    tstat:    session -> its trace statistics    ts|last (ts|odd: a time that cannot be ordered)
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ from eventlog import (
 )
 from eventlog.store import Cursor
 from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex
-from projections.index.tables import record_members
+from projections.index.tables import (
+    record_members,
+    scope_ordering,
+    scope_text,
+    scope_trace_stats,
+    trace_stats_affected,
+)
 from projections.memories import MemoriesState, MemoryRow, UserMemoriesProjection
 from projections.sessions import _SESSION_EVENTS, SessionRow, SessionsProjection, SessionsState
 from projections.workflows import WorkflowRow, WorkflowsProjection, WorkflowsState, workflow_key
@@ -64,6 +71,7 @@ _memory_dec = msgspec.msgpack.Decoder(tuple[int, MemoryRow])
 _workflow_dec = msgspec.msgpack.Decoder(tuple[int, WorkflowRow])
 _record_dec = msgspec.msgpack.Decoder(tuple[int, dict[str, Any]])
 _muser_dec = msgspec.msgpack.Decoder(tuple[int, int, int])
+_tstat_dec = msgspec.msgpack.Decoder(tuple[int, dict[str, Any], float | None])
 
 _SESSION_TYPES = frozenset(_SESSION_EVENTS)
 _MEMORY_TYPES = frozenset({UserMemoryAdded, UserMemoryUpdated, UserMemoryDeleted, UserMemoriesCleared, UserForgotten})
@@ -96,6 +104,15 @@ def decode_muser(data: bytes) -> tuple[int, int]:
     """A user's (memory count, latest update)."""
     count, last, _ = _muser_dec.decode(data)
     return count, last
+
+
+def decode_tstat(data: bytes) -> tuple[int, dict[str, Any], float | None]:
+    """A session's trace statistics: (first insertion number, JsonDb's entry, last time in µs)."""
+    return _tstat_dec.decode(data)
+
+
+def stat_members(found: tuple[int, dict[str, Any], float | None]) -> list[Member]:
+    return [("ts|last", found[2])] if found[2] is not None else [("ts|odd", float(found[0]))]
 
 
 def tie_score(seconds: int, seq: int) -> float:
@@ -453,6 +470,33 @@ class Indexer:
         if isinstance(p, RecordDeleted):
             if before is not None:
                 txn.delete(kind, p.key, old_members)
+                if p.table == "traces":
+                    Indexer._trace_stats(txn, before[1], None)
             return
         seq = before[0] if before is not None else txn.next_seq()
         txn.put(kind, p.key, _enc.encode((seq, p.record)), old_members, record_members(p.table, seq, p.record))
+        if p.table == "traces":
+            Indexer._trace_stats(txn, before[1] if before is not None else None, p.record)
+
+    @staticmethod
+    def _trace_stats(txn: IndexTxn, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Per session, JsonDb's trace statistics (`tstat`: session -> (first insertion number,
+        entry)), ordered by the last trace's time (`ts|last`; `ts|odd` when a time cannot be
+        ordered). Recounted from the session's traces only when a write changes what they are
+        made of — a trace's session, owner ids or creation time — which a merge rarely does."""
+        for sid in trace_stats_affected(old, new):
+            name = scope_ordering("traces", "session_id", sid)
+            if name is None:
+                continue
+            text = str(scope_text(sid))
+            rows = [_record_dec.decode(d) for d in (txn.get("rec:traces", k) for k in txn.keys(name)) if d is not None]
+            held = txn.get("tstat", text)
+            old_members = stat_members(_tstat_dec.decode(held)) if held is not None else []
+            found = scope_trace_stats(sorted(rows, key=lambda r: r[0]))
+            if found is None:
+                if held is not None:
+                    txn.delete("tstat", text, old_members)
+                continue
+            data = _enc.encode(found)
+            if data != held:
+                txn.put("tstat", text, data, old_members, stat_members(found))

@@ -174,3 +174,59 @@ def record_members(table: str, seq: int, row: dict[str, Any]) -> list[Member]:
             base = name[: -len("seq")]
             out += [(base + sort, score) for sort, score in scores]
     return out
+
+
+# --- per-session trace statistics (get_trace_stats without a filter) ----------------------------
+
+_TRACE_CONTEXT = ("session_id", "user_id", "agent_id", "team_id", "workflow_id", "created_at")
+
+
+def trace_stats_affected(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Any]:
+    """The sessions whose trace statistics a trace write can change: none when the columns
+    they are made of did not change (a merge that only moves the end time and status)."""
+    if old is not None and new is not None and all(old.get(c) == new.get(c) for c in _TRACE_CONTEXT):
+        return []
+    return list(dict.fromkeys(r.get("session_id") for r in (old, new) if r is not None and r.get("session_id")))
+
+
+def session_trace_stats(rows: list[tuple[int, dict[str, Any]]], session_id: Any
+                        ) -> tuple[int, dict[str, Any], float | None] | None:
+    """JsonDb's `get_trace_stats` entry for one session from its traces in table order
+    (`(insertion number, row)`): (first insertion number, the entry with its times as text,
+    the last time's instant in µs — None when a time is not text JsonDb can compare and parse,
+    so readers fall back to JsonDb over every trace). None: the session has no traces."""
+    stats: dict[str, Any] | None = None
+    first = 0
+    regular = True
+    for seq, t in rows:
+        if t.get("session_id") != session_id:
+            continue
+        created = t.get("created_at", "")
+        regular = regular and isinstance(created, str)
+        if stats is None:
+            first = seq
+            stats = {"session_id": session_id, "user_id": t.get("user_id"), "agent_id": t.get("agent_id"),
+                     "team_id": t.get("team_id"), "workflow_id": t.get("workflow_id"), "total_traces": 0,
+                     "first_trace_at": created, "last_trace_at": created}
+        stats["total_traces"] += 1
+        if regular:
+            stats["first_trace_at"] = min(stats["first_trace_at"], created)
+            stats["last_trace_at"] = max(stats["last_trace_at"], created)
+    if stats is None:
+        return None
+    score = _start_us({"start_time": stats["last_trace_at"]}) if regular and isinstance(session_id, str) else None
+    if score is not None and stats["first_trace_at"] and _start_us({"start_time": stats["first_trace_at"]}) is None:
+        score = None
+    return first, stats, score
+
+
+def scope_trace_stats(rows: list[tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any], float | None] | None:
+    """The statistics of one session scope's traces (every trace whose session id has that
+    text), in table order. Ids of several types sharing a text (`5` and `"5"`, never Agno's)
+    are groups JsonDb keeps apart: such a scope is marked unorderable, so readers fall back."""
+    ids = {row.get("session_id") for _, row in rows}
+    if not rows:
+        return None
+    if len(ids) != 1 or not isinstance(next(iter(ids)), str):
+        return min(seq for seq, _ in rows), {}, None
+    return session_trace_stats(rows, next(iter(ids)))
