@@ -309,13 +309,19 @@ def test_a_wrong_record_ordering_is_found(tmp_path: Path) -> None:
     assert isinstance(index, SqliteIndex)
     try:
         store.append(record_stream("traces"), [new_event(RecordUpserted(
-            table="traces", key="t1", record={"trace_id": "t1", "session_id": "s1", "start_time": T0.isoformat()}))])
+            table="traces", key="t1", record={"trace_id": "t1", "session_id": "s1", "start_time": T0.isoformat(),
+                                              "created_at": T0.isoformat()}))])
         Indexer(store, index).catch_up()
         assert index_differences(store, index) == []
         with index._lock:
             index._conn.execute("UPDATE ord SET name='r|traces|session_id=s9|seq' WHERE name='r|traces|session_id=s1|seq'")
         found = index_differences(store, index)
         assert any("session_id=s1" in d for d in found) and any("session_id=s9" in d for d in found)
+        with index._lock:  # a session's trace statistics that are not its traces'
+            index._conn.execute("UPDATE rows SET key='s2' WHERE kind='tstat' AND key='s1'")
+        found = index_differences(store, index)
+        assert any("trace statistics of session 's1'" in d for d in found)
+        assert any("trace statistics of session 's2'" in d for d in found)
     finally:
         index.close()
         store.close()

@@ -56,6 +56,7 @@ from projections.index.tables import (
     scope_text,
     scope_trace_stats,
     trace_stats_affected,
+    trace_stats_step,
 )
 from projections.memories import MemoriesState, MemoryRow, UserMemoriesProjection
 from projections.sessions import _SESSION_EVENTS, SessionRow, SessionsProjection, SessionsState
@@ -471,28 +472,36 @@ class Indexer:
             if before is not None:
                 txn.delete(kind, p.key, old_members)
                 if p.table == "traces":
-                    Indexer._trace_stats(txn, before[1], None)
+                    Indexer._trace_stats(txn, before[0], before[1], None)
             return
         seq = before[0] if before is not None else txn.next_seq()
         txn.put(kind, p.key, _enc.encode((seq, p.record)), old_members, record_members(p.table, seq, p.record))
         if p.table == "traces":
-            Indexer._trace_stats(txn, before[1] if before is not None else None, p.record)
+            Indexer._trace_stats(txn, seq, before[1] if before is not None else None, p.record)
 
     @staticmethod
-    def _trace_stats(txn: IndexTxn, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+    def _trace_stats(txn: IndexTxn, seq: int, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """Per session, JsonDb's trace statistics (`tstat`: session -> (first insertion number,
         entry)), ordered by the last trace's time (`ts|last`; `ts|odd` when a time cannot be
         ordered). Recounted from the session's traces only when a write changes what they are
-        made of — a trace's session, owner ids or creation time — which a merge rarely does."""
+        made of — a trace's session, owner ids or creation time — in a way the entry cannot
+        follow by itself: a trace joining a session after its first is added in place, an owner
+        id filled in on any trace but the first changes nothing shown."""
         for sid in trace_stats_affected(old, new):
             name = scope_ordering("traces", "session_id", sid)
             if name is None:
                 continue
             text = str(scope_text(sid))
-            rows = [_record_dec.decode(d) for d in (txn.get("rec:traces", k) for k in txn.keys(name)) if d is not None]
             held = txn.get("tstat", text)
-            old_members = stat_members(_tstat_dec.decode(held)) if held is not None else []
-            found = scope_trace_stats(sorted(rows, key=lambda r: r[0]))
+            current = _tstat_dec.decode(held) if held is not None else None
+            old_members = stat_members(current) if current is not None else []
+            found = trace_stats_step(current, seq, old, new, sid)
+            if found is False:
+                continue  # (nothing the entry shows changed)
+            if found is None:
+                rows = [_record_dec.decode(d) for d in (txn.get("rec:traces", k) for k in txn.keys(name))
+                        if d is not None]
+                found = scope_trace_stats(sorted(rows, key=lambda r: r[0]))
             if found is None:
                 if held is not None:
                     txn.delete("tstat", text, old_members)

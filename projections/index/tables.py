@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from projections.index.base import Member
 
@@ -230,3 +230,30 @@ def scope_trace_stats(rows: list[tuple[int, dict[str, Any]]]) -> tuple[int, dict
     if len(ids) != 1 or not isinstance(next(iter(ids)), str):
         return min(seq for seq, _ in rows), {}, None
     return session_trace_stats(rows, next(iter(ids)))
+
+
+def trace_stats_step(current: tuple[int, dict[str, Any], float | None] | None, seq: int,
+                     old: dict[str, Any] | None, new: dict[str, Any] | None,
+                     session_id: Any) -> tuple[int, dict[str, Any], float | None] | Literal[False] | None:
+    """A session's statistics after one trace write, where that follows from the entry alone:
+    the new entry; False when nothing it shows changed; None when the session's traces must
+    be counted again (a trace left, or joined before the first, or a time not ordered)."""
+    if current is None or current[2] is None or not isinstance(session_id, str):
+        return None
+    in_old = old is not None and old.get("session_id") == session_id
+    in_new = new is not None and new.get("session_id") == session_id
+    if new is None or not in_new or (seq <= current[0] and not in_old):
+        return None
+    if old is not None and in_old:  # (still in the session: only its owner ids or creation time changed)
+        if seq != current[0] and old.get("created_at") == new.get("created_at"):
+            return False
+        return None
+    created = new.get("created_at", "")
+    score = _start_us({"start_time": created}) if isinstance(created, str) else None
+    if score is None:
+        return None
+    stats = dict(current[1])
+    stats["total_traces"] += 1
+    stats["first_trace_at"] = min(stats["first_trace_at"], created)
+    stats["last_trace_at"] = max(stats["last_trace_at"], created)
+    return current[0], stats, _start_us({"start_time": stats["last_trace_at"]})
