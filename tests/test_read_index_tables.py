@@ -33,9 +33,9 @@ from adapters.agno import EventLogDb
 from eventlog import Actor, EventStore, RecordDeleted, RecordUpserted, new_event, open_store
 from eventlog.names import record_stream
 from projections.index import Indexer, open_index
-from projections.index.base import Ranked
+from projections.index.base import IndexTxn, Ranked
 from projections.index.check import index_differences
-from projections.index.sqlite import SqliteIndex
+from projections.index.sqlite import SqliteIndex, _SqliteTxn
 
 T0 = datetime(2026, 11, 20, 9, 30, 0, 123456, tzinfo=timezone.utc)
 
@@ -329,10 +329,30 @@ def test_a_wrong_record_ordering_is_found(tmp_path: Path) -> None:
 
 # --- reads touch what they return ------------------------------------------------------------------
 
+class CountingTxn(_SqliteTxn):
+    """The real SQLite transaction, counting what the fold reads into its index's count."""
+
+    def get(self, kind: str, key: str) -> bytes | None:
+        found = super().get(kind, key)
+        self._index.read += found is not None  # type: ignore[attr-defined]
+        return found
+
+    def keys(self, ordering: str) -> list[str]:
+        found = super().keys(ordering)
+        self._index.read += len(found)  # type: ignore[attr-defined]
+        return found
+
+
 class CountingIndex(SqliteIndex):
-    """The real SqliteIndex, counting the rows and ordering entries each call reads."""
+    """The real SqliteIndex, counting the rows and ordering entries each call reads, the
+    index updates' own reads included."""
 
     read = 0
+
+    def begin(self, partition: int) -> IndexTxn:
+        txn = super().begin(partition)
+        txn.__class__ = CountingTxn  # (the same object: only the two reads are counted)
+        return txn
 
     def get_many(self, kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
         found = super().get_many(kind, keys, partition)
@@ -426,10 +446,18 @@ def test_trace_reads_and_the_trace_merge_touch_what_they_return(big: tuple[Event
         trace_id="t42", name="Agent.run", status="ERROR", start_time=T0, end_time=end, duration_ms=0, total_spans=0,
         error_count=0, run_id="r42", session_id="s42", user_id="u42", agent_id="planner", team_id=None,
         workflow_id=None, created_at=T0)))
-    assert n <= 5
+    assert n <= 8  # the trace, its session's statistics (in the fold too)
     merged = db.get_trace(trace_id="t42")
     assert merged.status == "ERROR" and merged.session_id == "s42"  # (its stored context is kept)
     assert merged.duration_ms == 900
+    start = T0 + timedelta(seconds=N + 5)
+    n, _ = reads(index, lambda: db.upsert_trace(Trace(  # a new trace of a session holding N // 300
+        trace_id="fresh", name="Agent.run", status="OK", start_time=start, end_time=start, duration_ms=0,
+        total_spans=0, error_count=0, run_id="rf", session_id="s7", user_id="u7", agent_id="planner", team_id=None,
+        workflow_id=None, created_at=start)))
+    assert n <= 8
+    stats, _ = db.get_trace_stats(limit=1, page=1)
+    assert stats[0]["session_id"] == "s7" and stats[0]["total_traces"] == N // 300 + 1
 
 
 def test_other_tables_read_their_page_or_their_scope(big: tuple[EventLogDb, CountingIndex]) -> None:

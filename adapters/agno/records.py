@@ -182,6 +182,8 @@ class RecordMethods(EventLogCore):
                 return self._memory_mirror(states).get_metrics(starting_date, ending_date, user_id)
             if user_id is not None:
                 rows = candidates(table, user_id=user_id)
+            elif table.count("r|metrics|day") != table.count():  # a record with no day: InMemoryDb decides
+                rows = list(table.values())
             else:
                 found = []
                 low = starting_date.toordinal() if starting_date is not None else None
@@ -189,8 +191,6 @@ class RecordMethods(EventLogCore):
                     if low is not None and place.score < low:
                         break
                     found.append((seq, row))
-                if table.count("r|metrics|day") != table.count():  # a record with no day: all
-                    found = [(seq, row) for seq, _, row in table.rows_of(None)]
                 rows = [row for _, row in sorted(found, key=lambda t: t[0])]
             return self._memory_mirror(states, metrics=rows).get_metrics(starting_date, ending_date, user_id)
 
