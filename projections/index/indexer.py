@@ -25,7 +25,6 @@ What is indexed (kind: key -> row; orderings by score, ties by key):
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,6 +45,7 @@ from eventlog import (
     WorkflowStateSaved,
     WorkflowStepCompleted,
 )
+from eventlog.aio_bridge import lock_for
 from eventlog.store import Cursor
 from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex
 from projections.memories import MemoriesState, MemoryRow, UserMemoriesProjection
@@ -147,7 +147,7 @@ class Indexer:
         self.store = store
         self.index = index
         self.commit_every = commit_every
-        self._lock = threading.Lock()
+        self._lock = lock_for(store)  # held across the log's and the index's I/O
         self._seen: dict[int, int] = {}
         self._sessions = SessionsProjection()
         self._memories = UserMemoriesProjection()
