@@ -26,8 +26,8 @@ mapping in `redis_connect`.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import hashlib
+import importlib.util
 import logging
 import threading
 import zlib

@@ -1,0 +1,424 @@
+"""AsyncEventLogDb on Redis without threads: the greenlet bridge, its locks, and the db on it.
+
+On a Redis log every coroutine method runs EventLogDb's code on the event loop's thread and
+awaits each command on redis.asyncio (eventlog/aio_bridge.py, eventlog/stores/redis_aio.py).
+Where commands are sent is recorded at redis-py's connection classes (`sends`), so "no thread
+hop" is checked where the bytes leave, not inferred. Real redis-server processes throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agno.agent import Agent
+from agno.db.base import SessionType
+from agno.db.sqlite import AsyncSqliteDb
+from agno.session import AgentSession
+
+from adapters.agno import AsyncEventLogDb, EventLogDb, OfflineModel
+from eventlog import StoreUnavailable, open_store
+from eventlog.aio_bridge import BridgeLock, await_only, in_bridge, run_bridged
+from tests.conftest import need_redis_binary
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+LIMIT = 120  # seconds: a deadlock fails the test instead of hanging the run
+
+
+def run(coro: Any) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, LIMIT)
+
+    return asyncio.run(bounded())
+
+
+@pytest.fixture
+def sends(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(client kind, thread id) of every command redis-py sends, sync or asyncio."""
+    import redis.asyncio.connection as aconn
+    import redis.connection as sconn
+
+    record: list[tuple[str, int]] = []
+    sync_send = sconn.AbstractConnection.send_packed_command
+    async_send = aconn.AbstractConnection.send_packed_command
+
+    def on_sync(self: Any, *args: Any, **kwargs: Any) -> Any:
+        record.append(("sync", threading.get_ident()))
+        return sync_send(self, *args, **kwargs)
+
+    async def on_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+        record.append(("async", threading.get_ident()))
+        return await async_send(self, *args, **kwargs)
+
+    monkeypatch.setattr(sconn.AbstractConnection, "send_packed_command", on_sync)
+    monkeypatch.setattr(aconn.AbstractConnection, "send_packed_command", on_async)
+    return record
+
+
+# --- the bridge -------------------------------------------------------------------------------
+
+def test_bridge_returns_awaits_and_raises_where_the_sync_code_is() -> None:
+    async def answer(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 2
+
+    async def fail() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("from the loop")
+
+    def sync_code(x: int) -> tuple[int, str, bool]:
+        doubled = await_only(answer(x))
+        try:
+            await_only(fail())
+        except KeyError as exc:  # raised at the await_only, catchable by the sync code
+            caught = str(exc)
+        return doubled, caught, in_bridge()
+
+    def broken() -> None:
+        await_only(answer(1))
+        raise ValueError("from the sync code")
+
+    async def main() -> None:
+        assert await run_bridged(sync_code, 21) == (42, "'from the loop'", True)
+        with pytest.raises(ValueError, match="from the sync code"):
+            await run_bridged(broken)
+        assert not in_bridge()
+
+    run(main())
+    with pytest.raises(RuntimeError, match="outside run_bridged"):
+        await_only(answer(1))
+
+
+def test_bridge_carries_context_variables_in_and_not_back() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    def sync_code() -> str:
+        seen = var.get()
+        var.set("changed inside")
+        await_only(asyncio.sleep(0))
+        return seen + "/" + var.get()
+
+    async def main() -> None:
+        var.set("caller's")
+        assert await run_bridged(sync_code) == "caller's/changed inside"
+        assert var.get() == "caller's"  # a copy, as asyncio.to_thread gives
+
+    run(main())
+
+
+def test_bridges_nest_and_run_side_by_side() -> None:
+    def inner(n: int) -> int:
+        await_only(asyncio.sleep(0))
+        if n < 0:
+            raise OverflowError("inner")
+        return n + 1
+
+    def outer(n: int) -> int:
+        return int(await_only(run_bridged(inner, n))) * 10
+
+    async def main() -> None:
+        assert await asyncio.gather(*(run_bridged(outer, i) for i in range(20))) == [(i + 1) * 10 for i in range(20)]
+        with pytest.raises(OverflowError, match="inner"):
+            await run_bridged(outer, -1)
+
+    run(main())
+
+
+def test_bridge_lock_excludes_coroutines_and_is_reentrant_per_greenlet() -> None:
+    lock, plain = BridgeLock(reentrant=True), BridgeLock()
+    counter = {"n": 0}
+
+    def bump() -> None:
+        with lock, lock:  # (reentrant in one greenlet)
+            value = counter["n"]
+            await_only(asyncio.sleep(0))  # every other coroutine gets the loop here
+            counter["n"] = value + 1
+
+    def twice() -> None:
+        with plain, plain:
+            pass
+
+    async def main() -> None:
+        await asyncio.gather(*(run_bridged(bump) for _ in range(30)))
+        assert counter["n"] == 30  # (without the lock: 1)
+        with pytest.raises(RuntimeError, match="not reentrant"):
+            await run_bridged(twice)
+        assert not plain._lock.locked() and not lock._lock._is_owned()  # type: ignore[attr-defined]
+
+    run(main())
+
+
+def test_bridge_lock_against_threads_and_a_sync_caller_on_the_loop() -> None:
+    lock = BridgeLock()
+    order: list[str] = []
+    trying = threading.Event()
+
+    def other_thread() -> None:
+        trying.set()
+        with lock:
+            order.append("thread has it")
+
+    def holder() -> None:
+        with lock:
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            while not trying.is_set():
+                await_only(asyncio.sleep(0.01))
+            order.append("greenlet releases")
+        await_only(asyncio.to_thread(thread.join, LIMIT))
+
+    async def sync_call_while_held() -> None:
+        held, go = asyncio.Event(), asyncio.Event()
+
+        def hold() -> None:
+            with lock:
+                held.set()
+                await_only(go.wait())
+
+        task = asyncio.create_task(run_bridged(hold))
+        await held.wait()
+        with pytest.raises(RuntimeError, match="would deadlock"):
+            lock.acquire()  # a plain sync call on the loop's thread: told, not hung
+        go.set()
+        await task
+        with lock:  # free again, for plain callers too
+            pass
+
+    async def cancelled_holder() -> None:
+        held = asyncio.Event()
+
+        def hold() -> None:
+            with lock:
+                held.set()
+                await_only(asyncio.sleep(LIMIT))
+
+        task = asyncio.create_task(run_bridged(hold))
+        await held.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await run_bridged(lambda: lock.acquire() and lock.release())  # released by the unwinding
+
+    async def main() -> None:
+        await run_bridged(holder)
+        await sync_call_while_held()
+        await cancelled_holder()
+
+    run(main())
+    assert order == ["greenlet releases", "thread has it"]
+
+
+def test_bridged_client_outside_a_bridge_is_the_sync_client(redis_url: str, sends: list[tuple[str, int]]) -> None:
+    store = open_store(redis_url)
+    assert store.enable_asyncio()  # type: ignore[attr-defined]
+    store.put_blob("b", b"sync")
+    assert {kind for kind, _ in sends} == {"sync"}
+    sends.clear()
+
+    async def main() -> bytes | None:
+        await run_bridged(store.put_blob, "b", b"async")
+        return await run_bridged(store.get_blob, "b")
+
+    assert run(main()) == b"async"
+    assert set(sends) == {("async", threading.get_ident())}
+    sends.clear()
+    assert store.get_blob("b") == b"async" and {kind for kind, _ in sends} == {"sync"}
+    store.close()
+
+
+# --- AsyncEventLogDb on Redis -----------------------------------------------------------------
+
+def test_every_call_runs_on_the_loop_thread(redis_url: str, sends: list[tuple[str, int]]) -> None:
+    """A spread of AsyncBaseDb coroutines, an agent's arun and AgentOS's HTTP routes: every
+    Redis command leaves from the loop's thread on redis.asyncio; no pool, no worker thread."""
+    from tests.test_agentos import call, make_app, read_scenario, write_scenario
+
+    db = AsyncEventLogDb(redis_url)
+    assert db.io == "redis.asyncio"
+    sends.clear()
+    loop_threads: set[int] = set()
+
+    async def calls() -> None:
+        loop_threads.add(threading.get_ident())
+        agent = Agent(model=OfflineModel(), db=db, user_id="u1", session_id="s1", update_memory_on_run=True)
+        await agent.arun("I like tea")
+        await agent.arun("and coffee")
+        assert (await db.get_session("s1", SessionType.AGENT)).runs
+        assert await db.get_sessions(session_type=SessionType.AGENT, user_id="u1")
+        assert await db.rename_session("s1", SessionType.AGENT, "Tea")
+        assert await db.get_user_memories(user_id="u1")
+        assert (await db.get_user_memory_stats())[1] >= 1
+        await db.delete_session("nothing")
+
+    run(calls())
+
+    async def over_http(client: Any) -> Any:
+        loop_threads.add(threading.get_ident())
+        await write_scenario(client)
+        return await read_scenario(client)
+
+    call(make_app(db), over_http)
+    assert sends and {kind for kind, _ in sends} == {"async"}
+    assert {thread for _, thread in sends} <= loop_threads
+    assert db._pool is None and not [t for t in threading.enumerate() if t.name.startswith("eventlog-db")]
+
+
+async def conversations(db: Any, memory: bool = True) -> dict[str, Any]:
+    """Turns one after another, then many at once over several sessions and on one session."""
+    agent = Agent(id="a", model=OfflineModel(), db=db, add_history_to_context=True, update_memory_on_run=memory)
+    for i in range(6):
+        await agent.arun(f"I like tea number {i}", user_id="u1", session_id="s1")
+    await asyncio.gather(*(agent.arun(f"turn {i}", user_id=f"u{i % 2}", session_id=f"c{i % 3}-u{i % 2}")
+                           for i in range(12)))
+    await asyncio.gather(*(agent.arun(f"same {i}", user_id="u1", session_id="same") for i in range(8)))
+    sessions = await db.get_sessions(session_type=SessionType.AGENT)
+    out: dict[str, Any] = {}
+    for s in sessions:
+        turns = [(r.input.input_content, r.content) for r in s.runs or []]
+        out[s.session_id] = turns if s.session_id == "s1" else sorted(t[0] for t in turns)
+    out["memories"] = sorted(m.memory for m in await db.get_user_memories(user_id="u1"))
+    return out
+
+
+def test_agent_runs_answer_as_on_sqlite_and_the_log_reads_back_alike(redis_url: str, tmp_path: Path) -> None:
+    db = AsyncEventLogDb(redis_url)
+    got = run(conversations(db))
+    threads_db = AsyncEventLogDb(str(tmp_path / "log"))
+    assert threads_db.io == "threads"
+    assert got == run(conversations(threads_db))
+    # (Agno's memory manager answers differently on SqliteDb, whichever EventLogDb flavour:
+    # compared without memories)
+    plain = run(conversations(AsyncEventLogDb(redis_url + "?prefix=plain"), memory=False))
+    assert plain == run(conversations(AsyncSqliteDb(db_file=str(tmp_path / "agno.db")), memory=False))
+    assert len(got["s1"]) == 6
+    assert sum(len(v) for k, v in got.items() if k.startswith("c")) == 12 and len(got["same"]) == 8
+
+    fresh = EventLogDb(redis_url)  # sync, another client: the same sessions and the same events
+    assert {s.session_id: s.to_dict() for s in fresh.get_sessions(session_type=SessionType.AGENT)} == {
+        s.session_id: s.to_dict() for s in run(db.get_sessions(session_type=SessionType.AGENT))}
+
+    async def bridged_events() -> list[Any]:
+        return await run_bridged(lambda: list(db.store.read_all()))
+
+    assert list(fresh.store.read_all()) == run(bridged_events())
+    assert fresh.store.verify().ok
+
+
+def test_concurrent_writers_on_one_session_neither_lose_nor_double(redis_url: str) -> None:
+    """The write lock excludes across coroutines: 40 upserts of one new session at once make
+    one session.started (each upsert reads the session, awaits Redis, then writes: without
+    exclusion several would find it absent), and 40 renames land as 40 events."""
+    db = AsyncEventLogDb(redis_url)
+
+    async def main() -> None:
+        session = AgentSession(session_id="one", user_id="u1", agent_id="a", session_data={"session_name": "x"})
+        await asyncio.gather(*(db.upsert_session(session) for _ in range(40)))
+        await asyncio.gather(*(db.rename_session("one", SessionType.AGENT, f"name {i}") for i in range(40)))
+
+    run(main())
+    types = Counter(type(e.payload).__name__ for e in EventLogDb(redis_url).store.read("session/one"))
+    assert types["SessionStarted"] == 1 and types["SessionRenamed"] == 40, types
+    versions = [e.version for e in db.store.read("session/one")]
+    assert versions == list(range(1, len(versions) + 1))
+
+
+def test_two_event_loops_in_turn_on_one_db(redis_url: str, sends: list[tuple[str, int]]) -> None:
+    db = AsyncEventLogDb(redis_url)
+    agent = Agent(model=OfflineModel(), db=db, user_id="u1", session_id="s1")
+    sends.clear()  # (opening it is sync: catching the read index up)
+    run(agent.arun("first loop"))
+    run(agent.arun("second loop"))  # a new loop: a new redis.asyncio client, the old one not reused
+    session = run(db.get_session("s1", SessionType.AGENT))
+    assert [r.input.input_content for r in session.runs] == ["first loop", "second loop"]
+    assert {kind for kind, _ in sends} == {"async"}
+    run(db.close())
+
+
+def test_redis_killed_and_restarted_maps_errors_as_the_sync_path(killable_redis: RedisServer) -> None:
+    url = killable_redis.url
+    db, sync = AsyncEventLogDb(url), EventLogDb(url)
+    agent = Agent(model=OfflineModel(), db=db, user_id="u1", session_id="s1")
+    run(agent.arun("before"))
+    killable_redis.kill()
+    with pytest.raises(StoreUnavailable) as sync_error:
+        sync.get_session("s1", SessionType.AGENT)
+    with pytest.raises(StoreUnavailable) as async_error:
+        run(db.get_session("s1", SessionType.AGENT))
+    assert type(async_error.value) is type(sync_error.value)
+    with pytest.raises(StoreUnavailable):
+        run(db.upsert_session(AgentSession(session_id="s2", user_id="u1")))
+    killable_redis.start()  # (AOF: the log is still there)
+    run(agent.arun("after"))
+    session = run(db.get_session("s1", SessionType.AGENT))
+    assert [r.input.input_content for r in session.runs] == ["before", "after"]
+    assert sync.get_session("s1", SessionType.AGENT) is not None
+
+
+@pytest.fixture
+def password_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    need_redis_binary()
+    server = RedisServer(tmp_path / "auth", extra=["--requirepass", "s3cret-pw"]).start()
+    yield server
+    server.kill()
+
+
+def test_auth_on_the_async_client_and_no_secret_in_errors(password_redis: RedisServer,
+                                                          sends: list[tuple[str, int]]) -> None:
+    url = f"redis://:s3cret-pw@127.0.0.1:{password_redis.port}/0"
+    db = AsyncEventLogDb(url)
+    assert db.io == "redis.asyncio"
+    sends.clear()
+    run(Agent(model=OfflineModel(), db=db, user_id="u1", session_id="s1").arun("hello"))
+    assert {kind for kind, _ in sends} == {"async"}
+    assert EventLogDb(url).get_session("s1", SessionType.AGENT) is not None
+    assert "s3cret" not in repr(db) and "s3cret" not in str(db.to_dict())
+
+    with pytest.raises(StoreUnavailable) as error:
+        AsyncEventLogDb(f"redis://:wrong-pw@127.0.0.1:{password_redis.port}/0")
+    assert "wrong-pw" not in str(error.value)
+
+    import redis
+
+    admin = redis.Redis(port=password_redis.port, password="s3cret-pw")
+    admin.config_set("requirepass", "n3w-pw")  # connections already made stay logged in
+    admin.close()
+    with pytest.raises(StoreUnavailable, match="refused the credentials") as error:
+        run(db.get_session("s1", SessionType.AGENT))  # a new loop: a new asyncio client logs in, refused
+    assert "s3cret" not in str(error.value) and "n3w" not in str(error.value)
+
+
+def test_sync_methods_called_on_the_loop_use_their_own_connections(redis_url: str) -> None:
+    """Agno calls BaseDb-only methods (components, compactions, ...) synchronously from its
+    coroutines. Made on the loop's thread while coroutines hold the db's locks they must not
+    wait for them: they go to a side db on the same log, and each sees the other's writes."""
+    db = AsyncEventLogDb(redis_url)
+
+    async def main() -> None:
+        held = asyncio.Event()
+        go = asyncio.Event()
+
+        def hold_write_lock() -> None:
+            with db.sync._write_lock:
+                held.set()
+                await_only(go.wait())
+
+        task = asyncio.create_task(run_bridged(hold_write_lock))
+        await held.wait()
+        row = {"compaction_id": "k1", "session_id": "s1", "summary": "tea", "created_at": 1}
+        db.upsert_compaction(row)  # (would deadlock on the held lock)
+        go.set()
+        await task
+        assert db.get_compaction("k1") is not None
+        assert db.sync.get_compaction("k1") is not None  # the main db catches up from the log
+
+    run(main())
+    assert db._side is not None and db._side.store is not db.sync.store
+    run(db.close())
