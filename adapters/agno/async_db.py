@@ -87,11 +87,16 @@ class AsyncEventLogDb(AsyncBaseDb):
         snapshots: bool = True,
         at: Point | str | None = None,
         workers: int = 8,
+        io: str | None = None,
     ) -> None:
         """`url`, `store`, `id`, `snapshots`, `at` as for EventLogDb; or an EventLogDb `db` to
         share (then both serve the same read models; natively on Redis only if its store
         already does, see `enable_asyncio`). `workers`: threads running db calls on stores
-        served by threads (each call holds one while it reads or writes)."""
+        served by threads (each call holds one while it reads or writes). `io`: None picks
+        by store (see the module docstring); "threads" forces the pool (a comparison, or a
+        way back); "redis.asyncio" insists (ValueError if the store cannot)."""
+        if io not in (None, "threads", "redis.asyncio"):
+            raise ValueError(f'io must be None, "threads" or "redis.asyncio", got {io!r}')
         if db is None:
             owned = store is None
             cache_mb = None
@@ -99,7 +104,7 @@ class AsyncEventLogDb(AsyncBaseDb):
                 plain, cache_mb = _take_cache_mb(url)
                 store = open_store(plain)
             enable = getattr(store, "enable_asyncio", None)  # a Redis store (not wrapped)
-            if enable is not None:
+            if enable is not None and io != "threads":
                 enable()
             try:
                 db = EventLogDb(store=store, id=id, snapshots=snapshots, at=at, cache_mb=cache_mb)
@@ -112,7 +117,10 @@ class AsyncEventLogDb(AsyncBaseDb):
         super().__init__(id=id or self.sync.id)
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
-        self._native = bool(getattr(self.sync.store, "bridged", False))
+        self._native = io != "threads" and bool(getattr(self.sync.store, "bridged", False))
+        if io == "redis.asyncio" and not self._native:
+            raise ValueError(f"{redact_url(self.sync.store.url)} cannot be served on redis.asyncio (a Redis "
+                             "store opened from a URL can; the fallback and encrypted stores use threads)")
         self._side: EventLogDb | None = None  # for sync calls made on the loop's thread (native)
 
     @property
@@ -160,7 +168,8 @@ class AsyncEventLogDb(AsyncBaseDb):
 
     def as_of(self, point: Point | str) -> AsyncEventLogDb:
         """A read-only AsyncEventLogDb showing the state just after `point` (see EventLogDb)."""
-        return AsyncEventLogDb(db=self.sync.as_of(point), workers=self._workers)
+        return AsyncEventLogDb(db=self.sync.as_of(point), workers=self._workers,
+                               io=None if self._native else "threads")
 
     async def fork_session(self, session_id: str, at: Point | str | None = None,
                            new_session_id: str | None = None) -> str:
