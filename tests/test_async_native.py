@@ -422,3 +422,103 @@ def test_sync_methods_called_on_the_loop_use_their_own_connections(redis_url: st
     run(main())
     assert db._side is not None and db._side.store is not db.sync.store
     run(db.close())
+
+
+def _tls_files(where: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (ca.pem, server.pem, server.key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False).sign(ca_key, hashes.SHA256()))
+    where.mkdir(parents=True, exist_ok=True)
+    paths = where / "ca.pem", where / "server.pem", where / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def test_rediss_with_auth_on_the_async_client(tmp_path: Path, sends: list[tuple[str, int]]) -> None:
+    """rediss:// (TLS, the server's certificate checked against the URL's CA) with a password:
+    the asyncio client connects as the sync one does."""
+    import redis.asyncio.connection as aconn
+
+    from tests.redis_server import free_port
+
+    need_redis_binary()
+    ca, cert, key = _tls_files(tmp_path / "tls")
+    tls_port = free_port()
+    server = RedisServer(tmp_path / "redis", extra=[
+        "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no", "--requirepass", "tls-pw"]).start()
+    try:
+        url = f"rediss://:tls-pw@127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}"
+        db = AsyncEventLogDb(url)
+        assert db.io == "redis.asyncio"
+        sends.clear()
+        async def main() -> Any:
+            await Agent(model=OfflineModel(), db=db, user_id="u1", session_id="s1").arun("over TLS")
+            return db.store.client.async_client(asyncio.get_running_loop())  # type: ignore[attr-defined]
+
+        client = run(main())
+        assert sends and {kind for kind, _ in sends} == {"async"}
+        assert client.connection_pool.connection_class is aconn.SSLConnection
+        session = EventLogDb(url).get_session("s1", SessionType.AGENT)
+        assert [r.input.input_content for r in session.runs] == ["over TLS"]
+    finally:
+        server.kill()
+
+
+@pytest.mark.cluster
+def test_native_on_redis_cluster(cluster_url: str, sends: list[tuple[str, int]]) -> None:
+    db = AsyncEventLogDb(cluster_url)
+    waiting = AsyncEventLogDb(f"{cluster_url}?wait_replicas=1")  # WAIT on the slot's own node
+    assert db.io == waiting.io == "redis.asyncio"
+    agent = Agent(model=OfflineModel(), db=db, update_memory_on_run=True)
+    sends.clear()
+
+    async def main() -> None:
+        await asyncio.gather(*(agent.arun(f"turn {i}", user_id=f"u{i % 3}", session_id=f"s{i % 5}")
+                               for i in range(15)))
+
+    run(main())
+    run(Agent(model=OfflineModel(), db=waiting).arun("replicated", user_id="u0", session_id="s0"))
+    assert sends and {kind for kind, _ in sends} == {"async"}
+    fresh = EventLogDb(cluster_url)
+    assert sum(len(s.runs or []) for s in fresh.get_sessions(session_type=SessionType.AGENT)) == 16
+    assert fresh.store.verify().ok
+
+
+def test_which_stores_are_served_natively(redis_url: str, tmp_path: Path) -> None:
+    """Redis from a URL: natively (also rebuilt from to_dict, and a view of the past); the
+    fallback store and the file store: the thread pool; `io=` forces or insists."""
+    db = AsyncEventLogDb(redis_url, id="memory")
+    assert db.io == "redis.asyncio" and AsyncEventLogDb.from_dict(db.to_dict()).io == "redis.asyncio"
+    run(db.upsert_session(AgentSession(session_id="s1", user_id="u1")))
+    first = next(iter(db.store.read("session/s1")))
+    past = db.as_of(first.id)
+    assert past.io == "redis.asyncio" and run(past.get_session("s1", SessionType.AGENT)) is not None
+    assert AsyncEventLogDb(redis_url, io="threads").io == "threads"
+    fallback = AsyncEventLogDb(store=open_store(redis_url, fallback=str(tmp_path / "fallback")))
+    assert fallback.io == "threads"
+    assert run(fallback.get_session("s1", SessionType.AGENT)) is not None
+    with pytest.raises(ValueError, match=r"cannot be served on redis\.asyncio"):
+        AsyncEventLogDb(str(tmp_path / "log"), io="redis.asyncio")
+    with pytest.raises(ValueError, match="io must be"):
+        AsyncEventLogDb(redis_url, io="greenlets")

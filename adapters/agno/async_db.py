@@ -104,8 +104,11 @@ class AsyncEventLogDb(AsyncBaseDb):
                 plain, cache_mb = _take_cache_mb(url)
                 store = open_store(plain)
             enable = getattr(store, "enable_asyncio", None)  # a Redis store (not wrapped)
-            if enable is not None and io != "threads":
-                enable()
+            native = enable() if enable is not None and io != "threads" else False
+            if io == "redis.asyncio" and not native:
+                if owned:
+                    store.close()
+                raise _cannot(store)
             try:
                 db = EventLogDb(store=store, id=id, snapshots=snapshots, at=at, cache_mb=cache_mb)
             except BaseException:
@@ -119,8 +122,7 @@ class AsyncEventLogDb(AsyncBaseDb):
         self._pool: ThreadPoolExecutor | None = None
         self._native = io != "threads" and bool(getattr(self.sync.store, "bridged", False))
         if io == "redis.asyncio" and not self._native:
-            raise ValueError(f"{redact_url(self.sync.store.url)} cannot be served on redis.asyncio (a Redis "
-                             "store opened from a URL can; the fallback and encrypted stores use threads)")
+            raise _cannot(self.sync.store)
         self._side: EventLogDb | None = None  # for sync calls made on the loop's thread (native)
 
     @property
@@ -208,6 +210,11 @@ class AsyncEventLogDb(AsyncBaseDb):
 
     def __repr__(self) -> str:
         return f"Async{self.sync!r}"
+
+
+def _cannot(store: EventStore) -> ValueError:
+    return ValueError(f"{redact_url(store.url)} cannot be served on redis.asyncio (a Redis store opened from a "
+                      "URL can; the fallback and encrypted stores use threads)")
 
 
 def delegated_methods() -> dict[str, str]:
