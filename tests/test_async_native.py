@@ -522,3 +522,17 @@ def test_which_stores_are_served_natively(redis_url: str, tmp_path: Path) -> Non
         AsyncEventLogDb(str(tmp_path / "log"), io="redis.asyncio")
     with pytest.raises(ValueError, match="io must be"):
         AsyncEventLogDb(redis_url, io="greenlets")
+
+
+def test_a_db_folding_into_its_process_is_not_bridged(redis_url: str) -> None:
+    """shared_index=False folds under the projection runner's thread lock, which greenlets
+    on one thread would all pass: such a db is served by threads even on a bridged store."""
+    store = open_store(redis_url)
+    assert store.enable_asyncio()  # type: ignore[attr-defined]
+    folding = AsyncEventLogDb(db=EventLogDb(store=store, shared_index=False))
+    assert folding.io == "threads"
+    assert AsyncEventLogDb(db=EventLogDb(store=store)).io == "redis.asyncio"
+    other = open_store(redis_url)
+    before = EventLogDb(store=other)  # its locks are thread locks: made before the store was bridged
+    assert other.enable_asyncio()  # type: ignore[attr-defined]
+    assert AsyncEventLogDb(db=before).io == "threads"

@@ -47,7 +47,7 @@ from agno.db.base import AsyncBaseDb, BaseDb
 from adapters.agno.core import _take_cache_mb
 from adapters.agno.db import EventLogDb
 from eventlog import EventStore, open_store, redact_url
-from eventlog.aio_bridge import in_bridge, run_bridged
+from eventlog.aio_bridge import BridgeLock, in_bridge, run_bridged
 from projections.timetravel import Point
 
 # Not delegated by the generator: defined below, or BaseDb/AsyncBaseDb plumbing.
@@ -120,7 +120,16 @@ class AsyncEventLogDb(AsyncBaseDb):
         super().__init__(id=id or self.sync.id)
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
-        self._native = io != "threads" and bool(getattr(self.sync.store, "bridged", False))
+        # Natively only where no plain thread lock is held across I/O: the shared read index,
+        # or a view of the past (folded once, read from memory). An EventLogDb folding the
+        # log into this process (shared_index=False) catches up under the runner's lock.
+        # (And only if its locks were made for the bridge: an EventLogDb built before its store
+        # was bridged holds thread locks.)
+        indexer = self.sync.indexer
+        self._native = (io != "threads" and bool(getattr(self.sync.store, "bridged", False))
+                        and (indexer is not None or self.sync.point is not None)
+                        and isinstance(self.sync._write_lock, BridgeLock)
+                        and (indexer is None or isinstance(indexer._lock, BridgeLock)))
         if io == "redis.asyncio" and not self._native:
             raise _cannot(self.sync.store)
         self._side: EventLogDb | None = None  # for sync calls made on the loop's thread (native)
