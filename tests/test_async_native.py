@@ -536,3 +536,44 @@ def test_a_db_folding_into_its_process_is_not_bridged(redis_url: str) -> None:
     before = EventLogDb(store=other)  # its locks are thread locks: made before the store was bridged
     assert other.enable_asyncio()  # type: ignore[attr-defined]
     assert AsyncEventLogDb(db=before).io == "threads"
+
+
+def test_a_frozen_redis_times_out_as_on_the_sync_path(killable_redis: RedisServer) -> None:
+    """SIGSTOP: redis.asyncio's read timeout is the URL's `timeout`, and it maps to the same
+    StoreUnavailable as the sync client's; the loop is free meanwhile; after SIGCONT it works."""
+    import os
+    import signal
+
+    url = f"{killable_redis.url}?timeout=0.5"
+    db, sync = AsyncEventLogDb(url), EventLogDb(url)
+    run(db.upsert_session(AgentSession(session_id="s1", user_id="u1")))
+    assert killable_redis.proc is not None
+    os.kill(killable_redis.proc.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(StoreUnavailable, match="Timeout") as sync_error:
+            sync.get_session("s1", SessionType.AGENT)
+
+        async def frozen() -> tuple[BaseException, int]:
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            task = asyncio.create_task(ticker())
+            try:
+                await db.get_session("s1", SessionType.AGENT)
+            except StoreUnavailable as exc:
+                return exc, ticks
+            finally:
+                task.cancel()
+            raise AssertionError("no error from a frozen Redis")
+
+        error, ticks = run(frozen())
+        assert type(error) is type(sync_error.value) and "Timeout" in str(error)
+        assert ticks > 0  # the loop ran other coroutines while the command waited
+    finally:
+        os.kill(killable_redis.proc.pid, signal.SIGCONT)
+    assert run(db.get_session("s1", SessionType.AGENT)) is not None
