@@ -577,3 +577,25 @@ def test_a_frozen_redis_times_out_as_on_the_sync_path(killable_redis: RedisServe
     finally:
         os.kill(killable_redis.proc.pid, signal.SIGCONT)
     assert run(db.get_session("s1", SessionType.AGENT)) is not None
+
+
+def test_a_bridged_retry_of_a_stored_append_still_waits_for_replicas(redis_url: str) -> None:
+    """wait_replicas=1 with no replica: the append is stored on the primary but not confirmed
+    (StoreUnavailable). Retrying it (the same event ids) answers DUP; that must still WAIT —
+    after a probe write on the same connection, as WAIT only counts that connection's writes —
+    and fail again, not report success for an unreplicated event."""
+    from eventlog import new_event
+    from eventlog.events import SessionRenamed
+
+    store = open_store(f"{redis_url}?wait_replicas=1&timeout=0.5")
+    assert store.enable_asyncio()  # type: ignore[attr-defined]
+    event = new_event(SessionRenamed(session_id="s1", name="once"))
+
+    async def append() -> Any:
+        return await run_bridged(store.append, "session/s1", [event])
+
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable, match="only 0 of 1 replicas"):
+            run(append())
+    assert [e.id for e in store.read("session/s1")] == [event.id]  # stored once
+    store.close()

@@ -66,6 +66,13 @@ class BridgedRedis:
         setattr(self, name, command)
         return command
 
+    def single_connection(self) -> OneConnection:
+        """In a bridge: commands on one connection of this loop's pool until `close()`."""
+        loop = bridge_loop()
+        if loop is None:
+            raise RuntimeError("single_connection() is for bridged callers")
+        return OneConnection(self.async_client(loop).client())
+
     def register_script(self, script: str) -> BridgedScript:
         return BridgedScript(self, script)
 
@@ -90,6 +97,22 @@ class BridgedRedis:
             client = self._clients.pop(loop, None) if loop is not None else None
             if client is not None:
                 await_only(client.aclose())
+
+
+class OneConnection:
+    """A redis.asyncio client bound to one connection (`Redis.client()`), awaited in a bridge."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        method = getattr(self._client, name)
+        return lambda *args, **kwargs: await_only(method(*args, **kwargs))
+
+    def close(self) -> None:
+        await_only(self._client.aclose())  # (gives the connection back to the pool)
 
 
 class BridgedScript:

@@ -304,7 +304,11 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         pending = list(range(len(events)))
         # The held connections are raw sockets: a bridged append (on the event loop) goes
         # through the client, whose EVALSHA is awaited on redis.asyncio.
-        direct = self._direct and not (self.bridged and in_bridge())
+        bridged = self.bridged and in_bridge()
+        direct = self._direct and not bridged
+        # (WAIT counts the calling connection's writes: a bridged append that waits for
+        # replicas sends both on one connection, as the direct path does.)
+        waiting = bridged and bool(self.wait_replicas) and not self.cluster
         for _attempt in range(64):
             head = self._cached_head(p, stream)
             todo = events if len(pending) == len(events) else [events[i] for i in pending]
@@ -318,11 +322,13 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
             args += [self._log_id, self._seen.get(p, 0)]
             if direct:
                 reply = self._call(self._append_direct, command, args)
+            elif waiting:
+                reply = self._call(self._append_and_wait, keys, args)
             else:
                 reply = self._call(self._run_append, keys, args)
             if type(reply) is int:  # stored; the position of the first event
                 first = reply
-                if self.wait_replicas and not direct:  # (the direct path WAITs itself)
+                if self.wait_replicas and not direct and not waiting:  # (those WAIT themselves)
                     self._wait_replicas(keys[0])
                 self._heads[stream] = StreamHead(version, prev)
                 self._saw(p, first + n - 1)
@@ -361,6 +367,27 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         except rex.NoScriptError:
             self._append_sha = self.client.script_load(APPEND_LUA)
             return self.client.execute_command("EVALSHA", self._append_sha, len(keys), *keys, *args)
+
+    def _append_and_wait(self, keys: list[str], args: list[Any]) -> Any:
+        """`_run_append` and its WAIT on one redis.asyncio connection (in a bridge). As on the
+        direct path, a DUP (stored by an earlier attempt, maybe on another connection) WAITs
+        after a probe write, since WAIT only counts this connection's writes."""
+        conn = self.client.single_connection()
+        try:
+            try:
+                reply = conn.execute_command("EVALSHA", self._append_sha, len(keys), *keys, *args)
+            except rex.NoScriptError:
+                self._append_sha = conn.script_load(APPEND_LUA)
+                reply = conn.execute_command("EVALSHA", self._append_sha, len(keys), *keys, *args)
+            if type(reply) is int or reply[0] == b"DUP":
+                if type(reply) is not int:
+                    conn.incr(f"{self.prefix}:wait-probe")
+                acked = int(conn.wait(self.wait_replicas, self.wait_ms))
+                if acked < self.wait_replicas:
+                    raise _replicas_short(self.url, acked, self.wait_replicas)
+        finally:
+            conn.close()
+        return reply
 
     def _stored_twin(self, partition: int, seq: int, data: bytes) -> Event:
         """The event an id is already stored as (the DUP reply carries its stored bytes)."""
