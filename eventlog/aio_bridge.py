@@ -93,13 +93,14 @@ def bridge_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class BridgeLock:
-    """A `threading.Lock` (or, `reentrant`, an `RLock`) that may be held across `await_only`
-    (see the module docstring). Reentrancy is per thread outside a bridge, per greenlet in
-    one."""
+    """A thread lock that may be held across `await_only` (see the module docstring).
+    Reentrant per greenlet in a bridge if `reentrant` (else re-entering raises); outside a
+    bridge it is an `RLock` either way (so that a bridge can tell when the loop's own thread
+    holds it)."""
 
     def __init__(self, reentrant: bool = False) -> None:
         self._reentrant = reentrant
-        self._lock = threading.RLock() if reentrant else threading.Lock()
+        self._lock = threading.RLock()
         self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary())
         self._owner: Any = None  # the bridge greenlet holding it
@@ -126,6 +127,10 @@ class BridgeLock:
             queue = self._loop_locks[loop] = asyncio.Lock()
         await_only(queue.acquire())
         try:
+            if self._lock._is_owned():  # type: ignore[attr-defined]
+                # This thread holds it outside any bridge, across an await (a coroutine holding
+                # the thread lock): entering would break exclusion, waiting would never end.
+                raise RuntimeError("a coroutine holds this lock as a plain thread lock across an await")
             self._lock.acquire()  # other threads hold it only for sync work: never for long
         except BaseException:
             queue.release()

@@ -151,7 +151,7 @@ def test_bridge_lock_excludes_coroutines_and_is_reentrant_per_greenlet() -> None
         assert counter["n"] == 30  # (without the lock: 1)
         with pytest.raises(RuntimeError, match="not reentrant"):
             await run_bridged(twice)
-        assert not plain._lock.locked() and not lock._lock._is_owned()  # type: ignore[attr-defined]
+        assert not plain._lock._is_owned() and not lock._lock._is_owned()  # type: ignore[attr-defined]
 
     run(main())
 
@@ -207,10 +207,17 @@ def test_bridge_lock_against_threads_and_a_sync_caller_on_the_loop() -> None:
             await task
         await run_bridged(lambda: lock.acquire() and lock.release())  # released by the unwinding
 
+    async def held_by_a_coroutine_as_a_thread_lock() -> None:
+        with lock:  # (a plain acquire on the loop's thread, kept across the await below)
+            with pytest.raises(RuntimeError, match="plain thread lock across an await"):
+                await run_bridged(lambda: lock.acquire())
+        await run_bridged(lambda: lock.acquire() and lock.release())
+
     async def main() -> None:
         await run_bridged(holder)
         await sync_call_while_held()
         await cancelled_holder()
+        await held_by_a_coroutine_as_a_thread_lock()
 
     run(main())
     assert order == ["greenlet releases", "thread has it"]
