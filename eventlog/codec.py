@@ -328,7 +328,11 @@ def decode_entries(datas: list[bytes], *, upcast: bool = True, lazy_runs: bool =
     values separated by a comma adds an item, which the count catches. (Joined as lines
     instead, a blank entry and one with two events on one line cancel out, and every later
     event of the page would take its neighbour's place.) `lazy_runs` as in `decode_lines`."""
-    blob = b"[" + b",".join(datas) + b"]"
+    if not datas:
+        return []
+    # One copy of the entries: the brackets go onto the first and last (a 2 MB session
+    # joined and then bracketed was copied twice).
+    blob = b",".join([b"[" + datas[0], *datas[1:-1], datas[-1] + b"]"] if len(datas) > 1 else [b"[" + datas[0] + b"]"])
     try:
         if lazy_runs:
             lazy: list[LazyEvent] = _lazy_array_decoder.decode(blob)

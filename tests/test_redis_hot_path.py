@@ -25,6 +25,12 @@ from tests.conftest import need_redis_binary
 from tests.redis_server import RedisServer
 
 
+def _connected(conn: Any) -> bool:
+    """Whether a redis-py connection has its socket (what `Connection.is_connected` says from
+    redis-py 8.0 on; `_sock` in every release the library supports, back to 5.3)."""
+    return getattr(conn, "_sock", None) is not None
+
+
 def msg(text: str, session: str = "s1"):  # type: ignore[no-untyped-def]
     return new_event(MessageAppended(session_id=session, role="user", content=text))
 
@@ -78,7 +84,7 @@ def test_append_after_a_restart_reconnects_and_stores_once(killable_redis: Redis
     killable_redis.kill()  # kill -9: the held socket is now dead, and the script cache is gone
     killable_redis.start()
     later = store.append("session/s1", [msg("c")])
-    assert held(store) is stale and stale.is_connected  # the same connection, reconnected
+    assert held(store) is stale and _connected(stale)  # the same connection, reconnected
     assert later[0].version == 3 and later[0].prev_hash == first[1].hash and later[0].position == 3
     assert [e.id for e in store.read_all()] == [first[0].id, first[1].id, later[0].id]
     assert_chain(store, "session/s1", 3)
@@ -92,7 +98,7 @@ def test_append_with_redis_down_is_store_unavailable_then_recovers(killable_redi
     killable_redis.kill()
     with pytest.raises(StoreUnavailable, match="unavailable"):
         store.append("session/s1", [msg("lost")])
-    assert not held(store).is_connected
+    assert not _connected(held(store))
     killable_redis.start()
     recorded = store.append("session/s1", [msg("b")])
     assert recorded[0].version == 2
@@ -150,7 +156,7 @@ def test_a_second_failure_is_store_unavailable_and_stores_once(redis_url: str) -
     event = msg("b")
     with pytest.raises(StoreUnavailable, match="reply lost"):
         store.append("session/s1", [event])
-    assert calls == [2] and not conn.is_connected
+    assert calls == [2] and not _connected(conn)
     again = store.append("session/s1", [event])  # the caller's retry: the stored twin
     assert again[0].version == 2 and again[0].position == 2
     assert redis.Redis.from_url(redis_url).xlen("el:{el:0}:log") == 2
@@ -182,7 +188,7 @@ def test_a_script_error_raises_and_leaves_no_reply_behind(redis_url: str) -> Non
     client.set("el:{el:0}:ids", "not a hash")  # HMGET in the script: WRONGTYPE
     with pytest.raises(EventLogError, match="WRONGTYPE"):  # the project's error, not redis-py's
         store.append("session/s1", [msg("b")])
-    assert not conn.is_connected  # dropped rather than trusted
+    assert not _connected(conn)  # dropped rather than trusted
     client.delete("el:{el:0}:ids")
     client.rename("saved", "el:{el:0}:ids")
     assert store.append("session/s1", [msg("c")])[0].version == 2
@@ -247,7 +253,7 @@ def test_close_gives_the_connections_back(redis_url: str) -> None:
     conn = held(store)
     assert len(client.client_list()) > before
     store.close()
-    assert store._held == [] and not conn.is_connected
+    assert store._held == [] and not _connected(conn)
     deadline = time.monotonic() + 5
     while len(client.client_list()) > before and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -286,7 +292,7 @@ def test_a_forked_child_appends_over_its_own_connection(redis_url: str) -> None:
             pytest.fail("the forked child hung appending")
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert parent.is_connected and held(store) is parent  # the parent's socket is untouched
+    assert _connected(parent) and held(store) is parent  # the parent's socket is untouched
     recorded = store.append("session/s1", [msg("b")])  # still in sync with the server
     assert recorded[0].version == 3
     assert_chain(store, "session/s1", 3)
@@ -338,7 +344,7 @@ def test_wait_replicas_waits_on_the_connection_that_wrote(tmp_path: Path) -> Non
                 store.append("session/s1", [msg("b")])
         finally:
             os.kill(replica.proc.pid, signal.SIGCONT)
-        assert held(store).is_connected  # a short WAIT is an answer, not a broken connection
+        assert _connected(held(store))  # a short WAIT is an answer, not a broken connection
         recorded = store.append("session/s1", [msg("c")])
         assert recorded[0].version == 3  # "b" was stored on the primary (retrying it is safe)
         assert_chain(store, "session/s1", 3)

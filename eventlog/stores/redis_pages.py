@@ -51,3 +51,14 @@ def _positions(entries: list[Any]) -> range | list[int] | None:
         return list(map(int, map(_id_sequence, ids)))
     except ValueError:
         return None
+
+
+def _data_of(fields: Any) -> bytes:
+    """An entry's stored event: `[b"e", data]` as Redis sends it, or a dict (or flat list)
+    from a client that parses replies (a Redis Cluster client, a client passed in); b"" when
+    the entry has no `e` field (not ours: reported as a gap, like a missing entry)."""
+    if type(fields) is list and len(fields) == 2 and fields[0] == b"e":
+        data: bytes = fields[1]
+        return data
+    found = (fields if type(fields) is dict else dict(zip(fields[::2], fields[1::2]))).get(b"e")
+    return found if isinstance(found, bytes) else b""

@@ -21,13 +21,16 @@ from eventlog.events import Event
 from eventlog.names import validate_stream
 from eventlog.positions import Cursor, StreamHead
 from eventlog.store import EventStore, batched
-from eventlog.stores.redis_pages import _all_ours, _consume, _positions, _repeat, _second
+from eventlog.stores.redis_pages import _all_ours, _consume, _data_of, _positions, _repeat, _second
 
 log = logging.getLogger("eventlog.redis")
 
 T = TypeVar("T")
 
 BATCH = 1000  # entries per XRANGE page
+
+
+_IN_SCRIPT = 64  # a read of at most this many entries gets them in the script's reply (one round trip)
 
 
 class RedisReads(EventStore):
@@ -74,6 +77,60 @@ class RedisReads(EventStore):
         event = codec.decode_for_fold(data) if lazy else codec.decode(data, upcast=upcast)
         return msgspec.structs.replace(event, position=seq, partition=partition)
 
+    def _entries_of(self, log_key: str, seqs: list[int]) -> list[bytes]:
+        """The stored JSON of the log entries `seqs` (ascending), b"" for one that is gone.
+
+        Seqs close together (at most 7 other entries between: a session written turn by
+        turn, or a few sessions interleaved) are read with one XRANGE of their span, and the
+        spans of one read go in one pipeline: a long session costs one round trip and a few
+        XRANGEs, not one command per event."""
+        spans: list[tuple[int, int]] = []
+        for seq in seqs:
+            if spans and 0 < seq - spans[-1][1] <= 8:
+                spans[-1] = (spans[-1][0], seq)
+            else:
+                spans.append((seq, seq))
+        if not spans:
+            return []
+        if len(spans) == 1:
+            pages = [self._call(self.client.xrange, log_key, f"0-{spans[0][0]}", f"0-{spans[0][1]}")]
+        else:
+            def pipelined() -> list[Any]:
+                pipe = self.client.pipeline(transaction=False)
+                for first, last in spans:
+                    pipe.xrange(log_key, f"0-{first}", f"0-{last}")
+                result: list[Any] = pipe.execute()
+                return result
+            pages = self._call(pipelined)
+        datas: list[bytes] = []
+        at = 0
+        for (first, last), entries in zip(spans, pages):
+            wanted = 1
+            while at + wanted < len(seqs) and seqs[at + wanted] <= last:
+                wanted += 1
+            fields = list(map(_second, entries))
+            if len(entries) == wanted == last - first + 1 and _all_ours(fields):
+                datas += map(_second, fields)  # the whole span is the stream's: every entry, in order
+            else:
+                found = {int(entry_id.split(b"-")[1]): _data_of(f) for entry_id, f in entries}
+                datas += (found.get(seq, b"") for seq in seqs[at:at + wanted])
+            at += wanted
+        return datas
+
+    @staticmethod
+    def _decode_page(seqs: list[int], datas: list[bytes], partition: int, lazy: bool) -> list[Event] | None:
+        """A read's entries in one decoder call, each given its position and partition; None
+        when one call cannot decode them exactly (then the caller decodes entry by entry and
+        names the one that is not an event)."""
+        events = codec.decode_entries(datas, lazy_runs=lazy)
+        if events is None:
+            return None
+        place = msgspec.structs.force_setattr  # fresh structs of this call, not yet shared
+        for event, seq in zip(events, seqs):
+            place(event, "position", seq)
+            place(event, "partition", partition)
+        return events
+
     def read_for_fold(self, stream: str, from_version: int = 1) -> list[Event]:
         return list(self._read(validate_stream(stream), max(1, from_version), None, lazy=True))
 
@@ -91,24 +148,23 @@ class RedisReads(EventStore):
                                  "(evicted or deleted)")
             return iter(())
         reply = self._call(lambda: self._read_script(keys=keys, args=[from_version - 1, stop, stream, self._log_id,
-                                                                      self._seen.get(p, 0)]))
+                                                                      self._seen.get(p, 0), _IN_SCRIPT]))
         if reply[0] in (b"LOST", b"EVICTED"):
             raise self._reply_lost(reply, p, stream)
         head = int(reply[0])
         last = head if to_version is None else min(head, to_version)
-        events = []
-        missing = []
-        version = from_version
-        for i in range(1, len(reply), 2):
-            seq = int(reply[i])
-            if not reply[i + 1]:
-                missing.append(version)
-            else:
+        seqs = [int(seq) for seq in reply[1]]
+        datas = reply[2] if len(reply) > 2 else self._entries_of(log_key, seqs)
+        missing = [from_version + i for i, data in enumerate(datas) if not data]
+        events = [] if missing else self._decode_page(seqs, datas, p, lazy)
+        if events is None:
+            events = []
+            for seq, data in zip(seqs, datas):
                 try:
-                    events.append(self._decode(reply[i + 1], seq, p, lazy=lazy))
+                    events.append(self._decode(data, seq, p, lazy=lazy))
                 except CorruptLog as exc:
                     raise CorruptLog(f"{self.url}: stream {stream!r}, entry 0-{seq}: {exc}") from None
-            version += 1
+        version = from_version + len(seqs)
         # Never a stream with a gap as if it were whole: every version up to the head is due.
         missing.extend(range(version, last + 1))
         if missing:

@@ -71,9 +71,15 @@ return first + 1
 
 # KEYS: log, streamlist, heads, logid, seq, ids; ARGV: from_index (0-based), to_index (-1 =
 # end), stream, log id, seen (the highest position of the partition the client has seen).
-# Reply: {'LOST', id found} (not the client's log), {'EVICTED', what} (some of the
-# partition's keys gone), else {head version, seq1, json1, ...} with '' for an
-# entry that is gone: the client checks that every version is there.
+# ARGV[6]: the most entries to return in this reply. Reply: {'LOST', id found} (not the
+# client's log), {'EVICTED', what} (some of the partition's keys gone), else {head version,
+# {seq1, seq2, ...}, {json1, json2, ...}} with '' for an entry that is gone (the client
+# checks that every version is there) -- or, for more entries than ARGV[6], without the
+# third item: the client then reads them with XRANGEs of their spans (see
+# `RedisReads._entries_of`). A short read is one round trip; for a long one, building
+# 2,000 entries into Lua tables and back cost six times the XRANGE itself. Entries never
+# change once written, so reading them after this check only risks finding some gone
+# (evicted, flushed), which the client reports as lost.
 READ_STREAM_LUA = """
 local have = redis.call('GET', KEYS[4])
 if have ~= ARGV[4] then return {'LOST', have or ''} end
@@ -84,13 +90,13 @@ local head = redis.call('HGET', KEYS[3], ARGV[3])
 local version = '0'
 if head then version = string.sub(head, 1, string.find(head, ' ', 1, true) - 1) end
 local seqs = redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])
-local out = {version}
+if #seqs > tonumber(ARGV[6]) then return {version, seqs} end
+local out = {}
 for i, seq in ipairs(seqs) do
   local entry = redis.call('XRANGE', KEYS[1], '0-' .. seq, '0-' .. seq)
-  out[#out + 1] = seq
-  if entry[1] then out[#out + 1] = entry[1][2][2] else out[#out + 1] = '' end
+  if entry[1] then out[i] = entry[1][2][2] else out[i] = '' end
 end
-return out
+return {version, seqs, out}
 """
 
 # The first page of a partition's log, with the checks of the log's identity in the same
