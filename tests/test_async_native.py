@@ -646,3 +646,50 @@ def test_redis_killed_while_calls_are_in_flight(killable_redis: RedisServer) -> 
 
     assert all(s is not None for s in run(again()))
     assert EventLogDb(killable_redis.url).store.verify().ok
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+def test_long_streams_read_bridged_as_synchronously(kind: str, request: pytest.FixtureRequest,
+                                                    sends: list[tuple[str, int]]) -> None:
+    """A stream longer than one script reply, others' events between: read in a bridge (its
+    XRANGE spans in one asyncio pipeline) it is the same events as read by the sync client."""
+    from eventlog import RunRecorded, SessionStarted, new_event
+
+    url = request.getfixturevalue("redis_url" if kind == "redis" else "cluster_url")
+    store = open_store(url)
+    assert store.enable_asyncio()  # type: ignore[attr-defined]
+    store.append("session/long", [new_event(SessionStarted(session_id="long"))])
+    # another stream of the same partition (a cluster log has 16), so that it lies between
+    other = next(f"session/o{n}" for n in range(1000)
+                 if store.partition_of(f"session/o{n}") == store.partition_of("session/long"))  # type: ignore[attr-defined]
+    for i in range(150):
+        if i % 10 == 0:  # (more than 8 others between: a new XRANGE span)
+            store.append(other, [new_event(RunRecorded(session_id=other[8:], run_id=f"o{i}-{k}", run={}))
+                                 for k in range(12)])
+        store.append("session/long", [new_event(RunRecorded(session_id="long", run_id=f"r{i}", run={"i": i}))])
+    sync_reads = {start: list(store.read("session/long", start)) for start in (1, 40, 100, 151)}
+    sync_folds = {start: [e.id for e in store.read_for_fold("session/long", start)] for start in sync_reads}
+    sends.clear()
+
+    async def bridged() -> tuple[dict[int, list[Any]], dict[int, list[str]]]:
+        def reads() -> tuple[dict[int, list[Any]], dict[int, list[str]]]:
+            return ({s: list(store.read("session/long", s)) for s in sync_reads},
+                    {s: [e.id for e in store.read_for_fold("session/long", s)] for s in sync_reads})
+        return await run_bridged(reads)
+
+    from eventlog.stores.redis_aio import BridgedPipeline
+
+    executed: list[int] = []
+    execute = BridgedPipeline.execute
+
+    def counted(self: BridgedPipeline, raise_on_error: bool = True) -> Any:
+        executed.append(1)
+        return execute(self, raise_on_error)
+
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setattr(BridgedPipeline, "execute", counted)  # (a spy: it runs the real one)
+    reads, folds = run(bridged())
+    assert reads == sync_reads and folds == sync_folds and len(reads[1]) == 151
+    assert executed  # the spans went through the asyncio pipeline
+    assert sends and {k for k, _ in sends} == {"async"}
+    store.close()

@@ -73,6 +73,14 @@ class BridgedRedis:
             raise RuntimeError("single_connection() is for bridged callers")
         return OneConnection(self.async_client(loop).client())
 
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        """The sync client's pipeline outside a bridge; in one, this loop's asyncio pipeline,
+        its commands queued as they come and `execute()` awaited."""
+        loop = bridge_loop()
+        if loop is None:
+            return self.sync.pipeline(transaction=transaction, shard_hint=shard_hint)
+        return BridgedPipeline(self.async_client(loop).pipeline(transaction=transaction, shard_hint=shard_hint))
+
     def register_script(self, script: str) -> BridgedScript:
         return BridgedScript(self, script)
 
@@ -97,6 +105,39 @@ class BridgedRedis:
             client = self._clients.pop(loop, None) if loop is not None else None
             if client is not None:
                 await_only(client.aclose())
+
+
+class BridgedPipeline:
+    """A redis.asyncio pipeline for bridged callers: queuing a command is a plain call (it
+    returns the pipeline, as the sync one does), `execute()` is awaited."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        method = getattr(self._pipe, name)
+
+        def queue(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            return self if result is self._pipe else result
+
+        return queue
+
+    def execute(self, raise_on_error: bool = True) -> Any:
+        return await_only(self._pipe.execute(raise_on_error=raise_on_error))
+
+    def reset(self) -> None:
+        result = self._pipe.reset()
+        if inspect.isawaitable(result):
+            await_only(result)
+
+    def __enter__(self) -> BridgedPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.reset()
 
 
 class OneConnection:
