@@ -229,7 +229,7 @@ KILLED_INDEXER = textwrap.dedent(
         done += n
         if done >= int(sys.argv[2]):
             os.kill(os.getpid(), signal.SIGKILL)   # mid-catch-up, between two index transactions
-    Indexer(store, index, commit_every=7).reindex(progress=step)
+    Indexer(store, index, commit_every=7).catch_up(progress=step)
     """
 )
 
