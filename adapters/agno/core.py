@@ -54,7 +54,7 @@ class EventLogCore:
             self.indexer = Indexer(self.store, index)
             self.indexer.catch_up()
             self._states: Any = IndexedStates(self.store, index, self.cache_mb << 20,
-                                              self.indexer.stamp)
+                                              self.indexer.stamp, snapshots=snapshots)
             self.runner = ProjectionRunner(self.store, [], use_snapshots=False)  # (nothing to fold)
         elif self.point is None:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=snapshots)

@@ -48,8 +48,11 @@ class EventLogDb(ExtraMethods, LearningMethods, SessionMethods, MemoryMethods, R
 
         On a file or Redis log the read models are a shared index beside the log (see
         docs/architecture.md); `cache_mb` (or `?cache_mb=` in the URL, default 64) bounds the
-        conversations this process keeps folded. `shared_index=False` folds everything into
-        this process instead (the memory, fallback and encrypted stores always do)."""
+        conversations this process keeps folded, and a session of many events is read from a
+        snapshot of its conversation kept beside the index plus what came after it.
+        `snapshots=False` keeps none: no snapshots of the read models at exit, none of
+        sessions in the index. `shared_index=False` folds everything into this process
+        instead (the memory, fallback and encrypted stores always do)."""
         super().__init__(id=id)
         self._mirror = InMemoryDb()
         self._json_mirror = _RowsJsonDb()

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
+import msgspec
+
 from eventlog import EventStore
+from eventlog.errors import EventLogError
 from eventlog.names import session_stream
 from projections.conversation import Conversation, ConversationProjection, ConversationState
 from projections.index.base import ReadIndex
@@ -36,6 +40,12 @@ from projections.workflows import WorkflowRow
 T = TypeVar("T")
 
 DEFAULT_CACHE_MB = 64
+SNAPSHOT_KIND = "conv"  # index rows: session id -> a snapshot of its conversation (see ConversationCache)
+SNAPSHOT_AFTER = 128  # events folded in one read before the conversation is kept as a snapshot
+SNAPSHOT_FORM = ConversationProjection.schema  # a snapshot of another shape is not read
+_encode_snapshot = msgspec.msgpack.Encoder().encode
+_decode_snapshot = msgspec.msgpack.Decoder(tuple[int, int, str, Conversation]).decode
+log = logging.getLogger("projections.index")
 
 
 class RowMap(Mapping[str, T], Generic[T]):
@@ -86,9 +96,20 @@ class RowMap(Mapping[str, T], Generic[T]):
 class ConversationCache:
     """Per session, the conversation folded from the session's stream, least recently used
     dropped first once the cached runs pass `max_bytes`. Each `get` reads the stream past
-    the version it holds (another process's new runs are seen within one read)."""
+    the version it holds (another process's new runs are seen within one read).
 
-    def __init__(self, store: EventStore, max_bytes: int, stamp: Callable[[], object] | None = None) -> None:
+    A session not cached here starts from its snapshot in the index when it has one: the
+    conversation as folded up to some version, kept by whichever process last folded at
+    least `SNAPSHOT_AFTER` of its events in one read. A stream only grows, so a snapshot
+    stays true of the versions it folded; only what came after is read and folded. A
+    1,000-run session is then one row and a short tail instead of 2,000 events to read and
+    fold — the difference between a cold `get_session` near Agno's own `from_dict` and one
+    that also pays for the whole history. The snapshot also names the hash of the last event
+    it folded; a tail whose first event does not continue that chain (an index left from
+    another log) sends the read back to version 1."""
+
+    def __init__(self, store: EventStore, max_bytes: int, stamp: Callable[[], object] | None = None,
+                 index: ReadIndex | None = None, partition: Callable[[str], int | None] | None = None) -> None:
         self.store = store
         self.max_bytes = max_bytes
         self._stamp = stamp  # the log's end as last seen: unchanged, a cached session is current
@@ -96,6 +117,8 @@ class ConversationCache:
         self._bytes = 0
         self._lock = threading.Lock()
         self._projection = ConversationProjection()
+        self._index = index
+        self._partition = partition or (lambda sid: None)
 
     def get(self, session_id: str) -> Conversation | None:
         stamp = self._stamp() if self._stamp is not None else None
@@ -107,13 +130,24 @@ class ConversationCache:
             if cached is not None:
                 del self._lru[session_id]
         conv, version, size, _ = cached if cached is not None else (None, 0, 0, None)
-        events = self.store.read_for_fold(session_stream(session_id), version + 1)  # runs as stored JSON
+        chain = None
+        if cached is None and self._index is not None:
+            conv, version, chain = self._snapshot(session_id)
+        stream = session_stream(session_id)
+        events = self.store.read_for_fold(stream, version + 1)  # runs as stored JSON
+        if chain is not None and events and events[0].prev_hash != chain:
+            log.warning("read index %s: the snapshot of session %r does not continue into its stream; "
+                        "folding the session from its start", self._index.where if self._index else "", session_id)
+            conv, version = None, 0
+            events = self.store.read_for_fold(stream, 1)
         if events:
             state = ConversationState({session_id: conv} if conv is not None else {})
             self._projection.fold(events, state)
             conv = state.sessions.get(session_id)
             version = events[-1].version
             size = _size(conv)
+            if len(events) >= SNAPSHOT_AFTER and conv is not None:
+                self._save_snapshot(session_id, version, events[-1].hash, conv)
         with self._lock:
             self._bytes -= cached[2] if cached is not None else 0
             if session_id in self._lru:  # another thread folded it meanwhile: keep the newer
@@ -124,6 +158,31 @@ class ConversationCache:
                 _, (_, _, dropped, _) = self._lru.popitem(last=False)
                 self._bytes -= dropped
         return conv
+
+    def _snapshot(self, session_id: str) -> tuple[Conversation | None, int, str | None]:
+        """(conversation, version, hash of the last event folded) from the index's snapshot,
+        or (None, 0, None) when there is none that this code can read."""
+        assert self._index is not None
+        data = self._index.get_cached(SNAPSHOT_KIND, session_id, self._partition(session_id))
+        if data is None:
+            return None, 0, None
+        try:
+            form, version, chain, conv = _decode_snapshot(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("read index %s: unreadable snapshot of session %r (%s); folding it from its stream",
+                        self._index.where, session_id, exc)
+            return None, 0, None
+        if form != SNAPSHOT_FORM:  # another shape of the conversation read model
+            return None, 0, None
+        return conv, version, chain
+
+    def _save_snapshot(self, session_id: str, version: int, chain: str, conv: Conversation) -> None:
+        assert self._index is not None
+        try:
+            self._index.put_cached(SNAPSHOT_KIND, session_id, _encode_snapshot((SNAPSHOT_FORM, version, chain, conv)),
+                                   self._partition(session_id))
+        except EventLogError as exc:  # a cache: the read it speeds up has already succeeded
+            log.debug("read index: snapshot of session %r not kept: %s", session_id, exc)
 
     def clear(self) -> None:
         with self._lock:
@@ -206,7 +265,9 @@ class IndexedStates(Mapping[str, Any]):
     """`runner.states`, served from an index (see the module docstring)."""
 
     def __init__(self, store: EventStore, index: ReadIndex, cache_bytes: int = DEFAULT_CACHE_MB << 20,
-                 stamp: Callable[[], object] | None = None) -> None:
+                 stamp: Callable[[], object] | None = None, *, snapshots: bool = True) -> None:
+        """`snapshots`: sessions' conversations start from (and leave) snapshots in the index
+        (see `ConversationCache`); False folds each session from its first event."""
         self.store = store
         self.index = index
         partition_of = getattr(index, "partition_of", None)
@@ -214,7 +275,8 @@ class IndexedStates(Mapping[str, Any]):
                              else None)
         self.session_rows: RowMap[SessionRow] = RowMap(index, "session", decode_session,
                                                        session_orderings(None, "all", "seq"), session_partition)
-        self.conversations = ConversationCache(store, cache_bytes, stamp)
+        self.conversations = ConversationCache(store, cache_bytes, stamp, index if snapshots else None,
+                                               session_partition)
         self._states: dict[str, Any] = {
             "sessions": _Sessions(self.session_rows),
             "conversation": _Conversations(self.conversations),
