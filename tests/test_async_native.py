@@ -695,3 +695,31 @@ def test_long_streams_read_bridged_as_synchronously(kind: str, request: pytest.F
     assert executed  # the spans went through the asyncio pipeline
     assert sends and {k for k, _ in sends} == {"async"}
     store.close()
+
+
+def test_a_long_session_read_cold_through_the_bridge_snapshots_and_reads_its_snapshot(
+        redis_url: str, sends: list[tuple[str, int]]) -> None:
+    """A session long enough to be snapshotted (projections.index.views.SNAPSHOT_AFTER): the
+    first cold read through the bridge folds it and writes the snapshot on redis.asyncio, the
+    next process's cold read starts from it; both answer as a sync EventLogDb does."""
+    import redis
+
+    from projections.index.views import SNAPSHOT_AFTER
+
+    writer = EventLogDb(redis_url)
+    agent = Agent(model=OfflineModel(), db=writer, user_id="u1", session_id="long")
+    for i in range(SNAPSHOT_AFTER + 10):
+        agent.run(f"turn {i}")
+    assert len(list(writer.store.read("session/long"))) >= SNAPSHOT_AFTER
+    want = [f"turn {i}" for i in range(SNAPSHOT_AFTER + 10)]
+    raw = redis.Redis.from_url(redis_url)
+    assert not list(raw.scan_iter(match="*:c:*"))  # (the writer folded turn by turn)
+    for _ in range(2):  # the first folds and snapshots, the second (a new db) starts from the snapshot
+        db = AsyncEventLogDb(redis_url)
+        sends.clear()
+        session = run(db.get_session("long", SessionType.AGENT))
+        assert [r.input.input_content for r in session.runs] == want
+        assert sends and {kind for kind, _ in sends} == {"async"}
+        assert list(raw.scan_iter(match="*:c:*"))
+        run(db.close())
+    assert [r.input.input_content for r in EventLogDb(redis_url).get_session("long", SessionType.AGENT).runs] == want
