@@ -265,6 +265,8 @@ def test_every_call_runs_on_the_loop_thread(redis_url: str, sends: list[tuple[st
         assert await db.get_user_memories(user_id="u1")
         assert (await db.get_user_memory_stats())[1] >= 1
         await db.delete_session("nothing")
+        # not even the loop's default executor (asyncio.to_thread, DNS lookups) was started
+        assert asyncio.get_running_loop()._default_executor is None  # type: ignore[attr-defined]
 
     run(calls())
 

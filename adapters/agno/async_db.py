@@ -38,6 +38,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -133,6 +134,7 @@ class AsyncEventLogDb(AsyncBaseDb):
         if io == "redis.asyncio" and not self._native:
             raise _cannot(self.sync.store)
         self._side: EventLogDb | None = None  # for sync calls made on the loop's thread (native)
+        self._side_lock = threading.Lock()
 
     @property
     def io(self) -> str:
@@ -167,13 +169,14 @@ class AsyncEventLogDb(AsyncBaseDb):
             asyncio.get_running_loop()
         except RuntimeError:
             return self.sync  # another thread: it may wait for the locks like any thread
-        if self._side is None:
-            store = self.sync.store.reopen()  # type: ignore[attr-defined]
-            side = EventLogDb(store=store, id=self.id, snapshots=False, at=self.sync.point,
-                              cache_mb=self.sync.cache_mb)
-            side._owns_store = True
-            self._side = side
-        return self._side
+        with self._side_lock:  # (loops on two threads: one side db)
+            if self._side is None:
+                store = self.sync.store.reopen()  # type: ignore[attr-defined]
+                side = EventLogDb(store=store, id=self.id, snapshots=False, at=self.sync.point,
+                                  cache_mb=self.sync.cache_mb)
+                side._owns_store = True
+                self._side = side
+            return self._side
 
     # --- EventLogDb's own API, async -------------------------------------------------------
 
