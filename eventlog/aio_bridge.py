@@ -39,17 +39,22 @@ _greenlet: Any = None  # the greenlet module, once a bridge has run
 _Bridge: Any = None  # the greenlet subclass marking a bridge
 
 
+_loading = threading.Lock()
+
+
 def _load() -> Any:
     global _greenlet, _Bridge
     if _Bridge is None:
-        greenlet: Any = importlib.import_module("greenlet")  # (no type stubs)
+        with _loading:  # (one class for every thread: `in_bridge` tests against it)
+            if _Bridge is None:
+                greenlet: Any = importlib.import_module("greenlet")  # (no type stubs)
 
-        class Bridge(greenlet.greenlet):  # type: ignore[misc]
-            """A greenlet running bridged sync code; `loop` is the loop its awaits run on."""
+                class Bridge(greenlet.greenlet):  # type: ignore[misc]
+                    """A greenlet running bridged sync code; `loop` is the loop its awaits run on."""
 
-            loop: asyncio.AbstractEventLoop
+                    loop: asyncio.AbstractEventLoop
 
-        _greenlet, _Bridge = greenlet, Bridge
+                _greenlet, _Bridge = greenlet, Bridge
     return _Bridge
 
 

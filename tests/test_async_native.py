@@ -725,3 +725,30 @@ def test_a_long_session_read_cold_through_the_bridge_snapshots_and_reads_its_sna
         assert list(raw.scan_iter(match="*:c:*"))
         run(db.close())
     assert [r.input.input_content for r in EventLogDb(redis_url).get_session("long", SessionType.AGENT).runs] == want
+
+
+def test_two_loops_on_two_threads_share_one_db(redis_url: str) -> None:
+    """One db, an event loop in each of two threads, 30 renames of one session from each at
+    once: the locks exclude across loops and threads (each loop queues its own coroutines,
+    the thread lock keeps the loops apart), nothing is lost and nothing hangs."""
+    db = AsyncEventLogDb(redis_url)
+    run(db.upsert_session(AgentSession(session_id="one", user_id="u1", agent_id="a")))
+    errors: list[BaseException] = []
+
+    def loop_in_a_thread(tag: str) -> None:
+        async def renames() -> None:
+            await asyncio.gather(*(db.rename_session("one", SessionType.AGENT, f"{tag} {i}") for i in range(30)))
+
+        try:
+            run(renames())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop_in_a_thread, args=(tag,)) for tag in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(LIMIT)
+    assert not errors and not any(t.is_alive() for t in threads)
+    names = Counter(type(e.payload).__name__ for e in EventLogDb(redis_url).store.read("session/one"))
+    assert names["SessionRenamed"] == 60 and names["SessionStarted"] == 1
