@@ -10,13 +10,13 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from eventlog import Actor, EventStore, InvalidEvent, InvalidURL, Payload, ReadOnlyStore, new_event, open_store
+from eventlog.aio_bridge import lock_for
 from eventlog.events import Event
 from eventlog.memory import MemoryStore
 from projections import ProjectionRunner, all_projections
@@ -41,7 +41,8 @@ class EventLogCore:
         self.cache_mb = cache_mb or DEFAULT_CACHE_MB
         self._owns_store = store is None
         self.store = store if store is not None else open_store(url)
-        self._write_lock = threading.RLock()
+        # Held across appends (I/O): a BridgeLock on a store serving asyncio natively.
+        self._write_lock = lock_for(self.store, reentrant=True)
         self.read_only = at is not None
         self.point = parse_point(at) if isinstance(at, str) else at
         self._closed = False

@@ -7,6 +7,8 @@ password redacted, so no caller ever sees a raw `redis.exceptions` error.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -25,6 +27,7 @@ from eventlog.urls import redact_url
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ClusterDownError, rex.MasterDownError,
     rex.TryAgainError, ConnectionError, OSError,
+    asyncio.TimeoutError,  # (redis.asyncio; an OSError from Python 3.11, not on 3.10)
 )
 
 
@@ -44,12 +47,15 @@ class Options(msgspec.Struct):
 
 
 class Connection(NamedTuple):
-    """What `client_from_url` makes of a URL."""
+    """What `client_from_url` makes of a URL. `async_client` makes a `redis.asyncio` client
+    from the same URL and options (one per event loop: they are bound to the loop they
+    first run on); it holds the URL, secrets included, in a closure and nowhere else."""
 
     client: Any
     options: Options
     cluster: bool
     partitions: int
+    async_client: Callable[[], Any] | None = None
 
 
 def client_from_url(url: str) -> Connection:
@@ -90,7 +96,20 @@ def client_from_url(url: str) -> Connection:
             partitions = options.partitions or 1
     except (ValueError, TypeError) as exc:
         raise InvalidURL(f"cannot use {redact_url(url)}: {exc}") from exc
-    return Connection(client, options, cluster, partitions)
+
+    def async_client() -> Any:
+        """The same client on redis.asyncio (imported only when asked for)."""
+        if cluster:
+            return _cluster_client(parts, base_scheme, query, common, asyncio_=True)
+        from redis.asyncio import Redis as AsyncRedis
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        retry = AsyncRetry(NoBackoff(), 1, supported_errors=(rex.ConnectionError,))
+        aclient = AsyncRedis.from_url(clean, health_check_interval=30, retry=retry, **common)
+        aclient.set_response_callback("XRANGE", _raw_reply)
+        return aclient
+
+    return Connection(client, options, cluster, partitions, async_client)
 
 
 def translate(exc: BaseException, url: str) -> BaseException | None:
@@ -133,14 +152,18 @@ def first_node(value: Any) -> dict[Any, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
-def _cluster_client(parts: Any, scheme: str, query: dict[str, str], common: dict[str, Any]) -> Any:
-    from redis.cluster import ClusterNode, RedisCluster
+def _cluster_client(parts: Any, scheme: str, query: dict[str, str], common: dict[str, Any],
+                    asyncio_: bool = False) -> Any:
+    if asyncio_:
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+    else:
+        from redis.cluster import ClusterNode, RedisCluster  # type: ignore[assignment]
 
     hosts = parts.netloc.rpartition("@")[2]
     nodes = []
     for item in hosts.split(","):
         host, _, port = item.strip().rpartition(":")
-        nodes.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))  # type: ignore[no-untyped-call]
+        nodes.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))  # type: ignore[no-untyped-call,unused-ignore]
     kwargs: dict[str, Any] = dict(common)
     if parts.username:
         kwargs["username"] = parts.username

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import threading
 import zlib
@@ -38,6 +39,7 @@ import redis
 from redis import exceptions as rex
 
 from eventlog import codec
+from eventlog.aio_bridge import in_bridge
 from eventlog.errors import (
     ConcurrencyError,
     CorruptLog,
@@ -88,7 +90,7 @@ class _Route(NamedTuple):
     partition: int
     keys: list[str]
     command: bytes
-    lock: threading.Lock
+    lock: Any  # threading.Lock, or a BridgeLock once the store serves asyncio (`enable_asyncio`)
 
 
 class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
@@ -96,7 +98,8 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
 
     def __init__(self, client: Any, *, prefix: str = "el", partitions: int = 1,
                  max_event_bytes: int = codec.DEFAULT_MAX_EVENT_BYTES, url: str = "redis://",
-                 cluster: bool = False, wait_replicas: int = 0, timeout: float = DEFAULT_TIMEOUT) -> None:
+                 cluster: bool = False, wait_replicas: int = 0, timeout: float = DEFAULT_TIMEOUT,
+                 async_client: Callable[[], Any] | None = None) -> None:
         if partitions < 1 or partitions > 1024:
             raise InvalidURL(f"partitions must be 1..1024, got {partitions}")
         if not prefix or any(c in prefix for c in "{}: \t\n"):
@@ -138,6 +141,12 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         self._read_script = client.register_script(READ_STREAM_LUA)
         self._page_script = client.register_script(FIRST_PAGE_LUA)
         self._closed = False
+        # How to make a redis.asyncio client of the same URL (None: built from a client, not a
+        # URL; such a store cannot serve asyncio natively) and whether it does (`enable_asyncio`).
+        self._async_client = async_client
+        self._reopen: Callable[[], RedisStreamStore] | None = None
+        self.bridged = False
+        self._new_lock: Callable[[], Any] = threading.Lock
         self._config_checked = False
         self._checking = False
         # The log this store writes to and what it has seen of it (see redis_identity).
@@ -161,9 +170,42 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         our own options (prefix, partitions, max_event_bytes) come off the query string."""
         conn = client_from_url(url)
         options = conn.options
-        return cls(conn.client, prefix=options.prefix, partitions=conn.partitions,
-                   max_event_bytes=options.max_event_bytes, url=url, cluster=conn.cluster,
-                   wait_replicas=options.wait_replicas, timeout=options.timeout)
+        store = cls(conn.client, prefix=options.prefix, partitions=conn.partitions,
+                    max_event_bytes=options.max_event_bytes, url=url, cluster=conn.cluster,
+                    wait_replicas=options.wait_replicas, timeout=options.timeout, async_client=conn.async_client)
+        store._reopen = lambda: cls.from_url(url)  # (the URL, secrets included, only in this closure)
+        return store
+
+    def reopen(self) -> RedisStreamStore:
+        """A new store on the same URL: its own connections and locks, sync only (what
+        another process on the log would be). Only for a store opened from a URL."""
+        if self._reopen is None:
+            raise EventLogError(f"store {self.url} was made from a client, not a URL: cannot reopen it")
+        return self._reopen()
+
+    def enable_asyncio(self) -> bool:
+        """Serve coroutines natively from now on: inside `eventlog.aio_bridge.run_bridged`
+        every command goes through a redis.asyncio client (see `redis_aio`) and the locks
+        held across I/O become `BridgeLock`s; sync callers keep the sync client and the
+        held-connection appends. Call it before the store is shared with other threads.
+        False: this store cannot (made from a client rather than a URL, or no greenlet)."""
+        if self.bridged:
+            return True
+        if self._async_client is None:
+            return False
+        if importlib.util.find_spec("greenlet") is None:  # (the `os` extra brings it)
+            return False
+        from eventlog.aio_bridge import BridgeLock
+        from eventlog.stores.redis_aio import BridgedRedis
+
+        self.client = BridgedRedis(self.client, self._async_client)
+        self._read_script = self.client.register_script(READ_STREAM_LUA)
+        self._page_script = self.client.register_script(FIRST_PAGE_LUA)
+        self._identity_lock = BridgeLock(reentrant=True)  # type: ignore[assignment]
+        self._new_lock = BridgeLock
+        self._routes = {}  # (their locks were thread locks)
+        self.bridged = True
+        return True
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -186,7 +228,7 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         if route is None:
             p = self.partition_of(stream)
             keys = [*self._keys(p), self._stream_key(p, stream), self._id_key(p)]
-            route = _Route(p, keys, _packed_args(["EVALSHA", self._append_sha, len(keys), *keys]), threading.Lock())
+            route = _Route(p, keys, _packed_args(["EVALSHA", self._append_sha, len(keys), *keys]), self._new_lock())
             if len(self._routes) >= _MAX_ROUTES:
                 self._routes.clear()
             self._routes[stream] = route
@@ -260,6 +302,13 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         expected = -1 if expected_version is None else expected_version
         stored: dict[int, Event] = {}  # index in `events` -> the stored twin of a duplicate
         pending = list(range(len(events)))
+        # The held connections are raw sockets: a bridged append (on the event loop) goes
+        # through the client, whose EVALSHA is awaited on redis.asyncio.
+        bridged = self.bridged and in_bridge()
+        direct = self._direct and not bridged
+        # (WAIT counts the calling connection's writes: a bridged append that waits for
+        # replicas sends both on one connection, as the direct path does.)
+        waiting = bridged and bool(self.wait_replicas) and not self.cluster
         for _attempt in range(64):
             head = self._cached_head(p, stream)
             todo = events if len(pending) == len(events) else [events[i] for i in pending]
@@ -271,13 +320,15 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
             args += [event.id for event in sealed]
             args += bodies
             args += [self._log_id, self._seen.get(p, 0)]
-            if self._direct:
+            if direct:
                 reply = self._call(self._append_direct, command, args)
+            elif waiting:
+                reply = self._call(self._append_and_wait, keys, args)
             else:
                 reply = self._call(self._run_append, keys, args)
             if type(reply) is int:  # stored; the position of the first event
                 first = reply
-                if self.wait_replicas and not self._direct:  # (the direct path WAITs itself)
+                if self.wait_replicas and not direct and not waiting:  # (those WAIT themselves)
                     self._wait_replicas(keys[0])
                 self._heads[stream] = StreamHead(version, prev)
                 self._saw(p, first + n - 1)
@@ -316,6 +367,27 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         except rex.NoScriptError:
             self._append_sha = self.client.script_load(APPEND_LUA)
             return self.client.execute_command("EVALSHA", self._append_sha, len(keys), *keys, *args)
+
+    def _append_and_wait(self, keys: list[str], args: list[Any]) -> Any:
+        """`_run_append` and its WAIT on one redis.asyncio connection (in a bridge). As on the
+        direct path, a DUP (stored by an earlier attempt, maybe on another connection) WAITs
+        after a probe write, since WAIT only counts this connection's writes."""
+        conn = self.client.single_connection()
+        try:
+            try:
+                reply = conn.execute_command("EVALSHA", self._append_sha, len(keys), *keys, *args)
+            except rex.NoScriptError:
+                self._append_sha = conn.script_load(APPEND_LUA)
+                reply = conn.execute_command("EVALSHA", self._append_sha, len(keys), *keys, *args)
+            if type(reply) is int or reply[0] == b"DUP":
+                if type(reply) is not int:
+                    conn.incr(f"{self.prefix}:wait-probe")
+                acked = int(conn.wait(self.wait_replicas, self.wait_ms))
+                if acked < self.wait_replicas:
+                    raise _replicas_short(self.url, acked, self.wait_replicas)
+        finally:
+            conn.close()
+        return reply
 
     def _stored_twin(self, partition: int, seq: int, data: bytes) -> Event:
         """The event an id is already stored as (the DUP reply carries its stored bytes)."""

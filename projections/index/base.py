@@ -10,7 +10,7 @@ slot and is one transaction with that partition's cursor.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 INDEX_SCHEMA = 3
@@ -125,6 +125,22 @@ class ReadIndex(ABC):
     def note_log_end(self, offsets: dict[int, int]) -> None:  # noqa: B027 - optional
         """Told where the log ends (before each read): an index that caches rows may serve
         them while the log has not moved past what it last committed."""
+
+    def shadow(self) -> ReadIndex | None:
+        """A new, empty index of the same kind beside this one, for a rebuild that readers of
+        this one must not see half done (`Indexer.reindex`); None: this kind cannot."""
+        return None
+
+    def adopt(self, shadow: ReadIndex, finish: Callable[[], object]) -> bool:
+        """Make what `shadow` holds this index's content, atomically for readers: each sees
+        the old index or the new one, never a mix of one partition's rows. `finish` is called
+        first, while this index's writers are held off, to fold the last events into the
+        shadow — so the new content is never behind a position anyone saw this one at.
+        False: a writer got in first (call again)."""
+        raise NotImplementedError
+
+    def discard(self) -> None:  # noqa: B027 - optional
+        """Drop a shadow's content (after `adopt`, or a rebuild that failed)."""
 
     def close(self) -> None:  # noqa: B027 - optional
         pass

@@ -27,7 +27,6 @@ What is indexed (kind: key -> row; orderings by score, ties by key):
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,6 +47,7 @@ from eventlog import (
     WorkflowStateSaved,
     WorkflowStepCompleted,
 )
+from eventlog.aio_bridge import lock_for
 from eventlog.store import Cursor
 from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex
 from projections.index.tables import (
@@ -173,7 +173,7 @@ class Indexer:
         self.store = store
         self.index = index
         self.commit_every = commit_every
-        self._lock = threading.Lock()
+        self._lock = lock_for(store)  # held across the log's and the index's I/O
         self._seen: dict[int, int] = {}
         self._sessions = SessionsProjection()
         self._memories = UserMemoriesProjection()
@@ -192,11 +192,30 @@ class Indexer:
             self._seen = {}
 
     def reindex(self, progress: Any = None) -> int:
-        """Drop the index and fold the whole log into it again; returns the events folded."""
-        with self._lock:
-            self.index.reset(INDEX_SCHEMA)
-            self._seen = {}
-        return self.catch_up(progress=progress)
+        """Fold the whole log again into a new index beside this one, then make it this one's
+        content in one step (`ReadIndex.adopt`): processes reading meanwhile keep reading the
+        old index, never a half-built one. Returns the events folded. (An index that cannot
+        build beside itself is emptied and refolded in place.)"""
+        shadow = self.index.shadow()
+        if shadow is None:
+            with self._lock:
+                self.index.reset(INDEX_SCHEMA)
+                self._seen = {}
+            return self.catch_up(progress=progress)
+        try:
+            builder = Indexer(self.store, shadow, commit_every=self.commit_every)
+            folded = builder.catch_up(progress=progress)
+            tail = [0]
+
+            def finish() -> None:  # the events appended while the rebuild ran
+                tail[0] += builder.catch_up(progress=progress)
+
+            with self._lock:
+                self.index.adopt(shadow, finish)
+                self._seen = self.index.cursors()
+            return folded + tail[0]
+        finally:
+            shadow.discard()
 
     def stamp(self) -> tuple[tuple[int, int], ...]:
         """Where this process last saw the log end (equal stamps: nothing was appended in

@@ -19,8 +19,9 @@ sets, reading at most offset + limit from each.
 from __future__ import annotations
 
 import heapq
+import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, Ranked, ReadIndex
@@ -49,8 +50,25 @@ return 1
 """
 
 
+# A rebuild's swap, per partition. KEYS[1]: the live cursor; then n shadow keys, the n live
+# names they take, and the live keys the shadow does not have. ARGV: the live cursor as the
+# rebuild last read it ('' for none), n. The cursor check makes it one atomic step between
+# two commits of that partition (every commit moves the cursor): 0 if one got in between.
+_ADOPT = """
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[2])
+for i = 2, #KEYS do
+  if i > 1 + 2 * n then redis.call('DEL', KEYS[i]) end
+end
+for i = 2, 1 + n do redis.call('RENAME', KEYS[i], KEYS[i + n]) end
+return 1
+"""
+
+
 class RedisIndex(ReadIndex):
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, *, suffix: str = "") -> None:
+        self._suffix = suffix  # a shadow's namespace: rm<schema><suffix>
         self._store = store
         self.client = store.client
         self.partitions = int(store.partitions)
@@ -78,7 +96,7 @@ class RedisIndex(ReadIndex):
         return self._rows.get(partition)
 
     def _ns(self, partition: int) -> str:
-        return f"{self._store._tag(partition)}:rm{INDEX_SCHEMA}"
+        return f"{self._store._tag(partition)}:rm{INDEX_SCHEMA}{self._suffix}"
 
     def _call(self, fn: Any, *args: Any) -> Any:
         return self._store._call(fn, *args)  # the store's error mapping (StoreUnavailable, redacted)
@@ -174,6 +192,49 @@ class RedisIndex(ReadIndex):
 
     def begin(self, partition: int) -> IndexTxn:
         return _RedisTxn(self, partition)
+
+    # --- a rebuild beside the live index -------------------------------------------------------
+
+    def shadow(self) -> RedisIndex:
+        shadow = RedisIndex(self._store, suffix=f"x{os.getpid()}")
+        shadow.discard()  # what a rebuild that died left
+        return shadow
+
+    def _keys_of(self, partition: int) -> list[str]:
+        pattern = f"{self._ns(partition)}:*"
+        return [k.decode() for k in self._call(lambda: list(self.client.scan_iter(match=pattern, count=1000)))]
+
+    def adopt(self, shadow: ReadIndex, finish: Callable[[], object]) -> bool:
+        """Per partition, one script renames the shadow's keys over the live ones and deletes
+        the live keys it has no counterpart for — if no commit got in since the live cursor
+        was read; else `finish` again and retry that partition. (A page across partitions may
+        meet one swapped and one not yet: each is whole.)"""
+        assert isinstance(shadow, RedisIndex)
+        script = self.client.register_script(_ADOPT)
+        for p in range(self.partitions):
+            for _ in range(100):
+                live_cursor = self._call(self.client.get, f"{self._ns(p)}:cur")
+                finish()
+                theirs = shadow._keys_of(p)
+                live_ns, shadow_ns = self._ns(p), shadow._ns(p)
+                targets = [live_ns + k[len(shadow_ns):] for k in theirs]
+                drop = sorted(set(self._keys_of(p)) - set(targets))
+                keys = [f"{live_ns}:cur", *theirs, *targets, *drop]
+                args = [live_cursor or b"", len(theirs)]
+                if self._call(lambda k=keys, a=args: script(keys=k, args=a)):
+                    break
+            else:
+                raise RuntimeError(f"read index {self.where}: partition {p} kept moving during the rebuild")
+        with self._lock:
+            self._known.clear()
+            self._rows.clear()
+        return True
+
+    def discard(self) -> None:
+        for p in range(self.partitions):
+            keys = self._keys_of(p)
+            for i in range(0, len(keys), 500):
+                self._call(self.client.delete, *keys[i:i + 500])
 
     def reset(self, schema: int) -> None:
         with self._lock:

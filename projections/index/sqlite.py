@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +191,46 @@ class SqliteIndex(ReadIndex):
 
     def _drop_cached(self) -> None:
         shutil.rmtree(self.path.with_name(f"{self.path.name}.cache"), ignore_errors=True)
+
+    # --- a rebuild beside the live index -------------------------------------------------------
+
+    def shadow(self) -> SqliteIndex:
+        path = self.path.with_name(f"{self.path.name}.rebuild")
+        for suffix in ("", "-wal", "-shm"):  # what a rebuild that died left
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return SqliteIndex(path)
+
+    def adopt(self, shadow: ReadIndex, finish: Callable[[], object]) -> bool:
+        """Copy the shadow's tables over this index's in one transaction. Under `BEGIN
+        IMMEDIATE` no other process commits here, so `finish` brings the shadow to the log's
+        end and nothing is folded into this index meanwhile; readers (WAL) see the old
+        content until the commit, the new one after. (Copied row by row through the shadow's
+        own connection: an ATTACHed shadow would be write-locked by this transaction too.)"""
+        assert isinstance(shadow, SqliteIndex)
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                finish()
+                with shadow._lock:
+                    for table in ("rows", "ord", "counts", "cursor", "meta"):
+                        conn.execute(f"DELETE FROM {table}")
+                        rows = shadow._conn.execute(f"SELECT * FROM {table}")
+                        marks = ",".join("?" * len(rows.description))
+                        while batch := rows.fetchmany(5000):
+                            conn.executemany(f"INSERT INTO {table} VALUES ({marks})", batch)
+                self._drop_cached()
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return True
+
+    def discard(self) -> None:
+        self.close()
+        self._drop_cached()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
