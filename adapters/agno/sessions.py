@@ -24,6 +24,7 @@ from eventlog.json_check import check_storable, to_plain
 from eventlog.names import session_stream
 from projections import Conversation, ConversationState, SessionRow, SessionsState, fork_session
 from projections.conversation import RunEntry
+from projections.index import runs as runs_index
 from projections.index.indexer import session_orderings
 from projections.index.views import IndexedStates
 from projections.timetravel import Point
@@ -323,6 +324,12 @@ class SessionMethods(EventLogCore):
         expected = getattr(status, "value", status)
         rows: list[dict[str, Any]] = []
         with self._reading() as states:
+            if (session_id is None and user_id is None and sort_by is None and isinstance(states, IndexedStates)
+                    and states.count(runs_index.ODD) == 0):
+                found = self._indexed_runs(states, agent_id, team_id, workflow_id, expected, limit, page)
+                if not deserialize:
+                    return found
+                return [deserialize_run(get_run_type(r), r) for r in found[0]]
             if session_id is not None:  # one session: its row, not every row
                 one = states["sessions"].sessions.get(session_id)
                 candidates = [(session_id, one)] if one is not None else []
@@ -351,6 +358,36 @@ class SessionMethods(EventLogCore):
         if not deserialize:
             return rows, total
         return [deserialize_run(get_run_type(r), r) for r in rows]
+
+    @staticmethod
+    def _indexed_runs(states: IndexedStates, agent_id: str | None, team_id: str | None, workflow_id: str | None,
+                      status: Any, limit: int | None, page: int | None) -> tuple[list[dict[str, Any]], int]:
+        """`get_runs` across sessions from the index's run orderings (projections.index.runs):
+        the narrowest scope the filters name, read from the page's offset when it answers
+        them all; else its index rows walked and filtered (never the runs themselves). Only
+        the page's runs are read, from their sessions' conversations."""
+        wanted = [("a", 3, agent_id), ("t", 4, team_id), ("w", 5, workflow_id)]
+        named = [(letter, field, value) for letter, field, value in wanted if value is not None]
+        scopes = [runs_index.scope(letter, value) for letter, _, value in named]
+        ordering = min(scopes, key=states.count) if scopes else runs_index.ALL
+        start = (page - 1) * limit if limit is not None and page is not None else 0
+        if len(named) <= 1 and status is None:
+            total = states.count(ordering)
+            picked = states.run_page(ordering, offset=start, limit=limit)
+        else:
+            matches = [(row[0], rid) for rid, row in states.run_rows(ordering)
+                       if all(row[field] == value for _, field, value in named)
+                       and (status is None or row[6] == status)]
+            total = len(matches)
+            picked = matches[start:] if limit is None else matches[start:start + limit]
+        out: list[dict[str, Any]] = []
+        conversations = states["conversation"].sessions
+        for sid, rid in picked:
+            conv = conversations.get(sid)
+            entry = conv.get(rid) if conv is not None else None
+            if entry is not None:
+                out.append(entry.run)  # (a new dict on every read: the caller's own)
+        return out, total
 
     def delete_run(self, run_id: str) -> bool:
         with self._write_lock:

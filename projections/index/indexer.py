@@ -14,7 +14,8 @@ What is indexed (kind: key -> row; orderings by score, ties by key):
     session:  session id -> (seq, SessionRow)   s|<type>|<scope>|<seq|upd|cre>
               scope: `all`, `u=<user>`, `a=`/`t=`/`w=<agent/team/workflow id>`;
               and s|*|c=<any owner id>|...
-    run:      run id -> session id               (where to look for a run)
+    run:      run id -> (session, key, ...)      (where to look for a run; see projections.index.runs)
+    gr:       run ordering key -> run id          g|all, g|a=/t=/w=<component>, g|s=<session>, g|odd
     memory:   memory id -> (seq, MemoryRow)      m|all|<seq|upd>, m|u=<user>|<seq|upd>
     muser:    user -> (count, last update)        mu|last
     topic:    topic -> how many memories have it
@@ -39,6 +40,7 @@ from eventlog import (
     RecordUpserted,
     RunDeleted,
     RunRecorded,
+    SessionDeleted,
     UserForgotten,
     UserMemoriesCleared,
     UserMemoryAdded,
@@ -50,6 +52,7 @@ from eventlog import (
 from eventlog.aio_bridge import lock_for
 from eventlog.store import Cursor
 from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex
+from projections.index.runs import fold_runs
 from projections.index.tables import (
     record_members,
     scope_ordering,
@@ -114,6 +117,11 @@ def decode_tstat(data: bytes) -> tuple[int, dict[str, Any], float | None]:
 
 def stat_members(found: tuple[int, dict[str, Any], float | None]) -> list[Member]:
     return [("ts|last", found[2])] if found[2] is not None else [("ts|odd", float(found[0]))]
+
+
+def _session_seq(txn: IndexTxn, sid: str) -> int | None:
+    data = txn.get("session", sid)
+    return None if data is None else int(_session_dec.decode(data)[0])
 
 
 def tie_score(seconds: int, seq: int) -> float:
@@ -319,14 +327,15 @@ class Indexer:
 
     def _fold(self, txn: IndexTxn, events: list[Event]) -> None:
         sessions: list[Event] = []
+        runs: list[Event] = []
         memories: list[Event] = []
         workflows: list[Event] = []
         for event in events:
             t = type(event.payload)
             if t in _SESSION_TYPES or isinstance(event.payload, RunRecorded):
                 sessions.append(event)
-                if isinstance(event.payload, (RunRecorded, RunDeleted)):
-                    self._locate_run(txn, event)
+                if isinstance(event.payload, (RunRecorded, RunDeleted, SessionDeleted)):
+                    runs.append(event)
             elif t in _MEMORY_TYPES:
                 memories.append(event)
             elif t in _WORKFLOW_TYPES:
@@ -335,18 +344,12 @@ class Indexer:
                 self._record(txn, event)
         if sessions:
             self._fold_sessions(txn, sessions)
+        if runs:  # (after the sessions: a run is placed by its session's insertion number)
+            fold_runs(txn, runs, _session_seq)
         if memories:
             self._fold_memories(txn, memories)
         if workflows:
             self._fold_workflows(txn, workflows)
-
-    @staticmethod
-    def _locate_run(txn: IndexTxn, event: Event) -> None:
-        p: Any = event.payload
-        if isinstance(p, RunDeleted):
-            txn.delete("run", p.run_id, ())
-        else:  # (written again when a run is recorded again: cheaper than asking first)
-            txn.put("run", p.run_id, p.session_id.encode(), (), ())
 
     def _fold_sessions(self, txn: IndexTxn, events: list[Event]) -> None:
         ids: set[str] = {e.payload.session_id for e in events}  # type: ignore[union-attr,misc]

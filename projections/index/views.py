@@ -32,6 +32,7 @@ from projections.index.indexer import (
     decode_workflow,
     session_orderings,
 )
+from projections.index.runs import decode_run
 from projections.memories import MemoryRow
 from projections.sessions import SessionRow
 from projections.workflows import WorkflowRow
@@ -140,13 +141,19 @@ class ConversationCache:
             conv, version = None, 0
             events = self.store.read_for_fold(stream, 1)
         if events:
+            whole = conv is None or chain is not None  # (folded from nothing, or from a snapshot)
             state = ConversationState({session_id: conv} if conv is not None else {})
             self._projection.fold(events, state)
             conv = state.sessions.get(session_id)
             version = events[-1].version
-            size = _size(conv)
+            # The LRU's measure of the session. After a tail, the tail's size is added (an
+            # upper bound: a run recorded again or deleted is not taken off): measuring the
+            # whole conversation again would make every turn cost the session's length.
+            size = _size(conv) if whole or conv is None else size + _tail_size(events)
             if len(events) >= SNAPSHOT_AFTER and conv is not None:
                 self._save_snapshot(session_id, version, events[-1].hash, conv)
+        elif chain is not None:  # the snapshot as it is: measure it
+            size = _size(conv)
         with self._lock:
             self._bytes -= cached[2] if cached is not None else 0
             if session_id in self._lru:  # another thread folded it meanwhile: keep the newer
@@ -191,6 +198,17 @@ class ConversationCache:
     @property
     def cached_bytes(self) -> int:
         return self._bytes
+
+
+def _tail_size(events: list[Any]) -> int:
+    size = 0
+    for event in events:
+        run = getattr(event.payload, "run", None)
+        if run is not None:
+            size += (len(run) if isinstance(run, (bytes, msgspec.Raw)) else 1024) + 160
+        else:
+            size += 200
+    return size
 
 
 def _size(conv: Conversation | None) -> int:
@@ -328,7 +346,20 @@ class IndexedStates(Mapping[str, Any]):
 
     def run_session(self, run_id: str) -> str | None:
         data = self.index.get("run", run_id)
-        return data.decode() if data is not None else None
+        return decode_run(data)[0] if data is not None else None
+
+    def run_page(self, ordering: str, *, offset: int, limit: int | None) -> list[tuple[str, str]]:
+        """(session id, run id) of a page of runs in `get_runs`'s order (see
+        projections.index.runs)."""
+        keys = [r.key for r in self.index.page(ordering, desc=False, offset=offset, limit=limit)]
+        return [(key.split("|", 2)[1], key.split("|", 3)[3]) for key in keys]
+
+    def run_rows(self, ordering: str) -> list[tuple[str, tuple[Any, ...]]]:
+        """Every run of `ordering`, in order, as (run id, its index row): what a filter the
+        ordering does not answer (a status) walks — index rows, not the runs."""
+        keys = [r.key for r in self.index.page(ordering, desc=False, offset=0, limit=None)]
+        ids = [key.split("|", 3)[3] for key in keys]
+        return [(rid, decode_run(d)) for rid, d in zip(ids, self.index.get_many("run", ids)) if d is not None]
 
     def memory_page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[MemoryRow]:
         keys = [r.key for r in self.index.page(ordering, desc=desc, offset=offset, limit=limit)]
