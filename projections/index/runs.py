@@ -21,6 +21,11 @@ only the runs of the page are read from their sessions. Runs whose `run_index` o
 `created_at` is not a whole number in range, or whose agent/team/workflow id is not a string,
 go to `g|odd`; while any such run exists, readers take the in-process path (exact, but it
 reads every session).
+
+A run id names one run (Agno's are UUIDs): recorded in another session, the run moves there
+(the in-process answer would list it in both). On a Redis Cluster the sessions' order is each
+partition's insertion order, merged by insertion number (no order spans partitions), so runs
+that tie across partitions may come in another order than one process's in-process fold.
 """
 
 from __future__ import annotations
