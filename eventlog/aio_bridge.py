@@ -169,3 +169,44 @@ def lock_for(store: object, reentrant: bool = False) -> Any:
     if getattr(store, "bridged", False):
         return BridgeLock(reentrant)
     return threading.RLock() if reentrant else threading.Lock()
+
+
+class _KeyLock:
+    """One key's lock in a `KeyedLocks` (a class of our own so the registry can hold it weakly)."""
+
+    __slots__ = ("__weakref__", "lock")
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> bool:
+        return bool(self.lock.acquire())
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+class KeyedLocks:
+    """A reentrant lock per key (a session id, say), made by `lock_for(store)` on first use and
+    dropped once nobody holds or waits for it: writers of different keys never queue behind
+    one another, and the registry holds only the locks in use (not one per key ever seen).
+
+    Why: a db-wide write lock held across an awaited append makes every concurrent writer on
+    one event loop wait for the slowest's round trips (measured: AgentOS runs on the native
+    Redis path spent most of their p99 queued there), though all a write needs excluded is
+    another write of the same entity between its read-check and its append."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+        self._locks: weakref.WeakValueDictionary[str, _KeyLock] = weakref.WeakValueDictionary()
+        self._guard = threading.Lock()
+
+    def __call__(self, key: str) -> _KeyLock:
+        with self._guard:
+            held = self._locks.get(key)
+            if held is None:
+                held = self._locks[key] = _KeyLock(lock_for(self._store, reentrant=True))
+            return held
+
+    def __len__(self) -> int:
+        return len(self._locks)

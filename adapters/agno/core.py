@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from eventlog import Actor, EventStore, InvalidEvent, InvalidURL, Payload, ReadOnlyStore, new_event, open_store
-from eventlog.aio_bridge import lock_for
+from eventlog.aio_bridge import KeyedLocks, lock_for
 from eventlog.events import Event
 from eventlog.memory import MemoryStore
 from projections import ProjectionRunner, all_projections
@@ -41,8 +41,12 @@ class EventLogCore:
         self.cache_mb = cache_mb or DEFAULT_CACHE_MB
         self._owns_store = store is None
         self.store = store if store is not None else open_store(url)
-        # Held across appends (I/O): a BridgeLock on a store serving asyncio natively.
+        # Held across appends (I/O): a BridgeLock on a store serving asyncio natively. Writes
+        # of one session take `_session_lock(session_id)` only; the db-wide `_write_lock` is
+        # for the rest (memories, other tables, multi-session work). Order: `_write_lock`
+        # before a session's lock, never after (a session writer never takes `_write_lock`).
         self._write_lock = lock_for(self.store, reentrant=True)
+        self._session_lock = KeyedLocks(self.store)
         self.read_only = at is not None
         self.point = parse_point(at) if isinstance(at, str) else at
         self._closed = False

@@ -337,7 +337,7 @@ class ExtraMethods(RecordMethods):
         of it is pending, running or paused: one `session.fields_changed` event written as the
         previous owner. The runs keep the user they were recorded with (history is not
         rewritten). Unlike SqliteDb the session's `updated_at` moves (it is the last event's)."""
-        with self._write_lock:
+        with self._write_lock, self._session_lock(session_id):
             row = self.get_session(session_id, deserialize=False)  # type: ignore[attr-defined]
             if row is None or row.get("user_id") != previous_user_id:
                 return False
@@ -356,7 +356,7 @@ class ExtraMethods(RecordMethods):
         Checked and written under the write lock, so a concurrent status change wins."""
         if expected_status not in {"PENDING", "RUNNING"}:
             raise ValueError("Only Pending or Running runs can be cancelled by recovery")
-        with self._write_lock:
+        with self._write_lock, self._session_lock(session_id):
             runs = self.get_runs(session_id=session_id, deserialize=False)[0]  # type: ignore[attr-defined]
             run = next((r for r in runs if r.get("run_id") == run_id), None)
             if run is None:

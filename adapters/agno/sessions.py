@@ -177,7 +177,7 @@ class SessionMethods(EventLogCore):
         user_id: str | None = None,
         deserialize: bool | None = True,
     ) -> Any:
-        with self._write_lock:
+        with self._session_lock(session_id):
             with self._reading() as states:
                 row = states["sessions"].sessions.get(session_id)
                 if row is None or (session_type is not None and row.session_type != _type_value(session_type)):
@@ -202,7 +202,7 @@ class SessionMethods(EventLogCore):
         elif isinstance(session, WorkflowSession):
             new["session_type"] = SessionType.WORKFLOW.value
         sid = new["session_id"]
-        with self._write_lock:
+        with self._session_lock(sid):
             with self._reading() as states:
                 old: SessionRow | None = states["sessions"].sessions.get(sid)
             if old is not None and old.user_id is not None and old.user_id != new.get("user_id"):
@@ -237,7 +237,7 @@ class SessionMethods(EventLogCore):
         return results
 
     def delete_session(self, session_id: str, user_id: str | None = None) -> bool:
-        with self._write_lock:
+        with self._session_lock(session_id):
             with self._reading() as states:
                 row = states["sessions"].sessions.get(session_id)
                 if row is None or (user_id is not None and row.user_id != user_id):
@@ -260,7 +260,7 @@ class SessionMethods(EventLogCore):
         run_id = run_dict.get("run_id")
         if run_id is None:
             raise ValueError("Run must have a run_id")
-        with self._write_lock:
+        with self._session_lock(session_id):
             with self._reading() as states:
                 row = states["sessions"].sessions.get(session_id)
                 if row is None:
@@ -390,15 +390,20 @@ class SessionMethods(EventLogCore):
         return out, total
 
     def delete_run(self, run_id: str) -> bool:
-        with self._write_lock:
+        with self._write_lock:  # (which session is only known from a read: look, lock it, look again)
             with self._reading() as states:
                 found = self._find_run(states, run_id)
             if found is None:
                 return False
-            row = found[0]
-            self._emit(session_stream(row.session_id), [RunDeleted(session_id=row.session_id, run_id=run_id)],
-                       actor_of(found[1], session_id=row.session_id, run_id=run_id, user_id=row.user_id))
-            return True
+            with self._session_lock(found[0].session_id):
+                with self._reading() as states:
+                    again = self._find_run(states, run_id)
+                if again is None or again[0].session_id != found[0].session_id:
+                    return False if again is None else self.delete_run(run_id)
+                row = again[0]
+                self._emit(session_stream(row.session_id), [RunDeleted(session_id=row.session_id, run_id=run_id)],
+                           actor_of(again[1], session_id=row.session_id, run_id=run_id, user_id=row.user_id))
+                return True
 
     def delete_runs(self, run_ids: list[str]) -> None:
         for run_id in run_ids:

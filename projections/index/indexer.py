@@ -28,6 +28,7 @@ What is indexed (kind: key -> row; orderings by score, ties by key):
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -182,6 +183,8 @@ class Indexer:
         self.index = index
         self.commit_every = commit_every
         self._lock = lock_for(store)  # held across the log's and the index's I/O
+        self._queue_lock = threading.Lock()  # never held across I/O
+        self._queued: dict[int, dict[int, Event]] = {}  # partition -> position -> appended, not yet folded
         self._seen: dict[int, int] = {}
         self._sessions = SessionsProjection()
         self._memories = UserMemoriesProjection()
@@ -198,6 +201,7 @@ class Indexer:
                         self.index.where, held, INDEX_SCHEMA)
             self.index.reset(INDEX_SCHEMA)
             self._seen = {}
+            self._queued.clear()
 
     def reindex(self, progress: Any = None) -> int:
         """Fold the whole log again into a new index beside this one, then make it this one's
@@ -209,6 +213,7 @@ class Indexer:
             with self._lock:
                 self.index.reset(INDEX_SCHEMA)
                 self._seen = {}
+                self._queued.clear()
             return self.catch_up(progress=progress)
         try:
             builder = Indexer(self.store, shadow, commit_every=self.commit_every)
@@ -231,15 +236,24 @@ class Indexer:
         return tuple(sorted(self._seen.items()))
 
     def behind(self) -> bool:
+        return self._behind(self._log_end())
+
+    def _log_end(self) -> dict[int, int]:
         target = self.store.last_position()
         self.index.note_log_end(target.offsets)
-        return any(pos > self._seen.get(p, 0) for p, pos in target.offsets.items())
+        return dict(target.offsets)
+
+    def _behind(self, target: dict[int, int]) -> bool:
+        return any(pos > self._seen.get(p, 0) for p, pos in target.items())
 
     def catch_up(self, progress: Any = None) -> int:
         """Fold whatever the log holds past the index's cursor; returns how many events."""
-        if not self.behind():
+        target = self._log_end()
+        if not self._behind(target):
             return 0
         with self._lock:
+            if not self._behind(target):  # folded while this caller waited for the lock
+                return 0
             total = 0
             for _ in range(100):  # another process's reset (a reindex) restarts the read
                 self._seen = self.index.cursors()
@@ -250,20 +264,49 @@ class Indexer:
 
     def fold_appended(self, events: list[Event]) -> None:
         """After this process's own append: fold the events it just wrote straight in when
-        they follow the index's cursor (the usual case: nobody appended in between), else
-        catch up from the log. Saves re-reading what was just written, once per write."""
+        they follow the index's cursor (the usual case), else catch up from the log. Saves
+        re-reading what was just written, once per write.
+
+        Appends made at once in this process (threads, or coroutines on the native async
+        path) are folded as a group: each queues its events before it waits for the lock, and
+        whoever holds the lock folds every queued event that continues the cursor, in one
+        index transaction. A writer whose events a predecessor folded returns as soon as it
+        has the lock, without I/O. Without this, each write held the lock across its own
+        commit's round trip and concurrent writers queued one commit each (on an event loop
+        busy with other requests, the lock was saturated: most of AgentOS's p99 was that
+        queue). The index's cursor is per partition and folds are in log order either way."""
         if not events:
             return
         p = events[0].partition
+        last = events[-1].position
+        grouped = all(e.partition == p for e in events) and last - events[0].position == len(events) - 1
+        if grouped:
+            with self._queue_lock:
+                self._queued.setdefault(p, {}).update((e.position, e) for e in events)
         with self._lock:
-            if (all(e.partition == p for e in events) and self._seen.get(p, 0) == events[0].position - 1
-                    and events[-1].position - events[0].position == len(events) - 1):
+            if grouped:
+                if self._seen.get(p, 0) >= last:  # a predecessor folded them with its own
+                    return
+                batch = self._take_queued(p)
                 try:
-                    if self._commit(p, events):
+                    if batch and self._commit(p, batch) and self._seen.get(p, 0) >= last:
                         return
                 except Exception:
                     log.debug("folding an append directly failed; catching up from the log", exc_info=True)
         self.catch_up()
+
+    def _take_queued(self, p: int) -> list[Event]:
+        """The queued events of partition `p` that continue its cursor without a gap, taken
+        off the queue (with any the cursor has passed: someone folded them from the log)."""
+        seen = self._seen.get(p, 0)
+        with self._queue_lock:
+            queued = self._queued.get(p, {})
+            for position in [q for q in queued if q <= seen]:
+                del queued[position]
+            batch: list[Event] = []
+            while (event := queued.pop(seen + len(batch) + 1, None)) is not None:
+                batch.append(event)
+        return batch
 
     def _fold_tail(self, progress: Any) -> int | None:
         """Read the log past the index's cursor and fold it in, `commit_every` events of a

@@ -163,14 +163,16 @@ class SqliteIndex(ReadIndex):
         return self.path.with_name(f"{self.path.name}.cache") / kind / name
 
     def get_cached(self, kind: str, key: str, partition: int | None = None) -> bytes | None:
+        # The key is stored with the data: a file is only the key's (hash collisions, a
+        # file put there by something else). The rest is read in one allocation (a snapshot
+        # is megabytes: a partition of the whole file would copy it once more).
         try:
-            data = self._cached_path(kind, key).read_bytes()
+            with open(self._cached_path(kind, key), "rb") as file:
+                if file.readline() != key.encode() + b"\n":
+                    return None
+                return file.read()
         except OSError:
             return None
-        # The key is stored with the data: a file is only the key's (hash collisions, a
-        # file put there by something else).
-        head, sep, rest = data.partition(b"\n")
-        return rest if sep and head == key.encode() else None
 
     def put_cached(self, kind: str, key: str, data: bytes, partition: int | None = None) -> bool:
         path = self._cached_path(kind, key)
