@@ -85,9 +85,13 @@ class EventLogCore:
             self.runner.catch_up()
 
     @contextmanager
-    def _reading(self) -> Iterator[Any]:
-        """The read models, caught up with the log and held still while the caller reads."""
-        self._catch_up()
+    def _reading(self, *, caught_up: bool = False) -> Iterator[Any]:
+        """The read models, caught up with the log and held still while the caller reads.
+        `caught_up`: the caller has just caught up or folded its own append in this same
+        call (the row it reads back after a write), so the look at the log's end — a round
+        trip on Redis — is skipped."""
+        if not caught_up:
+            self._catch_up()
         if self.indexer is not None:
             yield self._states  # each index read is consistent on its own; rows are copies
             return

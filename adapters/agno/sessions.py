@@ -187,7 +187,7 @@ class SessionMethods(EventLogCore):
                 actor = actor_of({"agent_id": row.agent_id, "team_id": row.team_id,
                                   "workflow_id": row.workflow_id, "user_id": row.user_id}, session_id=session_id)
             self._emit(session_stream(session_id), [SessionRenamed(session_id=session_id, name=session_name)], actor)
-            with self._reading() as states:
+            with self._reading(caught_up=True) as states:
                 data = self._row_dict(states, states["sessions"].sessions[session_id])
         if not deserialize:
             return data
@@ -216,7 +216,7 @@ class SessionMethods(EventLogCore):
             if old is None:
                 for run in session.runs or []:  # a first insert may carry runs (imports, restores)
                     self.upsert_run(run, sid)
-            with self._reading() as states:
+            with self._reading(caught_up=True) as states:
                 row = states["sessions"].sessions[sid]
                 data = session_row(row, None)
         if not deserialize:
