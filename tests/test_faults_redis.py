@@ -52,6 +52,54 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           env=full, timeout=60)
 
 
+
+def test_while_one_thread_rechecks_the_log_others_wait_for_it_not_skip_it(tmp_path: Path) -> None:
+    """After a restart empty, the first caller re-checks the log's identity; a second thread
+    calling meanwhile must not take that check as done: it waits, and gets LogLost too, rather
+    than a plain read of the empty server answered as if it were the log (position 0)."""
+    import threading
+
+    server = _server(tmp_path, "redis")
+    try:
+        store = RedisStreamStore.from_url(server.url)
+        for i in range(5):
+            store.append("session/s1", [msg(str(i))])
+        server.restart()  # no AOF, no RDB: everything is gone
+        store._config_checked = False  # (what the first command to the restarted server sets)
+        in_check, release = threading.Event(), threading.Event()
+        plain_hgetall = store.client.hgetall
+
+        def slow_hgetall(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if threading.current_thread().name == "checker":
+                in_check.set()
+                release.wait(30)
+            return plain_hgetall(*args, **kwargs)
+
+        store.client.hgetall = slow_hgetall  # type: ignore[method-assign]
+        outcomes: dict[str, object] = {}
+
+        def call(name: str, fn) -> None:  # type: ignore[no-untyped-def]
+            try:
+                outcomes[name] = fn()
+            except Exception as exc:  # (the outcome is what is compared)
+                outcomes[name] = exc
+
+        checker = threading.Thread(target=call, name="checker", args=("checker", store.last_position))
+        checker.start()
+        assert in_check.wait(30)
+        other = threading.Thread(target=call, name="other", args=("other", store.last_position))
+        other.start()
+        other.join(0.5)
+        release.set()
+        checker.join(30)
+        other.join(30)
+        assert isinstance(outcomes["checker"], LogLost), outcomes
+        assert isinstance(outcomes["other"], LogLost), outcomes
+        store.close()
+    finally:
+        server.kill()
+
+
 # --- case 1: a Redis without persistence restarted empty -------------------------------------
 
 def test_redis_restarted_empty_is_a_lost_log_not_a_fresh_one(tmp_path: Path) -> None:

@@ -100,6 +100,8 @@ class LogIdentity:
         goes into the config first and into each partition after; `sealed` says all
         partitions have it, so a partition without one afterwards has lost its keys."""
         with self._identity_lock:  # (threads of one store check one at a time)
+            if self._config_checked and not create:  # (checked by the caller it waited for)
+                return
             self._check_config_locked(create)
 
     def _check_config_locked(self, create: bool) -> None:

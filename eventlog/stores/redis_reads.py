@@ -42,6 +42,7 @@ class RedisReads(EventStore):
     _page_script: Any
     _log_id: str | None
     _seen: dict[int, int]
+    _config_checked: bool
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         raise NotImplementedError
@@ -143,10 +144,15 @@ class RedisReads(EventStore):
             return iter(())
         self._ensure_identity()
         if self._log_id is None:  # no log here yet, unless the stream's index outlived it (evicted)
-            if self._call(self.client.exists, keys[1]):
+            if not self._call(self.client.exists, keys[1]):
+                return iter(())
+            # Or another caller created the log since this one looked (its first append):
+            # look again before calling it lost.
+            self._config_checked = False
+            self._ensure_identity()
+            if self._log_id is None:
                 raise self._lost(f"stream {stream!r} has an index but the log's config and keys are gone "
                                  "(evicted or deleted)")
-            return iter(())
         reply = self._call(lambda: self._read_script(keys=keys, args=[from_version - 1, stop, stream, self._log_id,
                                                                       self._seen.get(p, 0), _IN_SCRIPT]))
         if reply[0] in (b"LOST", b"EVICTED"):

@@ -26,6 +26,7 @@ mapping in `redis_connect`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import importlib.util
 import logging
@@ -74,6 +75,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("eventlog.redis")
+# The stores whose log identity this context (thread, or bridged coroutine) is checking: their
+# commands go through `_call` without a check of their own (see `_call`).
+_CHECKING: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("eventlog_redis_checking",
+                                                                           default=frozenset())
 
 T = TypeVar("T")
 
@@ -148,7 +153,6 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         self.bridged = False
         self._new_lock: Callable[[], Any] = threading.Lock
         self._config_checked = False
-        self._checking = False
         # The log this store writes to and what it has seen of it (see redis_identity).
         self._log_id: str | None = None
         self._seen: dict[int, int] = {}
@@ -241,12 +245,16 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         (the positional form spares the append path a closure per call)."""
         if self._closed:
             raise EventLogError(f"store {self.url} is closed")
-        if not self._config_checked and not self._checking:
-            self._checking = True
+        if not self._config_checked and id(self) not in _CHECKING.get():
+            # Only the check's own commands skip it (a context of its own per thread and per
+            # bridged coroutine): any other caller meanwhile waits for the check on the
+            # identity lock and then finds it done (or raising), never sending a command to a
+            # server whose log has not been recognised.
+            token = _CHECKING.set(_CHECKING.get() | {id(self)})
             try:
                 self._check_config()
             finally:
-                self._checking = False
+                _CHECKING.reset(token)
         try:
             return fn(*args)
         except StoreUnavailable:
@@ -457,11 +465,11 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
     @contextlib.contextmanager
     def _identity_unchecked(self) -> Iterator[None]:
         """Commands that only look (doctor's), sent even while the log is lost."""
-        checking, self._checking = self._checking, True
+        token = _CHECKING.set(_CHECKING.get() | {id(self)})
         try:
             yield
         finally:
-            self._checking = checking
+            _CHECKING.reset(token)
 
     def verify(self, *, resume: bool = False, expect_root: str | None = None,
                progress: Callable[[int], None] | None = None) -> VerifyReport:
