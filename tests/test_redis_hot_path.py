@@ -368,6 +368,28 @@ def test_a_lost_reply_still_waits_for_replicas(redis_url: str) -> None:
     store.close()
 
 
+@pytest.mark.parametrize("lose", [False, True])
+def test_through_redis_py_a_stored_or_retried_append_waits_for_replicas(redis_url: str, lose: bool) -> None:
+    """Off the direct path (a small pool, a Sentinel or blocking pool, a Cluster), redis-py
+    sends the append: with wait_replicas=1 and no replica the append is stored but must fail,
+    and its retry (the same event ids: DUP) must fail likewise rather than report success
+    for an unreplicated event."""
+    client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(redis_url, max_connections=2))
+    store = RedisStreamStore(client, url=redis_url, wait_replicas=1, timeout=0.5)
+    assert not store._direct
+    event = msg("a")
+    with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+        store.append("session/s1", [event])
+    if lose:  # (a fresh store: nothing cached, the retry is a DUP from the server's side only)
+        store.close()
+        client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(redis_url, max_connections=2))
+        store = RedisStreamStore(client, url=redis_url, wait_replicas=1, timeout=0.5)
+    with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+        store.append("session/s1", [event])
+    assert redis.Redis.from_url(redis_url).xlen("el:{el:0}:log") == 1  # stored once
+    store.close()
+
+
 def test_a_small_pool_is_not_held_from_its_readers(redis_url: str) -> None:
     """Held connections count against the pool's max_connections: a store over a small pool
     goes through redis-py, so reads keep getting connections."""

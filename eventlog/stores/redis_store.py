@@ -354,6 +354,11 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
                         stored[i] = self._stored_twin(p, int(seq), reply[2 + 2 * k])
                 pending = [i for i in pending if i not in stored]
                 if not pending:
+                    # Stored by an earlier attempt whose reply was lost: confirmed only once
+                    # replicas have it, as a first store would be (the direct and bridged
+                    # paths WAIT on DUP themselves).
+                    if self.wait_replicas and not direct and not waiting:
+                        self._wait_replicas(keys[0])
                     break
                 continue
             actual = StreamHead(int(reply[1]), reply[2].decode())
@@ -404,11 +409,21 @@ class RedisStreamStore(LogIdentity, HeldConnections, RedisReads):
         return self._decode(data, seq, partition)
 
     def _wait_replicas(self, key: str) -> None:
+        """WAIT for the replicas of `key`'s node to have what was written to it. WAIT counts the
+        calling connection's own writes, and redis-py may hand this call another connection of
+        its pool than the append's (another thread took that one, or the append was stored by
+        an earlier attempt): so a probe write and the WAIT go in one pipeline, on one
+        connection. Replication is one ordered stream: replicas that have the probe have
+        everything the node wrote before it."""
+        probe = key.rsplit(":", 1)[0] + ":wait-probe"  # (the partition's hash tag: its node)
+
         def wait() -> int:
-            if self.cluster:
-                node = self.client.get_node_from_key(key)
-                return int(self.client.execute_command("WAIT", self.wait_replicas, self.wait_ms, target_nodes=node))
-            return int(self.client.wait(self.wait_replicas, self.wait_ms))
+            client = self.client.get_redis_connection(self.client.get_node_from_key(key)) if self.cluster \
+                else self.client
+            pipe = client.pipeline(transaction=False)
+            pipe.incr(probe)
+            pipe.wait(self.wait_replicas, self.wait_ms)
+            return int(pipe.execute()[1])
 
         acked = self._call(wait)
         if acked < self.wait_replicas:
