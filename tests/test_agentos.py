@@ -103,6 +103,14 @@ async def read_scenario(c: httpx.AsyncClient) -> dict[str, Any]:
     out["learning_by_id"] = first["content"]
     users = ok(await c.get("/learnings/users"))
     out["learning_users"] = sorted(u["user_id"] for u in users["data"])
+    # metrics: refreshed from the sessions and runs, then read back (ids, times and tokens differ)
+    ok(await c.post("/metrics/refresh"))
+    days = ok(await c.get("/metrics"))["metrics"]
+    out["metrics"] = sorted((d["agent_runs_count"], d["agent_sessions_count"], d["team_runs_count"],
+                             d["team_sessions_count"], d["workflow_runs_count"], d["workflow_sessions_count"],
+                             d["users_count"], sorted((m["model_id"], m["model_provider"], m["count"])
+                                                      for m in d.get("model_metrics") or []))
+                            for d in days)
     return out
 
 
