@@ -26,6 +26,7 @@ brings it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import importlib
 import threading
@@ -210,3 +211,46 @@ class KeyedLocks:
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+class Broadcast:
+    """A generation number that callers wait to see move past a value they read: threads on a
+    condition variable, coroutines in a bridge on a per-loop `asyncio.Event` (a wait there
+    suspends only its own coroutine). `bump` wakes every waiter at once.
+
+    Why not a lock's queue: a caller that only needs "someone else's fold has finished" would
+    otherwise queue for the lock behind every other waiter and be handed it in turn, one event
+    loop iteration per hand-off, each running other requests' work in between."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._cond = threading.Condition(threading.Lock())
+        self._events: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = (
+            weakref.WeakKeyDictionary())
+
+    def bump(self) -> None:
+        with self._cond:
+            self.generation += 1
+            self._cond.notify_all()
+            events, self._events = self._events, weakref.WeakKeyDictionary()
+        here = bridge_loop()
+        for loop, event in list(events.items()):
+            if loop is here:
+                event.set()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
+
+    def wait_past(self, generation: int, timeout: float) -> None:
+        """Return once `generation` has moved past `generation` (or after `timeout` seconds)."""
+        loop = bridge_loop()
+        with self._cond:
+            if loop is None:
+                self._cond.wait_for(lambda: self.generation > generation, timeout)
+                return
+            if self.generation > generation:
+                return
+            event = self._events.get(loop)
+            if event is None:
+                event = self._events[loop] = asyncio.Event()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await_only(asyncio.wait_for(event.wait(), timeout))

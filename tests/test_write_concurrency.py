@@ -250,3 +250,72 @@ def test_the_bridge_runs_two_sessions_writes_interleaved(redis_url: str) -> None
 
     asyncio.run(asyncio.wait_for(main(), LIMIT))
     assert trace[:2] == ["a in", "b in"], trace
+
+
+# --- readers while this process folds -------------------------------------------------------
+
+
+def test_broadcast_wakes_every_waiter_threads_and_coroutines_alike() -> None:
+    from eventlog.aio_bridge import Broadcast
+
+    signal = Broadcast()
+    woke: list[str] = []
+
+    def thread_waiter(name: str) -> None:
+        signal.wait_past(0, LIMIT)
+        woke.append(name)
+
+    threads = [threading.Thread(target=thread_waiter, args=(f"t{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+
+    async def main() -> None:
+        def bridged(name: str) -> None:
+            signal.wait_past(0, LIMIT)
+            woke.append(name)
+
+        waiters = [asyncio.ensure_future(run_bridged(bridged, f"c{i}")) for i in range(3)]
+        await asyncio.sleep(0.1)
+        assert woke == []  # nobody passes before the bump
+        signal.bump()
+        await asyncio.gather(*waiters)
+
+    asyncio.run(asyncio.wait_for(main(), LIMIT))
+    for t in threads:
+        t.join(LIMIT)
+    assert sorted(woke) == ["c0", "c1", "c2", "t0", "t1", "t2"]
+    signal.wait_past(0, LIMIT)  # already past: returns at once
+
+
+@pytest.mark.redis
+def test_readers_during_concurrent_writes_see_every_completed_write(redis_url: str) -> None:
+    """Coroutines read while others write (readers wait for this process's fold in progress,
+    not in the lock's queue): a write that completed before a read began is in that read,
+    and another process's write is seen within one read."""
+    db = AsyncEventLogDb(redis_url)
+    other = EventLogDb(redis_url)  # another "process": its own store and indexer
+
+    async def main() -> None:
+        await db.upsert_session(_session("w"))
+        done: list[str] = []
+
+        async def writer(w: int) -> None:
+            for i in range(6):
+                run = _run("w", w * 10 + i)
+                await db.upsert_run(run, "w")
+                done.append(run.run_id)
+
+        async def reader() -> None:
+            for _ in range(12):
+                before = list(done)
+                got = await db.get_session("w", SessionType.AGENT)
+                assert got is not None
+                assert set(before) <= {r.run_id for r in got.runs or []}
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(writer(w) for w in range(4)), *(reader() for _ in range(4)))
+        other.upsert_run(_run("w", 999), "w")  # appended elsewhere: seen by the next read here
+        got = await db.get_session("w", SessionType.AGENT)
+        assert got is not None and "w-r999" in {r.run_id for r in got.runs or []}
+
+    asyncio.run(asyncio.wait_for(main(), LIMIT))

@@ -27,9 +27,10 @@ What is indexed (kind: key -> row; orderings by score, ties by key):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -50,7 +51,7 @@ from eventlog import (
     WorkflowStateSaved,
     WorkflowStepCompleted,
 )
-from eventlog.aio_bridge import lock_for
+from eventlog.aio_bridge import Broadcast, lock_for
 from eventlog.store import Cursor
 from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex
 from projections.index.runs import fold_runs
@@ -184,6 +185,8 @@ class Indexer:
         self.commit_every = commit_every
         self._lock = lock_for(store)  # held across the log's and the index's I/O
         self._queue_lock = threading.Lock()  # never held across I/O
+        self._folding = 0  # callers inside `_lock` (only its holder changes it)
+        self._folded = Broadcast()  # bumped whenever a holder of `_lock` lets go
         self._queued: dict[int, dict[int, Event]] = {}  # partition -> position -> appended, not yet folded
         self._seen: dict[int, int] = {}
         self._sessions = SessionsProjection()
@@ -210,7 +213,7 @@ class Indexer:
         build beside itself is emptied and refolded in place.)"""
         shadow = self.index.shadow()
         if shadow is None:
-            with self._lock:
+            with self._folding_lock():
                 self.index.reset(INDEX_SCHEMA)
                 self._seen = {}
                 self._queued.clear()
@@ -223,7 +226,7 @@ class Indexer:
             def finish() -> None:  # the events appended while the rebuild ran
                 tail[0] += builder.catch_up(progress=progress)
 
-            with self._lock:
+            with self._folding_lock():
                 self.index.adopt(shadow, finish)
                 self._seen = self.index.cursors()
             return folded + tail[0]
@@ -247,11 +250,23 @@ class Indexer:
         return any(pos > self._seen.get(p, 0) for p, pos in target.items())
 
     def catch_up(self, progress: Any = None) -> int:
-        """Fold whatever the log holds past the index's cursor; returns how many events."""
+        """Fold whatever the log holds past the index's cursor; returns how many events.
+
+        While another caller of this process is folding (the usual reason a reader finds the
+        log ahead: writes of this process under way), the reader first waits for that fold to
+        finish — all such readers are woken at once — and returns if it brought the index up
+        to the log end the reader saw; only then does it queue for the lock itself."""
         target = self._log_end()
         if not self._behind(target):
             return 0
-        with self._lock:
+        for _ in range(4):  # (bounded: then it folds itself, whoever else is folding)
+            generation = self._folded.generation
+            if not self._folding:
+                break
+            self._folded.wait_past(generation, 1.0)
+            if not self._behind(target):
+                return 0
+        with self._folding_lock():
             if not self._behind(target):  # folded while this caller waited for the lock
                 return 0
             total = 0
@@ -283,7 +298,7 @@ class Indexer:
         if grouped:
             with self._queue_lock:
                 self._queued.setdefault(p, {}).update((e.position, e) for e in events)
-        with self._lock:
+        with self._folding_lock():
             if grouped:
                 if self._seen.get(p, 0) >= last:  # a predecessor folded them with its own
                     return
@@ -294,6 +309,18 @@ class Indexer:
                 except Exception:
                     log.debug("folding an append directly failed; catching up from the log", exc_info=True)
         self.catch_up()
+
+    @contextlib.contextmanager
+    def _folding_lock(self) -> Iterator[None]:
+        """`_lock`, counted in `_folding` while held, and a bump of `_folded` on letting go
+        (what readers waiting on another's fold wait for)."""
+        with self._lock:
+            self._folding += 1
+            try:
+                yield
+            finally:
+                self._folding -= 1
+        self._folded.bump()
 
     def _take_queued(self, p: int) -> list[Event]:
         """The queued events of partition `p` that continue its cursor without a gap, taken
