@@ -42,6 +42,8 @@ class TableSpec(NamedTuple):
     scoped_sorts: tuple[str, ...] = ()  # scopes that also get every sort within them
     nulls: tuple[str, ...] = ()  # scopes where a missing value is a scope of its own (`!none`)
     derived: dict[str, Callable[[dict[str, Any]], Any]] = {}
+    flat_sorts: tuple[str, ...] = ()  # names in EXACT_SORTS kept over the whole table only
+    unkept: Callable[[dict[str, Any]], bool] | None = None  # rows the table's statistics cannot keep
 
 
 def _json_key(*cols: str) -> Callable[[dict[str, Any]], Any]:
@@ -64,6 +66,21 @@ def _start_us(row: dict[str, Any]) -> float | None:
     return float(round(when.timestamp() * 1_000_000))
 
 
+def wall_us(value: Any) -> float | None:
+    """The wall-clock time an ISO text names, in µs, its offset ignored: text of the form
+    `YYYY-MM-DD...` whose dates differ compares as its dates do, so rows more than a day
+    of wall clock outside a range of texts are outside it as text (None: not such a text)."""
+    if not (isinstance(value, str) and len(value) >= 10 and value[4] == value[7] == "-"
+            and (value[:4] + value[5:7] + value[8:10]).isdigit()):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    naive = when.replace(tzinfo=None) - datetime(1970, 1, 1)
+    return float((naive.days * 86_400 + naive.seconds) * 1_000_000 + naive.microseconds)
+
+
 def _day(row: dict[str, Any]) -> float | None:
     value = row.get("date")
     try:
@@ -83,20 +100,23 @@ SORT_VALUES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "upd": _coalesced_updated,
     "exp": lambda row: row.get("expires_at"),
 }
-EXACT_SORTS: dict[str, Callable[[dict[str, Any]], float | None]] = {"st": _start_us, "day": _day}
+EXACT_SORTS: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "st": _start_us, "day": _day, "cat": lambda row: wall_us(row.get("created_at"))}
 """Sorts scored by their value alone (no tie fraction): ties and missing values are the
 reader's concern (traces: by key; metrics and expiry: the reader re-sorts what it collected)."""
 
 TABLES: dict[str, TableSpec] = {
     "traces": TableSpec(scopes=("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id"),
                         sorts=("st",), scoped_sorts=("session_id", "user_id", "agent_id", "team_id",
-                                                     "workflow_id")),
-    "spans": TableSpec(scopes=("trace_id", "parent_span_id", "name")),
+                                                     "workflow_id"), flat_sorts=("cat",)),
+    "spans": TableSpec(scopes=("trace_id", "parent_span_id", "name"), nulls=("name",),
+                       unkept=lambda row: span_group(row) is None),
     "evals": TableSpec(scopes=("agent_id", "team_id", "workflow_id", "model_id", "user_id"), sorts=("cre", "upd")),
     "knowledge": TableSpec(scopes=("linked_to", "user_id"), sorts=("cre", "upd"), nulls=("user_id",)),
     "metrics": TableSpec(scopes=("user_id",), sorts=("day",)),
     "learnings": TableSpec(scopes=("user_id", "learning_type", "agent_id", "team_id", "workflow_id", "session_id",
-                                   "namespace", "entity_id", "entity_type"), nulls=("user_id",)),
+                                   "namespace", "entity_id", "entity_type"), nulls=("user_id",),
+                           unkept=lambda row: learning_owner(row) is False),
     "compactions": TableSpec(scopes=("session_id",)),
     "tool_results": TableSpec(scopes=("session_id", "place"), sorts=("exp",),
                               derived={"place": _json_key("namespace", "path")}),
@@ -164,6 +184,12 @@ def record_members(table: str, seq: int, row: dict[str, Any]) -> list[Member]:
         down, up = sort_scores(value, seq)
         scores += [(f"{sort}-", down), (f"{sort}+", up)]
     out += [(f"r|{table}|{name}", score) for name, score in scores]
+    for sort in spec.flat_sorts:
+        flat = EXACT_SORTS[sort](row)
+        if flat is not None:
+            out.append((f"r|{table}|{sort}", flat))
+    if spec.unkept is not None and spec.unkept(row):
+        out.append((f"r|{table}|stat|odd", seq))
     for column in spec.scopes:
         value = column_value(table, column, row)
         name = scope_ordering(table, column, value) if value is not None or column in spec.nulls else None
@@ -257,3 +283,103 @@ def trace_stats_step(current: tuple[int, dict[str, Any], float | None] | None, s
     stats["first_trace_at"] = min(stats["first_trace_at"], created)
     stats["last_trace_at"] = max(stats["last_trace_at"], created)
     return current[0], stats, _start_us({"start_time": stats["last_trace_at"]})
+
+
+# --- per-group span statistics (get_span_stats without a name, component or time filter) -------
+
+SpanStat = tuple[int, int, int, int | None, int, str | None]
+"""A (span name, kind) group's statistics: (calls, sum of durations, how many had one, the
+longest, errors, the latest start time as text)."""
+
+
+def span_group(row: dict[str, Any]) -> str | None:
+    """The group text (`[name, kind]` as JSON) of a span whose statistics the index keeps;
+    None for a span whose values the adapter's grouping could not add up exactly by parts (a
+    name, kind or start that is not text, a duration that is not a whole number)."""
+    name = row.get("name")
+    attributes = row.get("attributes")
+    kind = attributes.get("openinference.span.kind") if isinstance(attributes, dict) else None
+    duration = row.get("duration_ms")
+    if not all(v is None or isinstance(v, str) for v in (name, kind, row.get("start_time"))):
+        return None
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)):
+        return None
+    return json.dumps([name, kind])
+
+
+def span_stat_add(stat: SpanStat | None, row: dict[str, Any]) -> SpanStat:
+    calls, total, timed, longest, errors, last = stat if stat is not None else (0, 0, 0, None, 0, None)
+    duration, start = row.get("duration_ms"), row.get("start_time")
+    if duration is not None:
+        total, timed = total + duration, timed + 1
+        longest = duration if longest is None else max(longest, duration)
+    if start is not None:
+        last = start if last is None else max(last, start)
+    return calls + 1, total, timed, longest, errors + (row.get("status_code") == "ERROR"), last
+
+
+def span_stat_remove(stat: SpanStat, row: dict[str, Any]) -> SpanStat | None:
+    """The statistics without one of their spans; None when they must be counted again (it
+    was the longest or the latest)."""
+    calls, total, timed, longest, errors, last = stat
+    duration, start = row.get("duration_ms"), row.get("start_time")
+    if (duration is not None and duration == longest) or (start is not None and start == last):
+        return None
+    if duration is not None:
+        total, timed = total - duration, timed - 1
+    return calls - 1, total, timed, longest, errors - (row.get("status_code") == "ERROR"), last
+
+
+def span_group_stats(rows: list[dict[str, Any]], group: str) -> SpanStat | None:
+    """The statistics of a group from its spans (any others are skipped); None: it has none."""
+    stat: SpanStat | None = None
+    for row in rows:
+        if span_group(row) == group:
+            stat = span_stat_add(stat, row)
+    return stat
+
+
+# --- per-user learning statistics (get_learnings_user_stats without a filter) -------------------
+
+LearningStat = tuple[int, int, int | None]
+"""A user's learning statistics: (the insertion number of their first row in table order,
+how many rows, the latest `updated_at` — None when none has one)."""
+
+
+def learning_owner(row: dict[str, Any]) -> str | Literal[False] | None:
+    """The user whose statistics a learning counts in (None: nobody's — it has no owner);
+    False when the index cannot keep them exactly (an owner that is not text, an `updated_at`
+    that is not a whole second: the reader leaves the table to the adapter's own grouping)."""
+    user, updated = row.get("user_id"), row.get("updated_at")
+    if user is None:
+        return None
+    if not isinstance(user, str) or not (updated is None or whole_second(updated)):
+        return False
+    return user
+
+
+def learning_stat_add(stat: LearningStat | None, seq: int, row: dict[str, Any]) -> LearningStat:
+    updated = row.get("updated_at")
+    if stat is None:
+        return seq, 1, updated
+    first, count, last = stat
+    return min(first, seq), count + 1, last if updated is None else updated if last is None else max(last, updated)
+
+
+def learning_stat_members(user: str, stat: LearningStat) -> list[Member]:
+    """A user's places: by `user_id` (ties: the user id), and by their latest update both ways
+    (ties in the order the users first appear in the table; no update: below every time)."""
+    first, _, last = stat
+    base = -1.0 if last is None else float(last)
+    frac = (first % (1 << 20)) / _FRACTION
+    return [("lu|user", 0.0), ("lu|last-", base + 0.5 - frac), ("lu|last+", base + frac)]
+
+
+def user_learning_stats(rows: list[tuple[int, dict[str, Any]]], user: str) -> LearningStat | None:
+    """A user's statistics from rows in table order (`(insertion number, row)`, any others
+    skipped); None: the user has none."""
+    stat: LearningStat | None = None
+    for seq, row in rows:
+        if learning_owner(row) == user:
+            stat = learning_stat_add(stat, seq, row)
+    return stat
