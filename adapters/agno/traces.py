@@ -34,6 +34,7 @@ Row = dict[str, Any]
 _SCOPES = ("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id")
 _MARGIN_US = 86_400 * 1_000_000  # a day: JsonDb compares ISO text, the ordering instants
 _FAR = float(1 << 62)
+_SECOND_US = 1_000_000
 
 
 def _equalities(expr: dict[str, Any] | None) -> dict[str, Any]:
@@ -281,13 +282,14 @@ def _scopes_named(params: dict[str, Any], filter_expr: dict[str, Any] | None) ->
 
 def _created_between(table: RecordTable, start_time: Any, end_time: Any) -> list[Row] | None:
     """Every trace JsonDb's `created_at` range can keep, in table order, from the creation
-    ordering (`cat`: the wall clock of each trace's ISO text): the range widened by a day each
-    way, as text of two dates compares as the dates do. None (every trace, then) without a
-    range, or while a trace's creation time is not such a text."""
+    ordering (`cat`: the wall clock of each trace's ISO text, see `wall_us`): the range
+    widened by a second each way, as such texts more than a second apart compare as their
+    wall clocks. None (every trace, then) without a range, or while a trace's creation time
+    is not such a text."""
     if not (start_time or end_time) or table.count("r|traces|cat") != table.count():
         return None
     bounds = []
-    for when, margin, far in ((start_time, -_MARGIN_US, -_FAR), (end_time, _MARGIN_US, _FAR)):
+    for when, margin, far in ((start_time, -_SECOND_US, -_FAR), (end_time, _SECOND_US, _FAR)):
         if not when:
             bounds.append(far)
             continue

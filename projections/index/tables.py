@@ -19,13 +19,24 @@ missing values first (InMemoryDb's `apply_sorting`), `+` ascending with missing 
 A value that is not a whole second in [0, 2^31) cannot carry the tie fraction, so the row is
 also listed in `|odd` and readers fall back to the scope path while any such row exists.
 Traces sort by their start instant in microseconds (`st`), as JsonDb's descending string
-sort of UTC ISO times; the score has no room for a tie fraction, so a reader puts ties inside
-a page in table order itself and leaves a page with a tie across its edge to JsonDb's sort.
+sort of UTC ISO times — only text as `isoformat` writes a UTC time is in it (a `Z` or another
+offset sorts as text otherwise than its instant; readers fall back while any trace is not);
+the score has no room for a tie fraction, so a reader puts ties inside a page in table order
+itself and leaves a page with a tie across its edge to JsonDb's sort. Traces are also in
+`r|traces|cat` by the wall clock of their `created_at` text (`wall_us`), which a time range
+of `get_trace_stats` reads (widened by a second each way).
+
+Aggregates (kept by the indexer beside the rows, see the end of this module): per session the
+trace statistics (`tstat`, `ts|last`), per (span name, kind) the span statistics (`sstat`,
+`ss|all`), per user the learning statistics (`lstat`, `lu|user`, `lu|last-`, `lu|last+`).
+Rows whose values an aggregate cannot keep exactly are listed in `r|<t>|stat|odd`; readers
+leave the table to the adapter's own grouping while any exists.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, Literal, NamedTuple
@@ -55,8 +66,20 @@ def _with(column: str, derive: Callable[[dict[str, Any]], Any]) -> Callable[[dic
     return lambda row: derive(row) if row.get(column) else None
 
 
+_UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00")
+
+
 def _start_us(row: dict[str, Any]) -> float | None:
+    """The instant a row's `start_time` names, in µs, where that orders as JsonDb orders the
+    texts: a datetime, or text as `isoformat` writes a UTC time (other text — a `Z`, another
+    offset, another precision — may sort as text otherwise than its instant: None)."""
     value = row.get("start_time")
+    if isinstance(value, str) and not _UTC_TEXT.fullmatch(value):
+        return None
+    return _instant_us(value)
+
+
+def _instant_us(value: Any) -> float | None:
     try:
         when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
@@ -67,11 +90,14 @@ def _start_us(row: dict[str, Any]) -> float | None:
 
 
 def wall_us(value: Any) -> float | None:
-    """The wall-clock time an ISO text names, in µs, its offset ignored: text of the form
-    `YYYY-MM-DD...` whose dates differ compares as its dates do, so rows more than a day
-    of wall clock outside a range of texts are outside it as text (None: not such a text)."""
-    if not (isinstance(value, str) and len(value) >= 10 and value[4] == value[7] == "-"
-            and (value[:4] + value[5:7] + value[8:10]).isdigit()):
+    """The wall-clock time an ISO text names, in µs, its offset ignored, for text that starts
+    `YYYY-MM-DDTHH:MM:SS` (what `datetime.isoformat` writes): two such texts whose wall
+    clocks are more than a second apart compare as text as their wall clocks do (the first
+    19 characters decide), so a reader widens a range of texts by a second each way and
+    hands the rows inside to the code that compares the texts (None: not such a text)."""
+    if not (isinstance(value, str) and len(value) >= 19 and value[4] == value[7] == "-" and value[10] == "T"
+            and value[13] == value[16] == ":"
+            and (value[:4] + value[5:7] + value[8:10] + value[11:13] + value[14:16] + value[17:19]).isdigit()):
         return None
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -241,7 +267,7 @@ def session_trace_stats(rows: list[tuple[int, dict[str, Any]]], session_id: Any
     if stats is None:
         return None
     score = _start_us({"start_time": stats["last_trace_at"]}) if regular and isinstance(session_id, str) else None
-    if score is not None and stats["first_trace_at"] and _start_us({"start_time": stats["first_trace_at"]}) is None:
+    if score is not None and stats["first_trace_at"] and _instant_us(stats["first_trace_at"]) is None:
         score = None
     return first, stats, score
 
