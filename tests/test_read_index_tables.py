@@ -369,6 +369,12 @@ class CountingIndex(SqliteIndex):
         self.read += len(found)
         return found
 
+    def between(self, ordering: str, low: float, high: float, *, desc: bool, offset: int,
+                limit: int | None) -> list[Ranked]:
+        found = super().between(ordering, low, high, desc=desc, offset=offset, limit=limit)
+        self.read += len(found)
+        return found
+
 
 N = 3000
 
@@ -485,3 +491,35 @@ def test_other_tables_read_their_page_or_their_scope(big: tuple[EventLogDb, Coun
     n, _ = reads(index, lambda: db.append_transcript_entries("claude", "p", "cs", [{"uuid": "a"}, {"uuid": "b"}],
                                                              agno_session_id="s1"))
     assert n <= 5
+
+
+def test_the_statistics_pages_read_their_rows_not_the_table(big: tuple[EventLogDb, CountingIndex]) -> None:
+    """AgentOS's span statistics, its learnings users page and a trace-sessions page over a
+    time range read the index's aggregate rows (or the range's traces), not the N rows; the
+    writes that keep the aggregates read a few rows each."""
+    db, index = big
+    n, (groups, total) = reads(index, lambda: db.get_span_stats())
+    assert total == 1 and groups[0]["total_calls"] == 10 * N and groups[0]["max_duration_ms"] == 1 and n <= 3
+    n, (users, total) = reads(index, lambda: db.get_learnings_user_stats(limit=10, page=2))
+    assert total == N // 30 and [u["user_id"] for u in users] == [f"u{89 - i}" for i in range(10)] and n <= 2 * 10
+    assert users[0]["last_learning_updated_at"] == N - 100 + 89
+    n, (users, _) = reads(index, lambda: db.get_learnings_user_stats(limit=5, sort_by="user_id", sort_order="asc"))
+    assert [u["user_id"] for u in users] == sorted(f"u{i}" for i in range(100))[:5] and n <= 2 * 5
+    start = T0 + timedelta(seconds=N - 50)
+    n, (sessions, total) = reads(index, lambda: db.get_trace_stats(start_time=start, end_time=start + timedelta(seconds=20)))
+    assert total == 21 and n <= 2 * (21 + 2)  # (the second each side: the range's traces, a neighbour each way)
+    assert sessions[0]["session_id"] == f"s{(N - 30) % 300}" and sessions[0]["total_traces"] == 1
+    n, _ = reads(index, lambda: db.create_spans([Span(
+        span_id="sp-new", trace_id="t7", parent_span_id=None, name="llm", span_kind="INTERNAL", status_code="ERROR",
+        status_message=None, duration_ms=40, start_time=T0, end_time=T0, attributes={}, created_at=T0)]))
+    assert n <= 4  # (its row, if any; the group's statistics)
+    groups, _ = db.get_span_stats()
+    assert groups[0]["total_calls"] == 10 * N + 1 and groups[0]["max_duration_ms"] == 40 and groups[0]["error_count"] == 1
+    n, _ = reads(index, lambda: db.upsert_learning(id="l-new", learning_type="user_profile", content={}, user_id="u5"))
+    assert n <= 6
+    users, _ = db.get_learnings_user_stats(limit=1)
+    assert users[0]["user_id"] == "u5"  # (its newest update is now)
+    n, _ = reads(index, lambda: db.delete_learning("l-new"))  # the latest left: the user's rows counted again
+    assert n <= 6 + 2 * (N // 100 + 1)
+    users, _ = db.get_learnings_user_stats(limit=1)
+    assert users[0]["user_id"] == "u99"
