@@ -58,7 +58,7 @@ def _row(table: str, odd: bool) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({
         "user_id": st.sampled_from([None, "alice", "bob", "carol", ""] + ([7] if odd else [])),
         "updated_at": st.sampled_from([None, 3, 5, 5, 9, 12] + ([3.5, 2**31 + 1] if odd else [])),
-        "learning_type": st.sampled_from(["user_profile", "entity"]), "content": st.just({"x": 1}),
+        "learning_type": st.sampled_from(["user_profile", "entity"] + ([5] if odd else [])), "content": st.just({"x": 1}),
         "created_at": st.just(1)})
 
 
@@ -101,6 +101,9 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("get_learnings_user_stats", {"sort_by": "user_id"}),
     ("get_learnings_user_stats", {"sort_by": "user_id", "sort_order": "asc", "limit": 2, "page": 2}),
     ("get_learnings_user_stats", {"user_id": "alice"}), ("get_learnings_user_stats", {"learning_type": "entity"}),
+    ("get_learnings_user_stats", {"learning_type": "user_profile", "sort_by": "user_id", "limit": 2, "page": 2}),
+    ("get_learnings_user_stats", {"learning_type": "user_profile", "sort_order": "asc", "limit": 3}),
+    ("get_learnings_user_stats", {"learning_type": "nope"}),
 ]
 
 

@@ -501,10 +501,13 @@ def test_the_statistics_pages_read_their_rows_not_the_table(big: tuple[EventLogD
     n, (groups, total) = reads(index, lambda: db.get_span_stats())
     assert total == 1 and groups[0]["total_calls"] == 10 * N and groups[0]["max_duration_ms"] == 1 and n <= 3
     n, (users, total) = reads(index, lambda: db.get_learnings_user_stats(limit=10, page=2))
+    users_page2 = users
     assert total == N // 30 and [u["user_id"] for u in users] == [f"u{89 - i}" for i in range(10)] and n <= 2 * 10
     assert users[0]["last_learning_updated_at"] == N - 100 + 89
     n, (users, _) = reads(index, lambda: db.get_learnings_user_stats(limit=5, sort_by="user_id", sort_order="asc"))
     assert [u["user_id"] for u in users] == sorted(f"u{i}" for i in range(100))[:5] and n <= 2 * 5
+    n, (typed, total) = reads(index, lambda: db.get_learnings_user_stats(learning_type="user_profile", limit=10, page=2))
+    assert total == N // 30 and typed == users_page2 and n <= 2 * 10
     start = T0 + timedelta(seconds=N - 50)
     n, (sessions, total) = reads(index, lambda: db.get_trace_stats(start_time=start, end_time=start + timedelta(seconds=20)))
     assert total == 21 and n <= 2 * (21 + 2)  # (the second each side: the range's traces, a neighbour each way)
@@ -520,6 +523,6 @@ def test_the_statistics_pages_read_their_rows_not_the_table(big: tuple[EventLogD
     users, _ = db.get_learnings_user_stats(limit=1)
     assert users[0]["user_id"] == "u5"  # (its newest update is now)
     n, _ = reads(index, lambda: db.delete_learning("l-new"))  # the latest left: the user's rows counted again
-    assert n <= 6 + 2 * (N // 100 + 1)
+    assert n <= 6 + 2 * 2 * (N // 100 + 1)  # (for every type, and for its type)
     users, _ = db.get_learnings_user_stats(limit=1)
     assert users[0]["user_id"] == "u99"

@@ -25,6 +25,8 @@ from projections.index.indexer import (
     stat_members,
 )
 from projections.index.tables import (
+    learning_groups,
+    learning_stat_kind,
     learning_stat_members,
     record_members,
     scope_text,
@@ -129,19 +131,22 @@ def _expected_span_stats(out: list[str], index: ReadIndex, spans: dict[str, Any]
 
 def _expected_learning_stats(out: list[str], index: ReadIndex, learnings: dict[str, Any],
                              expected: dict[str, dict[str, float]]) -> None:
-    """Per user, the learning statistics the fold's rows give (with the index's insertion
-    numbers), against `lstat`."""
+    """Per user, over every learning type and each type, the statistics the fold's rows give
+    (with the index's insertion numbers), against `lstat` and `lstat:<type>`."""
     held = dict(_rows(index, "rec:learnings", decode_record_seq))
     rows = sorted(((held[k][0], row) for k, row in learnings.items() if k in held), key=lambda r: r[0])
-    users = {row.get("user_id") for _, row in rows if isinstance(row.get("user_id"), str)}
-    want = {}
-    for user in users:
-        found = user_learning_stats(rows, user)
+    groups = {group for _, row in rows for group in learning_groups(row)}
+    want: dict[str, dict[str, Any]] = {}
+    for user, kind in groups:
+        found = user_learning_stats(rows, user, kind)
         if found is not None:
-            want[user] = found
-            for name, score in learning_stat_members(user, found):
+            want.setdefault(learning_stat_kind(kind), {})[user] = found
+            for name, score in learning_stat_members(user, found, kind):
                 expected.setdefault(name, {})[user] = score
-    _compare(out, "learning statistics of user", want, dict(_rows(index, "lstat", decode_lstat)))
+    # (a type's statistics the fold no longer has show as their orderings' stale entries)
+    for kind in sorted(want.keys() | {"lstat"}):
+        _compare(out, f"learning statistics ({kind}) of user", want.get(kind, {}),
+                 dict(_rows(index, kind, decode_lstat)))
 
 
 def _rows(index: ReadIndex, kind: str, decode: Any) -> list[tuple[str, Any]]:

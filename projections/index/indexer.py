@@ -25,6 +25,7 @@ What is indexed (kind: key -> row; orderings by score, ties by key):
     tstat:    session -> its trace statistics    ts|last (ts|odd: a time that cannot be ordered)
     sstat:    [span name, kind] -> span statistics   ss|all (spans they cannot keep: r|spans|stat|odd)
     lstat:    user -> learning statistics         lu|user, lu|last-, lu|last+ (r|learnings|stat|odd)
+    lstat:<hex type>: the same over one learning type   lu|t=<type>|user, ...
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ from projections.index.runs import fold_runs
 from projections.index.tables import (
     LearningStat,
     SpanStat,
-    learning_owner,
+    learning_groups,
     learning_stat_add,
+    learning_stat_kind,
     learning_stat_members,
     record_members,
     scope_ordering,
@@ -569,17 +571,19 @@ class Indexer:
 
     @staticmethod
     def _learning_stats(txn: IndexTxn, seq: int, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-        """Per user, the statistics `get_learnings_user_stats` shows (`lstat`): kept in place —
-        a row that arrives may be the latest, one updated to a later time is — and counted
-        again from the user's scope only when the row that left was their latest or first."""
-        was = learning_owner(old) if old is not None else None
-        now = learning_owner(new) if new is not None else None
-        for user in dict.fromkeys(u for u in (was, now) if isinstance(u, str)):
-            held = txn.get("lstat", user)
+        """Per user, over every learning type and over each type, the statistics
+        `get_learnings_user_stats` shows (`lstat`, `lstat:<type>`): kept in place — a row that
+        arrives may be the latest, one updated to a later time is — and counted again from the
+        user's scope only when the row that left was their latest or first."""
+        was = learning_groups(old) if old is not None else []
+        now = learning_groups(new) if new is not None else []
+        for user, kind in dict.fromkeys(was + now):
+            row_kind = learning_stat_kind(kind)
+            held = txn.get(row_kind, user)
             stat: LearningStat | None = _lstat_dec.decode(held) if held is not None else None
             recount = False
-            added = now == user and new is not None
-            if was == user and old is not None:
+            added = (user, kind) in now and new is not None
+            if (user, kind) in was and old is not None:
                 before, after = old.get("updated_at"), new.get("updated_at") if new is not None else None
                 if stat is None:
                     recount = True
@@ -595,17 +599,17 @@ class Indexer:
                 ordering = scope_ordering("learnings", "user_id", user)
                 keys = txn.keys(ordering) if ordering is not None else []
                 rows = [_record_dec.decode(d) for d in (txn.get("rec:learnings", k) for k in keys) if d is not None]
-                stat = user_learning_stats(sorted(rows, key=lambda r: r[0]), user)
+                stat = user_learning_stats(sorted(rows, key=lambda r: r[0]), user, kind)
             elif added and new is not None:
                 stat = learning_stat_add(stat if stat is None or stat[1] > 0 else None, seq, new)
-            old_members = learning_stat_members(user, _lstat_dec.decode(held)) if held is not None else []
+            old_members = learning_stat_members(user, _lstat_dec.decode(held), kind) if held is not None else []
             if stat is None or stat[1] <= 0:
                 if held is not None:
-                    txn.delete("lstat", user, old_members)
+                    txn.delete(row_kind, user, old_members)
                 continue
             data = _enc.encode(stat)
             if data != held:
-                txn.put("lstat", user, data, old_members, learning_stat_members(user, stat))
+                txn.put(row_kind, user, data, old_members, learning_stat_members(user, stat, kind))
 
     @staticmethod
     def _trace_stats(txn: IndexTxn, seq: int, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:

@@ -392,20 +392,42 @@ def learning_stat_add(stat: LearningStat | None, seq: int, row: dict[str, Any]) 
     return min(first, seq), count + 1, last if updated is None else updated if last is None else max(last, updated)
 
 
-def learning_stat_members(user: str, stat: LearningStat) -> list[Member]:
+def learning_groups(row: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The (user, learning type) statistics a learning counts in — its user's over every type
+    (type None) and over its own type (when that is text) — none without an owner or when
+    they cannot be kept (`learning_owner`)."""
+    user = learning_owner(row)
+    if not isinstance(user, str):
+        return []
+    kind = row.get("learning_type")
+    return [(user, None)] + ([(user, kind)] if isinstance(kind, str) else [])
+
+
+def learning_stat_kind(kind: str | None) -> str:
+    """The index row kind of the statistics over one learning type (None: every type)."""
+    return "lstat" if kind is None else f"lstat:{kind.encode().hex()}"
+
+
+def learning_stat_prefix(kind: str | None) -> str:
+    return "lu|" if kind is None else f"lu|t={kind}|"
+
+
+def learning_stat_members(user: str, stat: LearningStat, kind: str | None = None) -> list[Member]:
     """A user's places: by `user_id` (ties: the user id), and by their latest update both ways
     (ties in the order the users first appear in the table; no update: below every time)."""
     first, _, last = stat
     base = -1.0 if last is None else float(last)
     frac = (first % (1 << 20)) / _FRACTION
-    return [("lu|user", 0.0), ("lu|last-", base + 0.5 - frac), ("lu|last+", base + frac)]
+    prefix = learning_stat_prefix(kind)
+    return [(prefix + "user", 0.0), (prefix + "last-", base + 0.5 - frac), (prefix + "last+", base + frac)]
 
 
-def user_learning_stats(rows: list[tuple[int, dict[str, Any]]], user: str) -> LearningStat | None:
-    """A user's statistics from rows in table order (`(insertion number, row)`, any others
-    skipped); None: the user has none."""
+def user_learning_stats(rows: list[tuple[int, dict[str, Any]]], user: str,
+                        kind: str | None = None) -> LearningStat | None:
+    """A user's statistics (over one learning type, or every type) from rows in table order
+    (`(insertion number, row)`, any others skipped); None: the user has none."""
     stat: LearningStat | None = None
     for seq, row in rows:
-        if learning_owner(row) == user:
+        if (user, kind) in learning_groups(row):
             stat = learning_stat_add(stat, seq, row)
     return stat
