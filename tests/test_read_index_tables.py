@@ -102,7 +102,8 @@ def write_everything(db: EventLogDb) -> list[Any]:
         db.upsert_trace(trace(i + 100, rnd, again=True))
     db.create_spans([span(i, f"t{i % 25:03d}", rnd) for i in range(120)])
     for i in range(12):
-        db.create_eval_run(EvalRunRecord(run_id=f"e{i}", eval_type=EvalType.ACCURACY, eval_data={"i": i},
+        db.create_eval_run(EvalRunRecord(run_id=f"e{i}", eval_type=[EvalType.ACCURACY, EvalType.PERFORMANCE][i % 4 == 1],
+                                         eval_data={"i": i},
                                          agent_id=rnd.choice([None, "planner"]), model_id=rnd.choice(["m1", "m2"]),
                                          user_id=rnd.choice([None, "alice"]), name=f"eval {i}"))
     db.rename_eval_run("e3", "renamed")
@@ -161,6 +162,10 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("get_eval_runs", {"limit": 4, "page": 2, "sort_by": "updated_at", "sort_order": "desc"}),
     ("get_eval_runs", {"limit": 4, "sort_by": "name"}), ("get_eval_runs", {"agent_id": "planner", "limit": 2}),
     ("get_eval_runs", {"model_id": "m1", "user_id": "alice", "deserialize": False}),
+    ("get_eval_runs", {"eval_type": [EvalType.ACCURACY], "limit": 3, "page": 2}),
+    ("get_eval_runs", {"eval_type": [EvalType.PERFORMANCE], "deserialize": False}),
+    ("get_eval_runs", {"eval_type": [EvalType.PERFORMANCE, EvalType.AGENT_AS_JUDGE], "model_id": "m1"}),
+    ("get_eval_runs", {"eval_type": ["accuracy"], "agent_id": "planner", "sort_by": "created_at"}),
     ("get_eval_run", {"eval_run_id": "e3"}), ("get_eval_run", {"eval_run_id": "e5"}),
     ("get_eval_run", {"eval_run_id": "e1", "user_id": "bob"}),
     ("get_knowledge_contents", {}), ("get_knowledge_contents", {"limit": 5, "page": 2}),
@@ -401,7 +406,8 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EventLogDb, 
                               "span_kind": "INTERNAL", "status_code": "OK", "status_message": None, "duration_ms": 1,
                               "start_time": T0.isoformat(), "end_time": T0.isoformat(), "attributes": {},
                               "created_at": T0.isoformat()}) for i in range(10 * N)])
-    put("evals", [(f"e{i}", {"run_id": f"e{i}", "eval_type": "accuracy", "eval_data": {}, "agent_id": f"a{i % 50}",
+    put("evals", [(f"e{i}", {"run_id": f"e{i}", "eval_type": "performance" if i % 10 == 3 else "accuracy",
+                             "eval_data": {}, "agent_id": f"a{i % 50}",
                              "created_at": 1_700_000_000 + i, "updated_at": 1_700_000_000 + i}) for i in range(N)])
     put("knowledge", [(f"k{i}", {"id": f"k{i}", "name": f"doc {i}", "description": "d", "user_id": f"u{i % 100}",
                                  "created_at": 1_700_000_000 + i, "updated_at": None}) for i in range(N)])
@@ -472,6 +478,8 @@ def test_other_tables_read_their_page_or_their_scope(big: tuple[EventLogDb, Coun
     assert total == N and [r["run_id"] for r in rows] == [f"e{N - 41 - i}" for i in range(20)] and n <= 20 * 2
     n, rows = reads(index, lambda: db.get_eval_runs(agent_id="a7"))
     assert len(rows) == N // 50 and n <= 2 * (N // 50)
+    n, rows = reads(index, lambda: db.get_eval_runs(eval_type=[EvalType.PERFORMANCE], limit=5))
+    assert len(rows) == 5 and n <= 2 * (N // 10)  # (the type's rows, not the table)
     n, (rows, total) = reads(index, lambda: db.get_knowledge_contents(limit=10, page=1, sort_by="created_at",
                                                                       sort_order="asc"))
     assert total == N and [r.id for r in rows] == [f"k{i}" for i in range(10)] and n <= 10 * 2

@@ -39,6 +39,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import date, datetime
+from enum import Enum
 from typing import Any, Literal, NamedTuple
 
 from projections.index.base import Member
@@ -137,7 +138,8 @@ TABLES: dict[str, TableSpec] = {
                                                      "workflow_id"), flat_sorts=("cat",)),
     "spans": TableSpec(scopes=("trace_id", "parent_span_id", "name"), nulls=("name",),
                        unkept=lambda row: span_group(row) is None),
-    "evals": TableSpec(scopes=("agent_id", "team_id", "workflow_id", "model_id", "user_id"), sorts=("cre", "upd")),
+    "evals": TableSpec(scopes=("agent_id", "team_id", "workflow_id", "model_id", "user_id", "eval_type"),
+                       sorts=("cre", "upd")),
     "knowledge": TableSpec(scopes=("linked_to", "user_id"), sorts=("cre", "upd"), nulls=("user_id",)),
     "metrics": TableSpec(scopes=("user_id",), sorts=("day",)),
     "learnings": TableSpec(scopes=("user_id", "learning_type", "agent_id", "team_id", "workflow_id", "session_id",
@@ -160,6 +162,8 @@ def scope_text(value: Any) -> str | None:
     for it walks the table). None itself is a value (`!none`: unowned rows)."""
     if value is None:
         return "!none"
+    if isinstance(value, Enum):  # (as the row is stored and read back: a str enum is its value)
+        value = value.value
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (str, int, float)):
