@@ -200,3 +200,53 @@ def test_the_statistics_survive_a_reindex_and_follow_the_adapter_writes(make_sto
     finally:
         indexed.close()
         in_process.close()
+
+
+def test_sessions_sorted_by_a_column_they_do_not_have(tmp_path: Path) -> None:
+    """`get_sessions(sort_by=...)` with a key the session dicts lack (AgentOS passes any
+    `sort_by` it is given, e.g. `session_name`) keeps InMemoryDb's order — none, the table's —
+    read as the page with no sort after one look at the first match; a key the first match
+    has (`agent_id`) is still sorted in the process. The same answers as the in-process path;
+    the unsorted page reads its rows, not every session."""
+    from agno.session import AgentSession, WorkflowSession
+
+    import adapters.agno.core as core
+    from tests.test_read_index_tables import CountingIndex, reads
+
+    path = tmp_path / "log"
+    original = core.open_index
+    core.open_index = lambda store, **kw: CountingIndex(store.path / "readmodels.sqlite3")  # type: ignore[assignment]
+    try:
+        indexed = EventLogDb(str(path))
+    finally:
+        core.open_index = original
+    in_process = EventLogDb(str(path), shared_index=False)
+    try:
+        for i in range(300):
+            if i % 7 == 3:
+                indexed.upsert_session(WorkflowSession(session_id=f"w{i}", workflow_id="wf", user_id=f"u{i % 3}",
+                                                       created_at=1_800_000_000 + i, updated_at=1_800_000_000 + i))
+            else:
+                indexed.upsert_session(AgentSession(session_id=f"s{i}", agent_id=["a", "b"][i % 2], user_id=f"u{i % 3}",
+                                                    session_data={"session_name": f"n{i % 5}"},
+                                                    created_at=1_800_000_000 + i, updated_at=1_800_000_000 + i))
+        for kwargs in ({"sort_by": "session_name"}, {"sort_by": "session_name", "sort_order": "asc", "limit": 5,
+                                                      "page": 3},
+                       {"sort_by": "nonsense", "user_id": "u1", "limit": 4}, {"sort_by": "agent_id", "limit": 6},
+                       {"sort_by": "workflow_id", "session_type": "workflow", "limit": 3},
+                       {"sort_by": "agent_id", "session_type": "workflow", "limit": 3},
+                       {"sort_by": "session_name", "session_name": "n3", "limit": 3, "page": 2}):
+            got = indexed.get_sessions(deserialize=False, **kwargs)
+            want = in_process.get_sessions(deserialize=False, **kwargs)
+            assert plain(got) == plain(want), kwargs
+        assert indexed.indexer is not None and isinstance(indexed.indexer.index, CountingIndex)
+        index = indexed.indexer.index
+        unsorted, _ = reads(index, lambda: indexed.get_sessions(limit=10, page=4, deserialize=False))
+        n, (rows, total) = reads(index, lambda: indexed.get_sessions(sort_by="session_name", limit=10, page=4,
+                                                                    deserialize=False))
+        assert total == 300 and [r["session_id"] for r in rows] == [
+            f"{'w' if i % 7 == 3 else 's'}{i}" for i in range(30, 40)]
+        assert n <= unsorted + 2 * 3 + 1 and n < 300  # (the unsorted page's reads, and the first match's)
+    finally:
+        indexed.close()
+        in_process.close()
