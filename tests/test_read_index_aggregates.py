@@ -91,6 +91,11 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("get_trace_stats", {"start_time": T0, "filter_expr": {"op": "NEQ", "key": "agent_id", "value": "a1"}}),
     ("get_span_stats", {}), ("get_span_stats", {"limit": 1, "page": 2}), ("get_span_stats", {"limit": None}),
     ("get_span_stats", {"span_type": "LLM"}), ("get_span_stats", {"name": "llm"}),
+    ("get_span_stats", {"start_time": T0}), ("get_span_stats", {"start_time": T0 + timedelta(seconds=1), "limit": 2}),
+    ("get_span_stats", {"end_time": T0 + timedelta(minutes=40), "sort_by": "last_called_at"}),
+    ("get_span_stats", {"start_time": T0 - timedelta(hours=6), "end_time": T0 + timedelta(hours=6),
+                        "span_type": "LLM"}),
+    ("get_span_stats", {"start_time": T0.replace(tzinfo=None)}),
     *[("get_span_stats", {"sort_by": column, "sort_order": order})
       for column in ("total_calls", "avg_duration_ms", "max_duration_ms", "error_count", "last_called_at",
                      "p95_duration_ms") for order in ("asc", "desc")],

@@ -508,6 +508,10 @@ def test_the_statistics_pages_read_their_rows_not_the_table(big: tuple[EventLogD
     db, index = big
     n, (groups, total) = reads(index, lambda: db.get_span_stats())
     assert total == 1 and groups[0]["total_calls"] == 10 * N and groups[0]["max_duration_ms"] == 1 and n <= 3
+    n, (groups, total) = reads(index, lambda: db.get_span_stats(start_time=T0 + timedelta(hours=1)))
+    assert total == 0 and n == 0  # (every span started at T0: the range holds none)
+    n, (groups, total) = reads(index, lambda: db.get_span_stats(start_time=T0, end_time=T0))
+    assert total == 1 and groups[0]["total_calls"] == 10 * N  # (and those it holds are read)
     n, (users, total) = reads(index, lambda: db.get_learnings_user_stats(limit=10, page=2))
     users_page2 = users
     assert total == N // 30 and [u["user_id"] for u in users] == [f"u{89 - i}" for i in range(10)] and n <= 2 * 10

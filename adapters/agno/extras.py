@@ -28,7 +28,7 @@ from eventlog import Payload, RecordDeleted, RecordUpserted, SessionFieldsChange
 from eventlog.names import record_stream, session_stream
 from projections.index.indexer import decode_sstat
 from projections.index.record_view import RecordTable
-from projections.index.tables import column_value
+from projections.index.tables import column_value, wall_us
 
 COMPACTION_COLUMNS = ("compaction_id", "session_id", "run_id", "user_id", "first_kept_message_id", "summary",
                       "archived_messages", "messages_compacted", "tokens_before", "tokens_after", "created_at")
@@ -386,8 +386,8 @@ class ExtraMethods(RecordMethods):
         falls back to total_calls). Span attributes are read only for their kind. Over the
         index, with no name, component or time filter, the per-group statistics the index
         keeps are read (one row a group, not the spans); otherwise only the spans of one
-        name, or of the traces of one component, when the call names them (a grouping of
-        every span otherwise)."""
+        name, or of the traces of one component, when the call names them, or those started
+        in the time range given (a grouping of every span otherwise)."""
         with self._reading() as states:
             span_table = self._table(states, "spans")
             table = indexed(span_table)
@@ -413,14 +413,16 @@ class ExtraMethods(RecordMethods):
                             name: str | None, span_type: str | None) -> list[dict[str, Any]]:
         """The statistics of every (name, kind) group of the spans the filters keep."""
         traces = self._table(states, "traces")
-        spans = candidates(span_table, name=name or None)
+        table = indexed(span_table)
+        ranged = (_started_between(table, start_time, end_time)
+                  if table is not None and not (name or agent_id or team_id or workflow_id) else None)
+        spans = ranged if ranged is not None else candidates(span_table, name=name or None)
         if agent_id or team_id or workflow_id:
             keep = {k for k, t in keyed_candidates(traces, agent_id=agent_id or None, team_id=team_id or None,
                                                    workflow_id=workflow_id or None)
                     if (not agent_id or t.get("agent_id") == agent_id)
                     and (not team_id or t.get("team_id") == team_id)
                     and (not workflow_id or t.get("workflow_id") == workflow_id)}
-            table = indexed(span_table)
             if table is not None and not name:  # the kept traces' spans, by their scopes
                 spans = [row for _, _, row in table.union(table.scope("trace_id", t) for t in keep)]
             spans = [s for s in spans if s.get("trace_id") in keep]
@@ -463,6 +465,26 @@ def _span_stat(span_name: Any, kind: Any, calls: int, total: Any, timed: int, lo
         "error_count": errors,
         "last_called_at": datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None,
     }
+
+
+def _started_between(table: RecordTable, start_time: Any, end_time: Any) -> list[dict[str, Any]] | None:
+    """Every span the adapter's start-time range can keep, in table order, from the start
+    ordering (`sst`: the wall clock of each span's ISO text, see `wall_us`), widened by a
+    second each way; spans without a start are never kept by a range. None (every span,
+    then) without a range, or while a span's start is not such a text."""
+    if not (start_time or end_time) or table.count("r|spans|sst|odd"):
+        return None
+    bounds = []
+    for when, margin, far in ((start_time, -1_000_000, -float(1 << 62)), (end_time, 1_000_000, float(1 << 62))):
+        if not when:
+            bounds.append(far)
+            continue
+        at = wall_us(when.isoformat()) if isinstance(when, datetime) else None
+        if at is None:
+            return None
+        bounds.append(at + margin)
+    ranked = table.index.between("r|spans|sst", bounds[0], bounds[1], desc=False, offset=0, limit=None)
+    return [row for _, _, row in sorted(table.with_seq([r.key for r in ranked]), key=lambda t: t[0])]
 
 
 def _kept_span_stats(table: RecordTable, span_type: str | None) -> list[dict[str, Any]]:

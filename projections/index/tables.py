@@ -128,7 +128,9 @@ SORT_VALUES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "exp": lambda row: row.get("expires_at"),
 }
 EXACT_SORTS: dict[str, Callable[[dict[str, Any]], float | None]] = {
-    "st": _start_us, "day": _day, "cat": lambda row: wall_us(row.get("created_at"))}
+    "st": _start_us, "day": _day, "cat": lambda row: wall_us(row.get("created_at")),
+    "sst": lambda row: wall_us(row.get("start_time"))}
+FLAT_COLUMNS = {"cat": "created_at", "sst": "start_time"}  # (a value there that `wall_us` cannot score: `|odd`)
 """Sorts scored by their value alone (no tie fraction): ties and missing values are the
 reader's concern (traces: by key; metrics and expiry: the reader re-sorts what it collected)."""
 
@@ -136,7 +138,7 @@ TABLES: dict[str, TableSpec] = {
     "traces": TableSpec(scopes=("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id"),
                         sorts=("st",), scoped_sorts=("session_id", "user_id", "agent_id", "team_id",
                                                      "workflow_id"), flat_sorts=("cat",)),
-    "spans": TableSpec(scopes=("trace_id", "parent_span_id", "name"), nulls=("name",),
+    "spans": TableSpec(scopes=("trace_id", "parent_span_id", "name"), nulls=("name",), flat_sorts=("sst",),
                        unkept=lambda row: span_group(row) is None),
     "evals": TableSpec(scopes=("agent_id", "team_id", "workflow_id", "model_id", "user_id", "eval_type"),
                        sorts=("cre", "upd")),
@@ -218,6 +220,8 @@ def record_members(table: str, seq: int, row: dict[str, Any]) -> list[Member]:
         flat = EXACT_SORTS[sort](row)
         if flat is not None:
             out.append((f"r|{table}|{sort}", flat))
+        elif row.get(FLAT_COLUMNS[sort]) is not None:
+            out.append((f"r|{table}|{sort}|odd", seq))
     if spec.unkept is not None and spec.unkept(row):
         out.append((f"r|{table}|stat|odd", seq))
     for column in spec.scopes:
