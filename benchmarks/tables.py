@@ -6,7 +6,10 @@ number of traces stored (issue #16). Each db is loaded through its public Agno m
 `upsert_trace` and one `create_spans` of SPANS spans per trace, PER_SESSION traces per session), grown
 through the sizes, and at each size, in the loading process, every call is timed REPEATS
 times (the median): a page of 20 traces (newest first), a session's traces, one trace's spans,
-one trace, and `upsert_trace` merging into a stored trace and adding a new one.
+one trace, and `upsert_trace` merging into a stored trace and adding a new one; and the
+statistics pages AgentOS shows: 20 trace sessions (`get_trace_stats`), the sessions of the
+traces created in one minute, the span statistics (`get_span_stats`, a few span names) and 20
+users of the learnings (`get_learnings_user_stats`, one learning per trace, 5 per user).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ SPANS = 3
 PER_SESSION = 10  # traces per session (a session's traces stay 10 as the table grows)
 REPEATS = 7
 KINDS = ["EventLogDb(file)", "EventLogDb(redis)", "SqliteDb"]
-CALLS = ["page", "session", "spans", "trace", "merge", "new"]
+CALLS = ["page", "session", "spans", "trace", "merge", "new", "tstats", "trange", "sstats", "lusers"]
 HEADINGS = {"page": "get_traces page (20)", "session": "a session's traces", "spans": "a trace's spans",
-            "trace": "get_trace", "merge": "upsert_trace (merge)", "new": "upsert_trace (new)"}
+            "trace": "get_trace", "merge": "upsert_trace (merge)", "new": "upsert_trace (new)",
+            "tstats": "trace sessions (20)", "trange": "trace sessions, 1 min", "sstats": "get_span_stats",
+            "lusers": "learnings users (20)"}
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -44,7 +49,8 @@ def make_spans(i: int) -> list[Any]:
     from agno.tracing.schemas import Span
 
     start = T0 + timedelta(seconds=i)
-    return [Span(span_id=f"span-{i:06d}-{k}", trace_id=f"trace-{i:06d}", parent_span_id=None, name="llm",
+    return [Span(span_id=f"span-{i:06d}-{k}", trace_id=f"trace-{i:06d}", parent_span_id=None,
+                 name=("llm", "tool", "agent")[k % 3],
                  span_kind="INTERNAL", status_code="OK", status_message=None, duration_ms=10, start_time=start,
                  end_time=start, attributes={"openinference.span.kind": "LLM"}, created_at=start)
             for k in range(SPANS)]
@@ -66,6 +72,8 @@ def load(db: Any, start: int, end: int) -> None:
     for i in range(start, end):
         db.upsert_trace(make_trace(i))
         db.create_spans(make_spans(i))
+        db.upsert_learning(id=f"learning-{i:06d}", learning_type="user_profile", content={"i": i},
+                           user_id=f"user-{i // 5:05d}")
 
 
 def measure(db: Any, n: int, fresh: int) -> dict[str, float]:
@@ -80,6 +88,11 @@ def measure(db: Any, n: int, fresh: int) -> dict[str, float]:
             "trace": lambda: db.get_trace(trace_id=f"trace-{mid:06d}"),
             "merge": lambda: db.upsert_trace(make_trace(mid, end_ms=60 + r)),
             "new": lambda: db.upsert_trace(make_trace(fresh + r)),
+            "tstats": lambda: db.get_trace_stats(limit=20, page=1),
+            "trange": lambda: db.get_trace_stats(start_time=T0 + timedelta(seconds=mid),
+                                                 end_time=T0 + timedelta(seconds=mid + 59), limit=20, page=1),
+            "sstats": lambda: db.get_span_stats(),
+            "lusers": lambda: db.get_learnings_user_stats(limit=20, page=1),
         }
         for call, fn in checks.items():
             start = time.perf_counter()
@@ -89,6 +102,10 @@ def measure(db: Any, n: int, fresh: int) -> dict[str, float]:
                 assert len(got[0]) == 20 and got[1] >= n, got[1]
             elif call == "spans":
                 assert len(got) == SPANS, len(got)
+            elif call in ("tstats", "lusers"):
+                assert len(got[0]) == 20, (call, len(got[0]))
+            elif call == "sstats":
+                assert len(got[0]) == min(SPANS, 3), got
     return {c: statistics.median(v) for c, v in times.items()}
 
 

@@ -102,7 +102,8 @@ def write_everything(db: EventLogDb) -> list[Any]:
         db.upsert_trace(trace(i + 100, rnd, again=True))
     db.create_spans([span(i, f"t{i % 25:03d}", rnd) for i in range(120)])
     for i in range(12):
-        db.create_eval_run(EvalRunRecord(run_id=f"e{i}", eval_type=EvalType.ACCURACY, eval_data={"i": i},
+        db.create_eval_run(EvalRunRecord(run_id=f"e{i}", eval_type=[EvalType.ACCURACY, EvalType.PERFORMANCE][i % 4 == 1],
+                                         eval_data={"i": i},
                                          agent_id=rnd.choice([None, "planner"]), model_id=rnd.choice(["m1", "m2"]),
                                          user_id=rnd.choice([None, "alice"]), name=f"eval {i}"))
     db.rename_eval_run("e3", "renamed")
@@ -161,6 +162,10 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("get_eval_runs", {"limit": 4, "page": 2, "sort_by": "updated_at", "sort_order": "desc"}),
     ("get_eval_runs", {"limit": 4, "sort_by": "name"}), ("get_eval_runs", {"agent_id": "planner", "limit": 2}),
     ("get_eval_runs", {"model_id": "m1", "user_id": "alice", "deserialize": False}),
+    ("get_eval_runs", {"eval_type": [EvalType.ACCURACY], "limit": 3, "page": 2}),
+    ("get_eval_runs", {"eval_type": [EvalType.PERFORMANCE], "deserialize": False}),
+    ("get_eval_runs", {"eval_type": [EvalType.PERFORMANCE, EvalType.AGENT_AS_JUDGE], "model_id": "m1"}),
+    ("get_eval_runs", {"eval_type": ["accuracy"], "agent_id": "planner", "sort_by": "created_at"}),
     ("get_eval_run", {"eval_run_id": "e3"}), ("get_eval_run", {"eval_run_id": "e5"}),
     ("get_eval_run", {"eval_run_id": "e1", "user_id": "bob"}),
     ("get_knowledge_contents", {}), ("get_knowledge_contents", {"limit": 5, "page": 2}),
@@ -369,6 +374,12 @@ class CountingIndex(SqliteIndex):
         self.read += len(found)
         return found
 
+    def between(self, ordering: str, low: float, high: float, *, desc: bool, offset: int,
+                limit: int | None) -> list[Ranked]:
+        found = super().between(ordering, low, high, desc=desc, offset=offset, limit=limit)
+        self.read += len(found)
+        return found
+
 
 N = 3000
 
@@ -395,7 +406,8 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EventLogDb, 
                               "span_kind": "INTERNAL", "status_code": "OK", "status_message": None, "duration_ms": 1,
                               "start_time": T0.isoformat(), "end_time": T0.isoformat(), "attributes": {},
                               "created_at": T0.isoformat()}) for i in range(10 * N)])
-    put("evals", [(f"e{i}", {"run_id": f"e{i}", "eval_type": "accuracy", "eval_data": {}, "agent_id": f"a{i % 50}",
+    put("evals", [(f"e{i}", {"run_id": f"e{i}", "eval_type": "performance" if i % 10 == 3 else "accuracy",
+                             "eval_data": {}, "agent_id": f"a{i % 50}",
                              "created_at": 1_700_000_000 + i, "updated_at": 1_700_000_000 + i}) for i in range(N)])
     put("knowledge", [(f"k{i}", {"id": f"k{i}", "name": f"doc {i}", "description": "d", "user_id": f"u{i % 100}",
                                  "created_at": 1_700_000_000 + i, "updated_at": None}) for i in range(N)])
@@ -466,6 +478,8 @@ def test_other_tables_read_their_page_or_their_scope(big: tuple[EventLogDb, Coun
     assert total == N and [r["run_id"] for r in rows] == [f"e{N - 41 - i}" for i in range(20)] and n <= 20 * 2
     n, rows = reads(index, lambda: db.get_eval_runs(agent_id="a7"))
     assert len(rows) == N // 50 and n <= 2 * (N // 50)
+    n, rows = reads(index, lambda: db.get_eval_runs(eval_type=[EvalType.PERFORMANCE], limit=5))
+    assert len(rows) == 5 and n <= 2 * (N // 10)  # (the type's rows, not the table)
     n, (rows, total) = reads(index, lambda: db.get_knowledge_contents(limit=10, page=1, sort_by="created_at",
                                                                       sort_order="asc"))
     assert total == N and [r.id for r in rows] == [f"k{i}" for i in range(10)] and n <= 10 * 2
@@ -485,3 +499,42 @@ def test_other_tables_read_their_page_or_their_scope(big: tuple[EventLogDb, Coun
     n, _ = reads(index, lambda: db.append_transcript_entries("claude", "p", "cs", [{"uuid": "a"}, {"uuid": "b"}],
                                                              agno_session_id="s1"))
     assert n <= 5
+
+
+def test_the_statistics_pages_read_their_rows_not_the_table(big: tuple[EventLogDb, CountingIndex]) -> None:
+    """AgentOS's span statistics, its learnings users page and a trace-sessions page over a
+    time range read the index's aggregate rows (or the range's traces), not the N rows; the
+    writes that keep the aggregates read a few rows each."""
+    db, index = big
+    n, (groups, total) = reads(index, lambda: db.get_span_stats())
+    assert total == 1 and groups[0]["total_calls"] == 10 * N and groups[0]["max_duration_ms"] == 1 and n <= 3
+    n, (groups, total) = reads(index, lambda: db.get_span_stats(start_time=T0 + timedelta(hours=1)))
+    assert total == 0 and n == 0  # (every span started at T0: the range holds none)
+    n, (groups, total) = reads(index, lambda: db.get_span_stats(start_time=T0, end_time=T0))
+    assert total == 1 and groups[0]["total_calls"] == 10 * N  # (and those it holds are read)
+    n, (users, total) = reads(index, lambda: db.get_learnings_user_stats(limit=10, page=2))
+    users_page2 = users
+    assert total == N // 30 and [u["user_id"] for u in users] == [f"u{89 - i}" for i in range(10)] and n <= 2 * 10
+    assert users[0]["last_learning_updated_at"] == N - 100 + 89
+    n, (users, _) = reads(index, lambda: db.get_learnings_user_stats(limit=5, sort_by="user_id", sort_order="asc"))
+    assert [u["user_id"] for u in users] == sorted(f"u{i}" for i in range(100))[:5] and n <= 2 * 5
+    n, (typed, total) = reads(index, lambda: db.get_learnings_user_stats(learning_type="user_profile", limit=10, page=2))
+    assert total == N // 30 and typed == users_page2 and n <= 2 * 10
+    start = T0 + timedelta(seconds=N - 50)
+    n, (sessions, total) = reads(index, lambda: db.get_trace_stats(start_time=start, end_time=start + timedelta(seconds=20)))
+    assert total == 21 and n <= 2 * (21 + 2)  # (the second each side: the range's traces, a neighbour each way)
+    assert sessions[0]["session_id"] == f"s{(N - 30) % 300}" and sessions[0]["total_traces"] == 1
+    n, _ = reads(index, lambda: db.create_spans([Span(
+        span_id="sp-new", trace_id="t7", parent_span_id=None, name="llm", span_kind="INTERNAL", status_code="ERROR",
+        status_message=None, duration_ms=40, start_time=T0, end_time=T0, attributes={}, created_at=T0)]))
+    assert n <= 4  # (its row, if any; the group's statistics)
+    groups, _ = db.get_span_stats()
+    assert groups[0]["total_calls"] == 10 * N + 1 and groups[0]["max_duration_ms"] == 40 and groups[0]["error_count"] == 1
+    n, _ = reads(index, lambda: db.upsert_learning(id="l-new", learning_type="user_profile", content={}, user_id="u5"))
+    assert n <= 6
+    users, _ = db.get_learnings_user_stats(limit=1)
+    assert users[0]["user_id"] == "u5"  # (its newest update is now)
+    n, _ = reads(index, lambda: db.delete_learning("l-new"))  # the latest left: the user's rows counted again
+    assert n <= 6 + 2 * 2 * (N // 100 + 1)  # (for every type, and for its type)
+    users, _ = db.get_learnings_user_stats(limit=1)
+    assert users[0]["user_id"] == "u99"

@@ -26,7 +26,9 @@ from adapters.agno.records import RecordMethods
 from adapters.agno.scoped import candidates, indexed, keyed_candidates
 from eventlog import Payload, RecordDeleted, RecordUpserted, SessionFieldsChanged
 from eventlog.names import record_stream, session_stream
-from projections.index.tables import column_value
+from projections.index.indexer import decode_sstat
+from projections.index.record_view import RecordTable
+from projections.index.tables import column_value, wall_us
 
 COMPACTION_COLUMNS = ("compaction_id", "session_id", "run_id", "user_id", "first_kept_message_id", "summary",
                       "archived_messages", "messages_compacted", "tokens_before", "tokens_after", "created_at")
@@ -382,22 +384,48 @@ class ExtraMethods(RecordMethods):
         """Per (span name, span kind): calls, mean and max duration, errors, last call — as
         SqliteDb computes them (p95 is None there: SQLite has no percentile; sorting by it
         falls back to total_calls). Span attributes are read only for their kind. Over the
-        index only the spans of one name, or of the traces of one component, are read when
-        the call names them (a grouping of every span otherwise)."""
+        index, with no name, component or time filter, the per-group statistics the index
+        keeps are read (one row a group, not the spans); otherwise only the spans of one
+        name, or of the traces of one component, when the call names them, or those started
+        in the time range given (a grouping of every span otherwise)."""
         with self._reading() as states:
             span_table = self._table(states, "spans")
-            traces = self._table(states, "traces")
-            spans = candidates(span_table, name=name or None)
-            if agent_id or team_id or workflow_id:
-                keep = {k for k, t in keyed_candidates(traces, agent_id=agent_id or None, team_id=team_id or None,
-                                                       workflow_id=workflow_id or None)
-                        if (not agent_id or t.get("agent_id") == agent_id)
-                        and (not team_id or t.get("team_id") == team_id)
-                        and (not workflow_id or t.get("workflow_id") == workflow_id)}
-                table = indexed(span_table)
-                if table is not None and not name:  # the kept traces' spans, by their scopes
-                    spans = [row for _, _, row in table.union(table.scope("trace_id", t) for t in keep)]
-                spans = [s for s in spans if s.get("trace_id") in keep]
+            table = indexed(span_table)
+            if (table is not None and not (agent_id or team_id or workflow_id or start_time or end_time or name)
+                    and table.count("r|spans|stat|odd") == 0):
+                stats = _kept_span_stats(table, span_type)
+            else:
+                stats = self._grouped_span_stats(states, span_table, agent_id, team_id, workflow_id, start_time,
+                                                 end_time, name, span_type)
+        column = sort_by if sort_by in ("total_calls", "avg_duration_ms", "max_duration_ms", "error_count",
+                                        "last_called_at") else "total_calls"
+        stats.sort(key=lambda r: (str(r["name"]), str(r["span_type"])))  # the tie-breaks: name, kind
+        present = [r for r in stats if r[column] is not None]
+        absent = [r for r in stats if r[column] is None]
+        present.sort(key=lambda r: r[column], reverse=sort_order != "asc")
+        ordered = absent + present if sort_order == "asc" else present + absent
+        total = len(ordered)
+        offset = (page - 1) * limit if page and limit else 0
+        return (ordered[offset:offset + limit] if limit is not None else ordered[offset:]), total
+
+    def _grouped_span_stats(self, states: Any, span_table: Any, agent_id: str | None, team_id: str | None,
+                            workflow_id: str | None, start_time: datetime | None, end_time: datetime | None,
+                            name: str | None, span_type: str | None) -> list[dict[str, Any]]:
+        """The statistics of every (name, kind) group of the spans the filters keep."""
+        traces = self._table(states, "traces")
+        table = indexed(span_table)
+        ranged = (_started_between(table, start_time, end_time)
+                  if table is not None and not (name or agent_id or team_id or workflow_id) else None)
+        spans = ranged if ranged is not None else candidates(span_table, name=name or None)
+        if agent_id or team_id or workflow_id:
+            keep = {k for k, t in keyed_candidates(traces, agent_id=agent_id or None, team_id=team_id or None,
+                                                   workflow_id=workflow_id or None)
+                    if (not agent_id or t.get("agent_id") == agent_id)
+                    and (not team_id or t.get("team_id") == team_id)
+                    and (not workflow_id or t.get("workflow_id") == workflow_id)}
+            if table is not None and not name:  # the kept traces' spans, by their scopes
+                spans = [row for _, _, row in table.union(table.scope("trace_id", t) for t in keep)]
+            spans = [s for s in spans if s.get("trace_id") in keep]
         groups: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
         for s in spans:
             attributes = s.get("attributes")
@@ -425,13 +453,51 @@ class ExtraMethods(RecordMethods):
                 "error_count": sum(1 for m in members if m.get("status_code") == "ERROR"),
                 "last_called_at": datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None,
             })
-        column = sort_by if sort_by in ("total_calls", "avg_duration_ms", "max_duration_ms", "error_count",
-                                        "last_called_at") else "total_calls"
-        stats.sort(key=lambda r: (str(r["name"]), str(r["span_type"])))  # the tie-breaks: name, kind
-        present = [r for r in stats if r[column] is not None]
-        absent = [r for r in stats if r[column] is None]
-        present.sort(key=lambda r: r[column], reverse=sort_order != "asc")
-        ordered = absent + present if sort_order == "asc" else present + absent
-        total = len(ordered)
-        offset = (page - 1) * limit if page and limit else 0
-        return (ordered[offset:offset + limit] if limit is not None else ordered[offset:]), total
+        return stats
+
+
+def _span_stat(span_name: Any, kind: Any, calls: int, total: Any, timed: int, longest: Any, errors: int,
+               last: Any) -> dict[str, Any]:
+    return {
+        "name": span_name, "span_type": kind, "total_calls": calls,
+        "avg_duration_ms": round(float(total / timed), 1) if timed else None,
+        "p95_duration_ms": None, "max_duration_ms": longest if timed else None,
+        "error_count": errors,
+        "last_called_at": datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None,
+    }
+
+
+def _started_between(table: RecordTable, start_time: Any, end_time: Any) -> list[dict[str, Any]] | None:
+    """Every span the adapter's start-time range can keep, in table order, from the start
+    ordering (`sst`: the wall clock of each span's ISO text, see `wall_us`), widened by a
+    second each way; spans without a start are never kept by a range. None (every span,
+    then) without a range, or while a span's start is not such a text."""
+    if not (start_time or end_time) or table.count("r|spans|sst|odd"):
+        return None
+    bounds = []
+    for when, margin, far in ((start_time, -1_000_000, -float(1 << 62)), (end_time, 1_000_000, float(1 << 62))):
+        if not when:
+            bounds.append(far)
+            continue
+        at = wall_us(when.isoformat()) if isinstance(when, datetime) else None
+        if at is None:
+            return None
+        bounds.append(at + margin)
+    ranked = table.index.between("r|spans|sst", bounds[0], bounds[1], desc=False, offset=0, limit=None)
+    return [row for _, _, row in sorted(table.with_seq([r.key for r in ranked]), key=lambda t: t[0])]
+
+
+def _kept_span_stats(table: RecordTable, span_type: str | None) -> list[dict[str, Any]]:
+    """Every (name, kind) group's statistics as the index keeps them (`sstat`, one row a group:
+    what is read grows with the span names in use, not with the spans)."""
+    index = table.index
+    keys = [r.key for r in index.page("ss|all", desc=False, offset=0, limit=None)]
+    out = []
+    for key, data in zip(keys, index.get_many("sstat", keys, table._home)):
+        if data is None:
+            continue
+        span_name, kind = json.loads(key)
+        if span_type and kind != span_type:
+            continue
+        out.append(_span_stat(span_name, kind, *decode_sstat(data)))
+    return out

@@ -25,6 +25,9 @@ from adapters.agno.records import RecordMethods
 from adapters.agno.scoped import candidates, indexed, keyed_candidates
 from eventlog import RecordDeleted, RecordUpserted
 from eventlog.names import record_stream
+from projections.index.indexer import decode_lstat
+from projections.index.record_view import RecordTable
+from projections.index.tables import learning_stat_kind, learning_stat_prefix
 
 TABLE = "learnings"
 # SqliteDb's columns, in its order
@@ -235,8 +238,14 @@ class LearningMethods(RecordMethods):
                                  page: int | None = None, user_id: str | None = None, sort_by: str | None = None,
                                  sort_order: str | None = None) -> tuple[list[dict[str, Any]], int]:
         """Per owner (rows with no user are left out): the last time one of their learnings
-        changed; sorted by that (default) or by `user_id`."""
+        changed; sorted by that (default) or by `user_id`. Over the index, with no filter, a
+        page of the per-user statistics the index keeps, read from their ordering."""
         validate_pagination(limit, page)
+        if (learning_type is None or isinstance(learning_type, str)) and user_id is None:
+            with self._reading() as states:
+                table = indexed(self._table(states, TABLE))
+                if table is not None and table.count(f"r|{TABLE}|stat|odd") == 0:
+                    return _kept_user_stats(table, learning_type, limit, page, sort_by, sort_order)
         rows = self._learning_rows(learning_type=learning_type, user_id=user_id)
         last: dict[str, Any] = {}
         for r in rows:
@@ -261,3 +270,23 @@ def _by_updated(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     present = [r for r in rows if r.get("updated_at") is not None]
     present.sort(key=lambda r: r["updated_at"], reverse=True)
     return present + [r for r in rows if r.get("updated_at") is None]
+
+
+def _kept_user_stats(table: RecordTable, learning_type: str | None, limit: int | None, page: int | None,
+                     sort_by: str | None, sort_order: str | None) -> tuple[list[dict[str, Any]], int]:
+    """The page `get_learnings_user_stats` gives, from the index's per-user statistics
+    (`lstat`, over one learning type `lstat:<type>`): by user id (`lu|user`, ties by the id
+    itself) or by the latest update (`lu|last-` descending, `lu|last+` ascending: ties, and
+    users with no update — last descending, first ascending — in the order the users first
+    appear in the table)."""
+    index = table.index
+    desc = sort_order != "asc"
+    prefix = learning_stat_prefix(learning_type)
+    ordering = prefix + ("user" if sort_by == "user_id" else "last-" if desc else "last+")
+    offset = 0 if limit is None or page is None else (page - 1) * limit
+    keys = [r.key for r in index.page(ordering, desc=desc, offset=offset, limit=limit)]
+    found = [(key, decode_lstat(data))
+             for key, data in zip(keys, index.get_many(learning_stat_kind(learning_type), keys, table._home))
+             if data is not None]
+    return ([{"user_id": key, "last_learning_updated_at": stat[2]} for key, stat in found],
+            index.count(prefix + "user"))

@@ -277,7 +277,8 @@ class RecordMethods(EventLogCore):
                       eval_type: Any = None, deserialize: bool | None = True, user_id: str | None = None) -> Any:
         """InMemoryDb's answer. Over the index a page with no filter is read from the sort's
         ordering at its offset (newest first by default); a filtered one from the narrowest
-        scope its component, model or user names."""
+        scope its component, model or user names, or from the scopes of the eval types asked
+        for when they hold fewer rows."""
         with self._reading() as states:
             rows = self._table(states, "evals")
             table = indexed(rows)
@@ -289,8 +290,8 @@ class RecordMethods(EventLogCore):
                     if not deserialize:
                         return found
                     return [EvalRunRecord.model_validate(r) for r in found[0]]
-            subset = candidates(rows, agent_id=agent_id, team_id=team_id, workflow_id=workflow_id,
-                                model_id=model_id, user_id=user_id)
+            subset = _eval_candidates(rows, table, eval_type, agent_id=agent_id, team_id=team_id,
+                                      workflow_id=workflow_id, model_id=model_id, user_id=user_id)
             return self._memory_mirror(states, evals=subset).get_eval_runs(
                 limit=limit, page=page, sort_by=sort_by, sort_order=sort_order, agent_id=agent_id, team_id=team_id,
                 workflow_id=workflow_id, model_id=model_id, filter_type=filter_type, eval_type=eval_type,
@@ -341,3 +342,20 @@ def _sorted_page(table: RecordTable, limit: int | None, page: int | None, sort_b
 
 
 _SORTS = {"created_at": "cre", "updated_at": "upd"}
+
+
+def _eval_candidates(rows: Any, table: RecordTable | None, eval_type: Any, **filters: Any) -> list[dict[str, Any]]:
+    """The evals a query can match, in table order: the narrowest scope its equality filters
+    name, or the union of the scopes of the eval types it lists (InMemoryDb keeps a row whose
+    `eval_type` is in the list; a type is its text, an `EvalType` its value), whichever holds
+    fewer rows."""
+    types = [getattr(t, "value", t) for t in eval_type] if isinstance(eval_type, (list, tuple)) and eval_type else []
+    if table is None or not types or not all(isinstance(t, str) for t in types):
+        return candidates(rows, **filters)
+    wanted = {k: v for k, v in filters.items() if v is not None}
+    narrow = table.narrowest(wanted) if wanted else None
+    scopes = [table.scope("eval_type", t) for t in dict.fromkeys(types)]
+    if any(s is None for s in scopes) or (narrow is not None and table.count(narrow)
+                                          <= sum(table.count(s) for s in scopes if s)):
+        return candidates(rows, **filters)
+    return [row for _, _, row in table.union(scopes)]

@@ -140,6 +140,14 @@ class SessionMethods(EventLogCore):
     ) -> Any:
         kind = _type_value(session_type)
         with self._reading() as states:
+            if isinstance(states, IndexedStates) and sort_by not in _INDEXED_SORTS:
+                # InMemoryDb's `apply_sorting` leaves the order as it is when the first match
+                # has no such key (a column the session dict does not have, as `session_name`):
+                # that is the page with no `sort_by`, after one look at the first match
+                first, _ = _indexed_sessions(states, kind, user_id, component_id, session_name, start_timestamp,
+                                             end_timestamp, 1, 1, None, None)
+                if not first or sort_by not in self._row_dict(states, first[0], with_runs=False):
+                    sort_by = None
             if isinstance(states, IndexedStates) and sort_by in _INDEXED_SORTS:
                 rows, total = _indexed_sessions(states, kind, user_id, component_id, session_name,
                                                 start_timestamp, end_timestamp, limit, page, sort_by, sort_order)

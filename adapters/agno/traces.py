@@ -28,11 +28,13 @@ from eventlog import RecordUpserted
 from eventlog.names import record_stream
 from projections.index.indexer import decode_tstat
 from projections.index.record_view import RecordTable
-from projections.index.tables import EXACT_SORTS, scope_text
+from projections.index.tables import EXACT_SORTS, scope_text, wall_us
 
 Row = dict[str, Any]
 _SCOPES = ("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id")
 _MARGIN_US = 86_400 * 1_000_000  # a day: JsonDb compares ISO text, the ordering instants
+_FAR = float(1 << 62)
+_SECOND_US = 1_000_000
 
 
 def _equalities(expr: dict[str, Any] | None) -> dict[str, Any]:
@@ -202,7 +204,8 @@ class TraceMethods(RecordMethods):
         """Stats over the traces `filter_expr` keeps (see `get_traces`). Over the index, with
         no filter, a page of the per-session statistics the index keeps (ordered by the last
         trace's time); with filters, JsonDb's grouping of the narrowest scope they name
-        (without one, of every trace)."""
+        (without one, of the traces created in the time range given — read from the creation
+        ordering — else of every trace)."""
         kept = trace_filter(filter_expr)
         with self._reading() as states:
             traces = self._table(states, "traces")
@@ -213,8 +216,13 @@ class TraceMethods(RecordMethods):
                 if found is not None:
                     return found
             params = {"user_id": user_id, "agent_id": agent_id, "team_id": team_id, "workflow_id": workflow_id}
-            rows = (self._trace_candidates(table, params, None, filter_expr) if table is not None
-                    else list(traces.values()))
+            ranged = (_created_between(table, start_time, end_time)
+                      if table is not None and not _scopes_named(params, filter_expr) else None)
+            if ranged is not None:
+                rows = ranged
+            else:
+                rows = (self._trace_candidates(table, params, None, filter_expr) if table is not None
+                        else list(traces.values()))
         result: tuple[list[dict[str, Any]], int] = self._json_call(
             {"traces": rows}, "get_trace_stats", user_id=user_id, agent_id=agent_id, team_id=team_id,
             workflow_id=workflow_id, start_time=start_time, end_time=end_time, limit=limit, page=page,
@@ -266,6 +274,31 @@ class TraceMethods(RecordMethods):
         result: list[Any] = self._json_call({"spans": rows}, "get_spans", trace_id=trace_id,
                                             parent_span_id=parent_span_id, limit=limit)
         return result
+
+
+def _scopes_named(params: dict[str, Any], filter_expr: dict[str, Any] | None) -> bool:
+    return any(params.values()) or any(k in _SCOPES for k in _equalities(filter_expr))
+
+
+def _created_between(table: RecordTable, start_time: Any, end_time: Any) -> list[Row] | None:
+    """Every trace JsonDb's `created_at` range can keep, in table order, from the creation
+    ordering (`cat`: the wall clock of each trace's ISO text, see `wall_us`): the range
+    widened by a second each way, as such texts more than a second apart compare as their
+    wall clocks. None (every trace, then) without a range, or while a trace's creation time
+    is not such a text."""
+    if not (start_time or end_time) or table.count("r|traces|cat") != table.count():
+        return None
+    bounds = []
+    for when, margin, far in ((start_time, -_SECOND_US, -_FAR), (end_time, _SECOND_US, _FAR)):
+        if not when:
+            bounds.append(far)
+            continue
+        at = wall_us(when.isoformat()) if isinstance(when, datetime) else None
+        if at is None:
+            return None
+        bounds.append(at + margin)
+    ranked = table.index.between("r|traces|cat", bounds[0], bounds[1], desc=False, offset=0, limit=None)
+    return [row for _, _, row in sorted(table.with_seq([r.key for r in ranked]), key=lambda t: t[0])]
 
 
 def _stats_page(table: RecordTable, limit: int, page: int) -> tuple[list[dict[str, Any]], int] | None:

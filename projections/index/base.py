@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
-INDEX_SCHEMA = 4
+INDEX_SCHEMA = 5
 """The shape of what an index holds. Bump it when a row type or an ordering changes: an index
 of another schema is rebuilt from the log, never served (Redis keys carry it in their names)."""
 
@@ -85,6 +85,12 @@ class ReadIndex(ABC):
     def page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[Ranked]:
         """Keys of a sorted set in order (score, then key; both reversed for `desc`),
         merged across partitions."""
+
+    @abstractmethod
+    def between(self, ordering: str, low: float, high: float, *, desc: bool, offset: int,
+                limit: int | None) -> list[Ranked]:
+        """As `page`, over the keys whose score is in [low, high] only (a range of times:
+        what is read is what the range holds)."""
 
     @abstractmethod
     def count(self, ordering: str) -> int: ...

@@ -13,16 +13,28 @@ from eventlog import EventStore
 from eventlog.store import Cursor
 from projections.index.base import ReadIndex
 from projections.index.indexer import (
+    decode_lstat,
     decode_memory,
     decode_record,
     decode_record_seq,
     decode_session,
+    decode_sstat,
     decode_tstat,
     decode_workflow,
     session_orderings,
     stat_members,
 )
-from projections.index.tables import record_members, scope_text, scope_trace_stats
+from projections.index.tables import (
+    learning_groups,
+    learning_stat_kind,
+    learning_stat_members,
+    record_members,
+    scope_text,
+    scope_trace_stats,
+    span_group,
+    span_group_stats,
+    user_learning_stats,
+)
 from projections.memories import UserMemoriesProjection
 from projections.records import RecordsProjection
 from projections.runner import ProjectionRunner
@@ -71,8 +83,10 @@ def _compare_record_orderings(out: list[str], index: ReadIndex, tables: dict[str
                 for name, score in record_members(table, held[key][0], row):
                     expected.setdefault(name, {})[key] = score
     _expected_trace_stats(out, index, tables.get("traces", {}), expected)
+    _expected_span_stats(out, index, tables.get("spans", {}), expected)
+    _expected_learning_stats(out, index, tables.get("learnings", {}), expected)
     try:
-        names = set(index.orderings("r|")) | set(index.orderings("ts|"))
+        names = {n for prefix in ("r|", "ts|", "ss|", "lu|") for n in index.orderings(prefix)}
     except NotImplementedError:
         names = set()
     for name in sorted(names | expected.keys()):
@@ -99,6 +113,40 @@ def _expected_trace_stats(out: list[str], index: ReadIndex, traces: dict[str, An
             for name, score in stat_members(found):
                 expected.setdefault(name, {})[text] = score
     _compare(out, "trace statistics of session", want, dict(_rows(index, "tstat", decode_tstat)))
+
+
+def _expected_span_stats(out: list[str], index: ReadIndex, spans: dict[str, Any],
+                         expected: dict[str, dict[str, float]]) -> None:
+    """Per (span name, kind), the statistics the fold's spans give, against `sstat`."""
+    groups: dict[str, list[Any]] = {}
+    for row in spans.values():
+        group = span_group(row)
+        if group is not None:
+            groups.setdefault(group, []).append(row)
+    want = {group: span_group_stats(rows, group) for group, rows in groups.items()}
+    for group in want:
+        expected.setdefault("ss|all", {})[group] = 0.0
+    _compare(out, "span statistics of", want, dict(_rows(index, "sstat", decode_sstat)))
+
+
+def _expected_learning_stats(out: list[str], index: ReadIndex, learnings: dict[str, Any],
+                             expected: dict[str, dict[str, float]]) -> None:
+    """Per user, over every learning type and each type, the statistics the fold's rows give
+    (with the index's insertion numbers), against `lstat` and `lstat:<type>`."""
+    held = dict(_rows(index, "rec:learnings", decode_record_seq))
+    rows = sorted(((held[k][0], row) for k, row in learnings.items() if k in held), key=lambda r: r[0])
+    groups = {group for _, row in rows for group in learning_groups(row)}
+    want: dict[str, dict[str, Any]] = {}
+    for user, kind in groups:
+        found = user_learning_stats(rows, user, kind)
+        if found is not None:
+            want.setdefault(learning_stat_kind(kind), {})[user] = found
+            for name, score in learning_stat_members(user, found, kind):
+                expected.setdefault(name, {})[user] = score
+    # (a type's statistics the fold no longer has show as their orderings' stale entries)
+    for kind in sorted(want.keys() | {"lstat"}):
+        _compare(out, f"learning statistics ({kind}) of user", want.get(kind, {}),
+                 dict(_rows(index, kind, decode_lstat)))
 
 
 def _rows(index: ReadIndex, kind: str, decode: Any) -> list[tuple[str, Any]]:

@@ -23,6 +23,9 @@ What is indexed (kind: key -> row; orderings by score, ties by key):
     rec:<t>:  record key -> (seq, row)            r|<t>|seq, and per table its scopes and
               sorts (r|<t>|<col>=<value>|seq, r|<t>|<sort>...: see projections.index.tables)
     tstat:    session -> its trace statistics    ts|last (ts|odd: a time that cannot be ordered)
+    sstat:    [span name, kind] -> span statistics   ss|all (spans they cannot keep: r|spans|stat|odd)
+    lstat:    user -> learning statistics         lu|user, lu|last-, lu|last+ (r|learnings|stat|odd)
+    lstat:<hex type>: the same over one learning type   lu|t=<type>|user, ...
 """
 
 from __future__ import annotations
@@ -56,12 +59,23 @@ from eventlog.store import Cursor
 from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex
 from projections.index.runs import fold_runs
 from projections.index.tables import (
+    LearningStat,
+    SpanStat,
+    learning_groups,
+    learning_stat_add,
+    learning_stat_kind,
+    learning_stat_members,
     record_members,
     scope_ordering,
     scope_text,
     scope_trace_stats,
+    span_group,
+    span_group_stats,
+    span_stat_add,
+    span_stat_remove,
     trace_stats_affected,
     trace_stats_step,
+    user_learning_stats,
 )
 from projections.memories import MemoriesState, MemoryRow, UserMemoriesProjection
 from projections.sessions import _SESSION_EVENTS, SessionRow, SessionsProjection, SessionsState
@@ -78,6 +92,8 @@ _workflow_dec = msgspec.msgpack.Decoder(tuple[int, WorkflowRow])
 _record_dec = msgspec.msgpack.Decoder(tuple[int, dict[str, Any]])
 _muser_dec = msgspec.msgpack.Decoder(tuple[int, int, int])
 _tstat_dec = msgspec.msgpack.Decoder(tuple[int, dict[str, Any], float | None])
+_sstat_dec = msgspec.msgpack.Decoder(tuple[int, int, int, int | None, int, str | None])
+_lstat_dec = msgspec.msgpack.Decoder(tuple[int, int, int | None])
 
 _SESSION_TYPES = frozenset(_SESSION_EVENTS)
 _MEMORY_TYPES = frozenset({UserMemoryAdded, UserMemoryUpdated, UserMemoryDeleted, UserMemoriesCleared, UserForgotten})
@@ -115,6 +131,16 @@ def decode_muser(data: bytes) -> tuple[int, int]:
 def decode_tstat(data: bytes) -> tuple[int, dict[str, Any], float | None]:
     """A session's trace statistics: (first insertion number, JsonDb's entry, last time in µs)."""
     return _tstat_dec.decode(data)
+
+
+def decode_sstat(data: bytes) -> SpanStat:
+    """A span group's statistics (see `projections.index.tables.SpanStat`)."""
+    return _sstat_dec.decode(data)
+
+
+def decode_lstat(data: bytes) -> LearningStat:
+    """A user's learning statistics (see `projections.index.tables.LearningStat`)."""
+    return _lstat_dec.decode(data)
 
 
 def stat_members(found: tuple[int, dict[str, Any], float | None]) -> list[Member]:
@@ -563,13 +589,97 @@ class Indexer:
         if isinstance(p, RecordDeleted):
             if before is not None:
                 txn.delete(kind, p.key, old_members)
-                if p.table == "traces":
-                    Indexer._trace_stats(txn, before[0], before[1], None)
+                Indexer._statistics(txn, p.table, before[0], before[1], None)
             return
         seq = before[0] if before is not None else txn.next_seq()
         txn.put(kind, p.key, _enc.encode((seq, p.record)), old_members, record_members(p.table, seq, p.record))
-        if p.table == "traces":
-            Indexer._trace_stats(txn, seq, before[1] if before is not None else None, p.record)
+        Indexer._statistics(txn, p.table, seq, before[1] if before is not None else None, p.record)
+
+    @staticmethod
+    def _statistics(txn: IndexTxn, table: str, seq: int, old: dict[str, Any] | None,
+                    new: dict[str, Any] | None) -> None:
+        """The aggregates a record write can change (after the row and its orderings)."""
+        if old is not None and new is not None and old == new:
+            return
+        if table == "traces":
+            Indexer._trace_stats(txn, seq, old, new)
+        elif table == "spans":
+            Indexer._span_stats(txn, old, new)
+        elif table == "learnings":
+            Indexer._learning_stats(txn, seq, old, new)
+
+    @staticmethod
+    def _span_stats(txn: IndexTxn, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Per (span name, kind), the statistics `get_span_stats` shows (`sstat`), listed in
+        `ss|all`. A span that arrives is added in place; one that leaves is taken out in place
+        unless it was the group's longest or latest, when the group is counted again from
+        its name's scope."""
+        was = span_group(old) if old is not None else None
+        now = span_group(new) if new is not None else None
+        for group in dict.fromkeys(g for g in (was, now) if g is not None):
+            held = txn.get("sstat", group)
+            stat: SpanStat | None = _sstat_dec.decode(held) if held is not None else None
+            recount = False
+            if was == group and old is not None:
+                stat = span_stat_remove(stat, old) if stat is not None else None
+                recount = stat is None
+            if recount:
+                ordering = scope_ordering("spans", "name", msgspec.json.decode(group)[0])
+                keys = txn.keys(ordering) if ordering is not None else []
+                rows = [decode_record(d) for d in (txn.get("rec:spans", k) for k in keys) if d is not None]
+                stat = span_group_stats(rows, group)
+            elif now == group and new is not None:
+                stat = span_stat_add(stat, new)
+            members: list[Member] = [("ss|all", 0.0)]
+            if stat is None or stat[0] <= 0:
+                if held is not None:
+                    txn.delete("sstat", group, members)
+                continue
+            data = _enc.encode(stat)
+            if data != held:
+                txn.put("sstat", group, data, members if held is not None else [], members)
+
+    @staticmethod
+    def _learning_stats(txn: IndexTxn, seq: int, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Per user, over every learning type and over each type, the statistics
+        `get_learnings_user_stats` shows (`lstat`, `lstat:<type>`): kept in place — a row that
+        arrives may be the latest, one updated to a later time is — and counted again from the
+        user's scope only when the row that left was their latest or first."""
+        was = learning_groups(old) if old is not None else []
+        now = learning_groups(new) if new is not None else []
+        for user, kind in dict.fromkeys(was + now):
+            row_kind = learning_stat_kind(kind)
+            held = txn.get(row_kind, user)
+            stat: LearningStat | None = _lstat_dec.decode(held) if held is not None else None
+            recount = False
+            added = (user, kind) in now and new is not None
+            if (user, kind) in was and old is not None:
+                before, after = old.get("updated_at"), new.get("updated_at") if new is not None else None
+                if stat is None:
+                    recount = True
+                elif added and after is not None and (before is None or after >= before):
+                    first, count, last = stat  # (updated in place to a later time)
+                    stat = first, count, after if last is None else max(last, after)
+                    added = False
+                elif seq != stat[0] and (before is None or (stat[2] is not None and before < stat[2])):
+                    stat = stat[0], stat[1] - 1, stat[2]
+                else:
+                    recount = True
+            if recount:
+                ordering = scope_ordering("learnings", "user_id", user)
+                keys = txn.keys(ordering) if ordering is not None else []
+                rows = [_record_dec.decode(d) for d in (txn.get("rec:learnings", k) for k in keys) if d is not None]
+                stat = user_learning_stats(sorted(rows, key=lambda r: r[0]), user, kind)
+            elif added and new is not None:
+                stat = learning_stat_add(stat if stat is None or stat[1] > 0 else None, seq, new)
+            old_members = learning_stat_members(user, _lstat_dec.decode(held), kind) if held is not None else []
+            if stat is None or stat[1] <= 0:
+                if held is not None:
+                    txn.delete(row_kind, user, old_members)
+                continue
+            data = _enc.encode(stat)
+            if data != held:
+                txn.put(row_kind, user, data, old_members, learning_stat_members(user, stat, kind))
 
     @staticmethod
     def _trace_stats(txn: IndexTxn, seq: int, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:

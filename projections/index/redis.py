@@ -155,6 +155,26 @@ class RedisIndex(ReadIndex):
         merged = list(heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc))
         return merged[offset:] if limit is None else merged[offset:offset + limit]
 
+    def between(self, ordering: str, low: float, high: float, *, desc: bool, offset: int,
+                limit: int | None) -> list[Ranked]:
+        start = offset if self.partitions == 1 else 0  # (as `page`: merged across partitions)
+        num = None if limit is None else (offset - start) + limit
+        runs = []
+        for p in range(self.partitions):
+            if desc:
+                got = self._call(lambda k: self.client.zrevrangebyscore(
+                    k, high, low, start=start if num is not None else None, num=num, withscores=True),
+                    f"{self._ns(p)}:o:{ordering}")
+            else:
+                got = self._call(lambda k: self.client.zrangebyscore(
+                    k, low, high, start=start if num is not None else None, num=num, withscores=True),
+                    f"{self._ns(p)}:o:{ordering}")
+            runs.append([Ranked(k.decode(), float(s)) for k, s in got])
+        if self.partitions == 1:
+            return runs[0] if num is not None or not offset else runs[0][offset:]
+        merged = list(heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc))
+        return merged[offset:] if limit is None else merged[offset:offset + limit]
+
     def orderings(self, prefix: str) -> list[str]:
         names: set[str] = set()
         for p in range(self.partitions):

@@ -106,6 +106,16 @@ class SqliteIndex(ReadIndex):
                 (ordering, -1 if limit is None else limit, offset)).fetchall()
         return [Ranked(k, s) for k, s in rows]
 
+    def between(self, ordering: str, low: float, high: float, *, desc: bool, offset: int,
+                limit: int | None) -> list[Ranked]:
+        order = "DESC" if desc else "ASC"
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT key, score FROM ord WHERE name=? AND score >= ? AND score <= ? "
+                f"ORDER BY score {order}, key {order} LIMIT ? OFFSET ?",
+                (ordering, low, high, -1 if limit is None else limit, offset)).fetchall()
+        return [Ranked(k, s) for k, s in rows]
+
     def orderings(self, prefix: str) -> list[str]:
         with self._lock:
             names = self._conn.execute("SELECT DISTINCT name FROM ord WHERE substr(name, 1, ?) = ?",

@@ -19,15 +19,27 @@ missing values first (InMemoryDb's `apply_sorting`), `+` ascending with missing 
 A value that is not a whole second in [0, 2^31) cannot carry the tie fraction, so the row is
 also listed in `|odd` and readers fall back to the scope path while any such row exists.
 Traces sort by their start instant in microseconds (`st`), as JsonDb's descending string
-sort of UTC ISO times; the score has no room for a tie fraction, so a reader puts ties inside
-a page in table order itself and leaves a page with a tie across its edge to JsonDb's sort.
+sort of UTC ISO times — only text as `isoformat` writes a UTC time is in it (a `Z` or another
+offset sorts as text otherwise than its instant; readers fall back while any trace is not);
+the score has no room for a tie fraction, so a reader puts ties inside a page in table order
+itself and leaves a page with a tie across its edge to JsonDb's sort. Traces are also in
+`r|traces|cat` by the wall clock of their `created_at` text (`wall_us`), which a time range
+of `get_trace_stats` reads (widened by a second each way).
+
+Aggregates (kept by the indexer beside the rows, see the end of this module): per session the
+trace statistics (`tstat`, `ts|last`), per (span name, kind) the span statistics (`sstat`,
+`ss|all`), per user the learning statistics (`lstat`, `lu|user`, `lu|last-`, `lu|last+`).
+Rows whose values an aggregate cannot keep exactly are listed in `r|<t>|stat|odd`; readers
+leave the table to the adapter's own grouping while any exists.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import date, datetime
+from enum import Enum
 from typing import Any, Literal, NamedTuple
 
 from projections.index.base import Member
@@ -42,6 +54,8 @@ class TableSpec(NamedTuple):
     scoped_sorts: tuple[str, ...] = ()  # scopes that also get every sort within them
     nulls: tuple[str, ...] = ()  # scopes where a missing value is a scope of its own (`!none`)
     derived: dict[str, Callable[[dict[str, Any]], Any]] = {}
+    flat_sorts: tuple[str, ...] = ()  # names in EXACT_SORTS kept over the whole table only
+    unkept: Callable[[dict[str, Any]], bool] | None = None  # rows the table's statistics cannot keep
 
 
 def _json_key(*cols: str) -> Callable[[dict[str, Any]], Any]:
@@ -53,8 +67,20 @@ def _with(column: str, derive: Callable[[dict[str, Any]], Any]) -> Callable[[dic
     return lambda row: derive(row) if row.get(column) else None
 
 
+_UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00")
+
+
 def _start_us(row: dict[str, Any]) -> float | None:
+    """The instant a row's `start_time` names, in µs, where that orders as JsonDb orders the
+    texts: a datetime, or text as `isoformat` writes a UTC time (other text — a `Z`, another
+    offset, another precision — may sort as text otherwise than its instant: None)."""
     value = row.get("start_time")
+    if isinstance(value, str) and not _UTC_TEXT.fullmatch(value):
+        return None
+    return _instant_us(value)
+
+
+def _instant_us(value: Any) -> float | None:
     try:
         when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
@@ -62,6 +88,24 @@ def _start_us(row: dict[str, Any]) -> float | None:
     if when.tzinfo is None:
         return None
     return float(round(when.timestamp() * 1_000_000))
+
+
+def wall_us(value: Any) -> float | None:
+    """The wall-clock time an ISO text names, in µs, its offset ignored, for text that starts
+    `YYYY-MM-DDTHH:MM:SS` (what `datetime.isoformat` writes): two such texts whose wall
+    clocks are more than a second apart compare as text as their wall clocks do (the first
+    19 characters decide), so a reader widens a range of texts by a second each way and
+    hands the rows inside to the code that compares the texts (None: not such a text)."""
+    if not (isinstance(value, str) and len(value) >= 19 and value[4] == value[7] == "-" and value[10] == "T"
+            and value[13] == value[16] == ":"
+            and (value[:4] + value[5:7] + value[8:10] + value[11:13] + value[14:16] + value[17:19]).isdigit()):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    naive = when.replace(tzinfo=None) - datetime(1970, 1, 1)
+    return float((naive.days * 86_400 + naive.seconds) * 1_000_000 + naive.microseconds)
 
 
 def _day(row: dict[str, Any]) -> float | None:
@@ -83,20 +127,26 @@ SORT_VALUES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "upd": _coalesced_updated,
     "exp": lambda row: row.get("expires_at"),
 }
-EXACT_SORTS: dict[str, Callable[[dict[str, Any]], float | None]] = {"st": _start_us, "day": _day}
+EXACT_SORTS: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "st": _start_us, "day": _day, "cat": lambda row: wall_us(row.get("created_at")),
+    "sst": lambda row: wall_us(row.get("start_time"))}
+FLAT_COLUMNS = {"cat": "created_at", "sst": "start_time"}  # (a value there that `wall_us` cannot score: `|odd`)
 """Sorts scored by their value alone (no tie fraction): ties and missing values are the
 reader's concern (traces: by key; metrics and expiry: the reader re-sorts what it collected)."""
 
 TABLES: dict[str, TableSpec] = {
     "traces": TableSpec(scopes=("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id"),
                         sorts=("st",), scoped_sorts=("session_id", "user_id", "agent_id", "team_id",
-                                                     "workflow_id")),
-    "spans": TableSpec(scopes=("trace_id", "parent_span_id", "name")),
-    "evals": TableSpec(scopes=("agent_id", "team_id", "workflow_id", "model_id", "user_id"), sorts=("cre", "upd")),
+                                                     "workflow_id"), flat_sorts=("cat",)),
+    "spans": TableSpec(scopes=("trace_id", "parent_span_id", "name"), nulls=("name",), flat_sorts=("sst",),
+                       unkept=lambda row: span_group(row) is None),
+    "evals": TableSpec(scopes=("agent_id", "team_id", "workflow_id", "model_id", "user_id", "eval_type"),
+                       sorts=("cre", "upd")),
     "knowledge": TableSpec(scopes=("linked_to", "user_id"), sorts=("cre", "upd"), nulls=("user_id",)),
     "metrics": TableSpec(scopes=("user_id",), sorts=("day",)),
     "learnings": TableSpec(scopes=("user_id", "learning_type", "agent_id", "team_id", "workflow_id", "session_id",
-                                   "namespace", "entity_id", "entity_type"), nulls=("user_id",)),
+                                   "namespace", "entity_id", "entity_type"), nulls=("user_id",),
+                           unkept=lambda row: learning_owner(row) is False),
     "compactions": TableSpec(scopes=("session_id",)),
     "tool_results": TableSpec(scopes=("session_id", "place"), sorts=("exp",),
                               derived={"place": _json_key("namespace", "path")}),
@@ -114,6 +164,8 @@ def scope_text(value: Any) -> str | None:
     for it walks the table). None itself is a value (`!none`: unowned rows)."""
     if value is None:
         return "!none"
+    if isinstance(value, Enum):  # (as the row is stored and read back: a str enum is its value)
+        value = value.value
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (str, int, float)):
@@ -164,6 +216,14 @@ def record_members(table: str, seq: int, row: dict[str, Any]) -> list[Member]:
         down, up = sort_scores(value, seq)
         scores += [(f"{sort}-", down), (f"{sort}+", up)]
     out += [(f"r|{table}|{name}", score) for name, score in scores]
+    for sort in spec.flat_sorts:
+        flat = EXACT_SORTS[sort](row)
+        if flat is not None:
+            out.append((f"r|{table}|{sort}", flat))
+        elif row.get(FLAT_COLUMNS[sort]) is not None:
+            out.append((f"r|{table}|{sort}|odd", seq))
+    if spec.unkept is not None and spec.unkept(row):
+        out.append((f"r|{table}|stat|odd", seq))
     for column in spec.scopes:
         value = column_value(table, column, row)
         name = scope_ordering(table, column, value) if value is not None or column in spec.nulls else None
@@ -215,7 +275,7 @@ def session_trace_stats(rows: list[tuple[int, dict[str, Any]]], session_id: Any
     if stats is None:
         return None
     score = _start_us({"start_time": stats["last_trace_at"]}) if regular and isinstance(session_id, str) else None
-    if score is not None and stats["first_trace_at"] and _start_us({"start_time": stats["first_trace_at"]}) is None:
+    if score is not None and stats["first_trace_at"] and _instant_us(stats["first_trace_at"]) is None:
         score = None
     return first, stats, score
 
@@ -257,3 +317,125 @@ def trace_stats_step(current: tuple[int, dict[str, Any], float | None] | None, s
     stats["first_trace_at"] = min(stats["first_trace_at"], created)
     stats["last_trace_at"] = max(stats["last_trace_at"], created)
     return current[0], stats, _start_us({"start_time": stats["last_trace_at"]})
+
+
+# --- per-group span statistics (get_span_stats without a name, component or time filter) -------
+
+SpanStat = tuple[int, int, int, int | None, int, str | None]
+"""A (span name, kind) group's statistics: (calls, sum of durations, how many had one, the
+longest, errors, the latest start time as text)."""
+
+
+def span_group(row: dict[str, Any]) -> str | None:
+    """The group text (`[name, kind]` as JSON) of a span whose statistics the index keeps;
+    None for a span whose values the adapter's grouping could not add up exactly by parts (a
+    name, kind or start that is not text, a duration that is not a whole number)."""
+    name = row.get("name")
+    attributes = row.get("attributes")
+    kind = attributes.get("openinference.span.kind") if isinstance(attributes, dict) else None
+    duration = row.get("duration_ms")
+    if not all(v is None or isinstance(v, str) for v in (name, kind, row.get("start_time"))):
+        return None
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)):
+        return None
+    return json.dumps([name, kind])
+
+
+def span_stat_add(stat: SpanStat | None, row: dict[str, Any]) -> SpanStat:
+    calls, total, timed, longest, errors, last = stat if stat is not None else (0, 0, 0, None, 0, None)
+    duration, start = row.get("duration_ms"), row.get("start_time")
+    if duration is not None:
+        total, timed = total + duration, timed + 1
+        longest = duration if longest is None else max(longest, duration)
+    if start is not None:
+        last = start if last is None else max(last, start)
+    return calls + 1, total, timed, longest, errors + (row.get("status_code") == "ERROR"), last
+
+
+def span_stat_remove(stat: SpanStat, row: dict[str, Any]) -> SpanStat | None:
+    """The statistics without one of their spans; None when they must be counted again (it
+    was the longest or the latest)."""
+    calls, total, timed, longest, errors, last = stat
+    duration, start = row.get("duration_ms"), row.get("start_time")
+    if (duration is not None and duration == longest) or (start is not None and start == last):
+        return None
+    if duration is not None:
+        total, timed = total - duration, timed - 1
+    return calls - 1, total, timed, longest, errors - (row.get("status_code") == "ERROR"), last
+
+
+def span_group_stats(rows: list[dict[str, Any]], group: str) -> SpanStat | None:
+    """The statistics of a group from its spans (any others are skipped); None: it has none."""
+    stat: SpanStat | None = None
+    for row in rows:
+        if span_group(row) == group:
+            stat = span_stat_add(stat, row)
+    return stat
+
+
+# --- per-user learning statistics (get_learnings_user_stats without a filter) -------------------
+
+LearningStat = tuple[int, int, int | None]
+"""A user's learning statistics: (the insertion number of their first row in table order,
+how many rows, the latest `updated_at` — None when none has one)."""
+
+
+def learning_owner(row: dict[str, Any]) -> str | Literal[False] | None:
+    """The user whose statistics a learning counts in (None: nobody's — it has no owner);
+    False when the index cannot keep them exactly (an owner that is not text, an `updated_at`
+    that is not a whole second: the reader leaves the table to the adapter's own grouping)."""
+    user, updated = row.get("user_id"), row.get("updated_at")
+    if user is None:
+        return None
+    if not isinstance(user, str) or not (updated is None or whole_second(updated)):
+        return False
+    return user
+
+
+def learning_stat_add(stat: LearningStat | None, seq: int, row: dict[str, Any]) -> LearningStat:
+    updated = row.get("updated_at")
+    if stat is None:
+        return seq, 1, updated
+    first, count, last = stat
+    return min(first, seq), count + 1, last if updated is None else updated if last is None else max(last, updated)
+
+
+def learning_groups(row: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The (user, learning type) statistics a learning counts in — its user's over every type
+    (type None) and over its own type (when that is text) — none without an owner or when
+    they cannot be kept (`learning_owner`)."""
+    user = learning_owner(row)
+    if not isinstance(user, str):
+        return []
+    kind = row.get("learning_type")
+    return [(user, None)] + ([(user, kind)] if isinstance(kind, str) else [])
+
+
+def learning_stat_kind(kind: str | None) -> str:
+    """The index row kind of the statistics over one learning type (None: every type)."""
+    return "lstat" if kind is None else f"lstat:{kind.encode().hex()}"
+
+
+def learning_stat_prefix(kind: str | None) -> str:
+    return "lu|" if kind is None else f"lu|t={kind}|"
+
+
+def learning_stat_members(user: str, stat: LearningStat, kind: str | None = None) -> list[Member]:
+    """A user's places: by `user_id` (ties: the user id), and by their latest update both ways
+    (ties in the order the users first appear in the table; no update: below every time)."""
+    first, _, last = stat
+    base = -1.0 if last is None else float(last)
+    frac = (first % (1 << 20)) / _FRACTION
+    prefix = learning_stat_prefix(kind)
+    return [(prefix + "user", 0.0), (prefix + "last-", base + 0.5 - frac), (prefix + "last+", base + frac)]
+
+
+def user_learning_stats(rows: list[tuple[int, dict[str, Any]]], user: str,
+                        kind: str | None = None) -> LearningStat | None:
+    """A user's statistics (over one learning type, or every type) from rows in table order
+    (`(insertion number, row)`, any others skipped); None: the user has none."""
+    stat: LearningStat | None = None
+    for seq, row in rows:
+        if (user, kind) in learning_groups(row):
+            stat = learning_stat_add(stat, seq, row)
+    return stat
