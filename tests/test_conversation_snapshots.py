@@ -98,6 +98,34 @@ def test_a_cold_read_starts_from_the_snapshot_and_folds_only_the_tail(stores: Ca
     assert again.get("s") is None and _fresh(writer, "s") is None
 
 
+def test_a_writer_folding_turn_by_turn_leaves_snapshots_for_the_next_cold_read(
+        stores: Callable[[], EventStore]) -> None:
+    """A process writing a long session one turn at a time folds one event per read, never
+    SNAPSHOT_AFTER at once; it still leaves snapshots (each once SNAPSHOT_AFTER events and a
+    quarter of the stream have come since the last), so a cold read after it stops folds at
+    most about a fifth of the session, and only a handful of snapshots were ever written."""
+    writer = stores()
+    cache, index = _cache(writer)
+    writes: list[int] = []
+    put = index.put_cached
+
+    def counted(kind: str, key: str, data: bytes, partition: int | None = None) -> bool:
+        writes.append(len(data))
+        return bool(put(kind, key, data, partition))
+
+    index.put_cached = counted  # type: ignore[method-assign]
+    turns = 6 * SNAPSHOT_AFTER
+    for i in range(turns):
+        _record(writer, i, 1)
+        assert cache.get("s") is not None  # the writer's own read after each turn
+    assert 3 <= len(writes) <= 8, len(writes)
+    reader = stores()
+    reads = _Reads(reader)
+    cold, _ = _cache(reader)
+    assert _runs(cold.get("s")) == _fresh(reader, "s")
+    assert len(reads.starts) == 1 and turns - reads.starts[0] + 1 <= turns // 4, reads.starts
+
+
 def test_a_short_session_keeps_no_snapshot(stores: Callable[[], EventStore]) -> None:
     store = stores()
     _record(store, 0, SNAPSHOT_AFTER - 1)

@@ -99,8 +99,9 @@ class ConversationCache:
     the version it holds (another process's new runs are seen within one read).
 
     A session not cached here starts from its snapshot in the index when it has one: the
-    conversation as folded up to some version, kept by whichever process last folded at
-    least `SNAPSHOT_AFTER` of its events in one read. A stream only grows, so a snapshot
+    conversation as folded up to some version, kept by the processes that fold it (a cold
+    read of a long session, and a writer folding its own turns one by one) whenever enough of
+    the stream has come since the last one (`_due`). A stream only grows, so a snapshot
     stays true of the versions it folded; only what came after is read and folded. A
     1,000-run session is then one row and a short tail instead of 2,000 events to read and
     fold — the difference between a cold `get_session` near Agno's own `from_dict` and one
@@ -113,7 +114,8 @@ class ConversationCache:
         self.store = store
         self.max_bytes = max_bytes
         self._stamp = stamp  # the log's end as last seen: unchanged, a cached session is current
-        self._lru: OrderedDict[str, tuple[Conversation | None, int, int, object]] = OrderedDict()
+        # session -> (conversation, version, size, stamp, version of the latest snapshot known)
+        self._lru: OrderedDict[str, tuple[Conversation | None, int, int, object, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self._projection = ConversationProjection()
@@ -129,16 +131,17 @@ class ConversationCache:
                 return cached[0]
             if cached is not None:
                 del self._lru[session_id]
-        conv, version, size, _ = cached if cached is not None else (None, 0, 0, None)
+        conv, version, size, _, snapped = cached if cached is not None else (None, 0, 0, None, 0)
         chain = None
         if cached is None and self._index is not None:
             conv, version, chain = self._snapshot(session_id)
+            snapped = version
         stream = session_stream(session_id)
         events = self.store.read_for_fold(stream, version + 1)  # runs as stored JSON
         if chain is not None and events and events[0].prev_hash != chain:
             log.warning("read index %s: the snapshot of session %r does not continue into its stream; "
                         "folding the session from its start", self._index.where if self._index else "", session_id)
-            conv, version = None, 0
+            conv, version, snapped = None, 0, 0
             events = self.store.read_for_fold(stream, 1)
         if events:
             whole = conv is None or chain is not None  # (folded from nothing, or from a snapshot)
@@ -150,18 +153,19 @@ class ConversationCache:
             # upper bound: a run recorded again or deleted is not taken off): measuring the
             # whole conversation again would make every turn cost the session's length.
             size = _size(conv) if whole or conv is None else size + _tail_size(events)
-            if len(events) >= SNAPSHOT_AFTER and conv is not None:
-                self._save_snapshot(session_id, version, events[-1].hash, conv)
+            if (conv is not None and self._due(version, snapped)
+                    and self._save_snapshot(session_id, version, events[-1].hash, conv)):
+                snapped = version
         elif chain is not None:  # the snapshot as it is: measure it
             size = _size(conv)
         with self._lock:
             self._bytes -= cached[2] if cached is not None else 0
             if session_id in self._lru:  # another thread folded it meanwhile: keep the newer
                 self._bytes -= self._lru.pop(session_id)[2]
-            self._lru[session_id] = (conv, version, size, stamp)
+            self._lru[session_id] = (conv, version, size, stamp, snapped)
             self._bytes += size
             while self._bytes > self.max_bytes and len(self._lru) > 1:
-                _, (_, _, dropped, _) = self._lru.popitem(last=False)
+                _, (_, _, dropped, _, _) = self._lru.popitem(last=False)
                 self._bytes -= dropped
         return conv
 
@@ -182,13 +186,27 @@ class ConversationCache:
             return None, 0, None
         return conv, version, chain
 
-    def _save_snapshot(self, session_id: str, version: int, chain: str, conv: Conversation) -> None:
+    def _due(self, version: int, snapped: int) -> bool:
+        """Whether a conversation at `version`, whose latest snapshot is at `snapped` (0: none),
+        is kept as a new snapshot: once `SNAPSHOT_AFTER` events and a quarter of the stream have
+        come since. A process that writes a long session turn by turn (folding one event at a
+        time) thus leaves snapshots too, and the first cold read after it stops folds at most
+        about a fifth of the session; the snapshots a session ever writes add up to ~5x its
+        final size (each one is a quarter larger than the last), not one per turn."""
+        if self._index is None:
+            return False
+        since = version - snapped
+        return since >= SNAPSHOT_AFTER and 4 * since >= snapped
+
+    def _save_snapshot(self, session_id: str, version: int, chain: str, conv: Conversation) -> bool:
         assert self._index is not None
         try:
-            self._index.put_cached(SNAPSHOT_KIND, session_id, _encode_snapshot((SNAPSHOT_FORM, version, chain, conv)),
-                                   self._partition(session_id))
+            return self._index.put_cached(SNAPSHOT_KIND, session_id,
+                                          _encode_snapshot((SNAPSHOT_FORM, version, chain, conv)),
+                                          self._partition(session_id))
         except EventLogError as exc:  # a cache: the read it speeds up has already succeeded
             log.debug("read index: snapshot of session %r not kept: %s", session_id, exc)
+            return False
 
     def clear(self) -> None:
         with self._lock:
