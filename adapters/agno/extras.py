@@ -23,12 +23,12 @@ from typing import Any
 
 from adapters.agno.core import actor_of
 from adapters.agno.records import RecordMethods
-from adapters.agno.scoped import candidates, indexed, keyed_candidates
+from adapters.agno.scoped import candidates, indexed, keyed_candidates, rows_between
 from eventlog import Payload, RecordDeleted, RecordUpserted, SessionFieldsChanged
 from eventlog.names import record_stream, session_stream
 from projections.index.indexer import decode_sstat
 from projections.index.record_view import RecordTable
-from projections.index.tables import column_value, wall_us
+from projections.index.tables import column_value
 
 COMPACTION_COLUMNS = ("compaction_id", "session_id", "run_id", "user_id", "first_kept_message_id", "summary",
                       "archived_messages", "messages_compacted", "tokens_before", "tokens_after", "created_at")
@@ -474,17 +474,7 @@ def _started_between(table: RecordTable, start_time: Any, end_time: Any) -> list
     then) without a range, or while a span's start is not such a text."""
     if not (start_time or end_time) or table.count("r|spans|sst|odd"):
         return None
-    bounds = []
-    for when, margin, far in ((start_time, -1_000_000, -float(1 << 62)), (end_time, 1_000_000, float(1 << 62))):
-        if not when:
-            bounds.append(far)
-            continue
-        at = wall_us(when.isoformat()) if isinstance(when, datetime) else None
-        if at is None:
-            return None
-        bounds.append(at + margin)
-    ranked = table.index.between("r|spans|sst", bounds[0], bounds[1], desc=False, offset=0, limit=None)
-    return [row for _, _, row in sorted(table.with_seq([r.key for r in ranked]), key=lambda t: t[0])]
+    return rows_between(table, "r|spans|sst", start_time, end_time)
 
 
 def _kept_span_stats(table: RecordTable, span_type: str | None) -> list[dict[str, Any]]:

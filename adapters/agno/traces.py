@@ -23,18 +23,16 @@ from typing import Any
 from adapters.agno.core import actor_of
 from adapters.agno.filters import trace_filter
 from adapters.agno.records import KEYS, RecordMethods, _RowsJsonDb
-from adapters.agno.scoped import indexed
+from adapters.agno.scoped import indexed, rows_between
 from eventlog import RecordUpserted
 from eventlog.names import record_stream
 from projections.index.indexer import decode_tstat
 from projections.index.record_view import RecordTable
-from projections.index.tables import EXACT_SORTS, scope_text, wall_us
+from projections.index.tables import EXACT_SORTS, scope_text
 
 Row = dict[str, Any]
 _SCOPES = ("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id")
 _MARGIN_US = 86_400 * 1_000_000  # a day: JsonDb compares ISO text, the ordering instants
-_FAR = float(1 << 62)
-_SECOND_US = 1_000_000
 
 
 def _equalities(expr: dict[str, Any] | None) -> dict[str, Any]:
@@ -288,17 +286,7 @@ def _created_between(table: RecordTable, start_time: Any, end_time: Any) -> list
     is not such a text."""
     if not (start_time or end_time) or table.count("r|traces|cat") != table.count():
         return None
-    bounds = []
-    for when, margin, far in ((start_time, -_SECOND_US, -_FAR), (end_time, _SECOND_US, _FAR)):
-        if not when:
-            bounds.append(far)
-            continue
-        at = wall_us(when.isoformat()) if isinstance(when, datetime) else None
-        if at is None:
-            return None
-        bounds.append(at + margin)
-    ranked = table.index.between("r|traces|cat", bounds[0], bounds[1], desc=False, offset=0, limit=None)
-    return [row for _, _, row in sorted(table.with_seq([r.key for r in ranked]), key=lambda t: t[0])]
+    return rows_between(table, "r|traces|cat", start_time, end_time)
 
 
 def _stats_page(table: RecordTable, limit: int, page: int) -> tuple[list[dict[str, Any]], int] | None:
