@@ -264,9 +264,6 @@ class Indexer:
         between, so nothing derived from the log can have changed)."""
         return tuple(sorted(self._seen.items()))
 
-    def behind(self) -> bool:
-        return self._behind(self._log_end())
-
     def _log_end(self) -> dict[int, int]:
         target = self.store.last_position()
         self.index.note_log_end(target.offsets)
