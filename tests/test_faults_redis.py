@@ -53,6 +53,20 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 
+def test_a_store_opened_before_the_log_existed_reads_the_log_another_client_creates(redis_url: str) -> None:
+    """Opened on an empty Redis (no log yet), a store looks again on each use: once another
+    client's first append creates the log, reads here return its events — never LogLost for
+    a stream index that has no log (the log is new, not gone) and never an empty stream."""
+    early = RedisStreamStore.from_url(redis_url)
+    assert list(early.read("session/s1")) == [] and early.seen_positions() == {}
+    other = RedisStreamStore.from_url(redis_url)
+    other.append("session/s1", [msg("first")])
+    assert sum(1 for _ in early.read_all()) == 1  # (first: a read of the stream would re-check on its own)
+    assert [e.payload.content for e in early.read("session/s1")] == ["first"]
+    early.close()
+    other.close()
+
+
 def test_while_one_thread_rechecks_the_log_others_wait_for_it_not_skip_it(tmp_path: Path) -> None:
     """After a restart empty, the first caller re-checks the log's identity; a second thread
     calling meanwhile must not take that check as done: it waits, and gets LogLost too, rather

@@ -100,7 +100,9 @@ class LogIdentity:
         goes into the config first and into each partition after; `sealed` says all
         partitions have it, so a partition without one afterwards has lost its keys."""
         with self._identity_lock:  # (threads of one store check one at a time)
-            if self._config_checked and not create:  # (checked by the caller it waited for)
+            # Checked by the caller it waited for. (Not while there is no log yet: that is
+            # looked at again on each use, so a log another client creates is found.)
+            if self._config_checked and self._log_id is not None and not create:
                 return
             self._check_config_locked(create)
 
