@@ -50,14 +50,16 @@ def _cache(store: EventStore) -> tuple[ConversationCache, Any]:
     return ConversationCache(store, 64 << 20, None, index, part), index
 
 
-def _fresh(store: EventStore, session_id: str) -> list[tuple[str, bytes]] | None:
+def _fresh(store: EventStore, session_id: str) -> list[tuple[Any, ...]] | None:
     state = ConversationProjection().fold(store.read(session_stream(session_id)), ConversationState({}))
-    conv = state.sessions.get(session_id)
-    return None if conv is None else [(e.run_id, e.body) for e in conv.runs]
+    return _runs(state.sessions.get(session_id))
 
 
-def _runs(conv: Any) -> list[tuple[str, bytes]] | None:
-    return None if conv is None else [(e.run_id, e.body) for e in conv.runs]
+def _runs(conv: Any) -> list[tuple[Any, ...]] | None:
+    """The runs as a reader sees them (a snapshot keeps a run as MessagePack, a fold as JSON:
+    the bytes differ, what they decode to may not)."""
+    return None if conv is None else [(e.run_id, e.run, e.agent_id, e.at, e.event_id, e.version)
+                                      for e in conv.runs]
 
 
 def _record(store: EventStore, first: int, n: int, sid: str = "s") -> None:
@@ -212,3 +214,63 @@ def test_every_read_from_a_snapshot_equals_a_fresh_fold(stores: Callable[[], Eve
             assert _runs(cache.get(sid)) == _fresh(store, sid)
     cache, _ = _cache(stores())
     assert _runs(cache.get(sid)) == _fresh(store, sid)
+
+
+def test_a_snapshot_keeps_runs_as_messagepack_and_reads_them_as_a_fold_gives_them(
+        stores: Callable[[], EventStore]) -> None:
+    """Runs are re-encoded once, when a snapshot is written, so a cold read decodes
+    MessagePack; a run MessagePack cannot hold (an integer past 64 bits) keeps its JSON."""
+    import msgspec
+
+    from projections.index.views import SNAPSHOT_FORM
+
+    store = stores()
+    store.append(session_stream("s"), [new_event(RunRecorded(session_id="s", run_id="big", run={"n": 2 ** 70, "f": 0.1}))])
+    _record(store, 0, SNAPSHOT_AFTER)
+    cache, index = _cache(store)
+    cache.get("s")
+    data = index.get_cached(SNAPSHOT_KIND, "s", 0)
+    assert data is not None
+    form, _, _, conv = msgspec.msgpack.decode(data)
+    assert form == SNAPSHOT_FORM
+    bodies = {e["run_id"]: e["body"] for e in conv["entries"].values()} if isinstance(conv, dict) else None
+    assert bodies is not None
+    assert bodies["r0"] == {"i": 0, "t": "x" * 30}  # a MessagePack map, not JSON text
+    assert isinstance(bodies["big"], bytes) and msgspec.json.decode(bodies["big"]) == {"n": 2 ** 70, "f": 0.1}
+    reader = stores()
+    cold, _ = _cache(reader)
+    got = cold.get("s")
+    assert _runs(got) == _fresh(reader, "s")
+    assert got is not None and got.get("big") is not None and got.get("big").run == {"n": 2 ** 70, "f": 0.1}  # type: ignore[union-attr]
+
+
+def test_a_snapshot_of_the_earlier_form_is_still_read(stores: Callable[[], EventStore],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Runs as JSON binaries under the read model's bare schema: what snapshots were before
+    the MessagePack form. They are read (and folded on from), not thrown away."""
+    import msgspec
+
+    store = stores()
+    _record(store, 0, SNAPSHOT_AFTER)
+    state = ConversationProjection().fold(store.read(session_stream("s")), ConversationState({}))
+    conv = state.sessions["s"]
+    last = list(store.read(session_stream("s")))[-1]
+    index = open_index(store)
+    assert index is not None
+    old = msgspec.msgpack.encode((ConversationProjection.schema, last.version, last.hash, conv))
+    assert index.put_cached(SNAPSHOT_KIND, "s", old, 0)
+    _record(store, SNAPSHOT_AFTER, 3)
+    reader = stores()
+    seen: list[int] = []
+    fold_from = reader.read_for_fold
+
+    def counting(stream: str, from_version: int = 1) -> Any:
+        seen.append(from_version)
+        return fold_from(stream, from_version)
+
+    reader.read_for_fold = counting  # type: ignore[method-assign]
+    cold, _ = _cache(reader)
+    with caplog.at_level(logging.WARNING, logger="projections.index"):
+        assert _runs(cold.get("s")) == _fresh(reader, "s")
+    assert seen == [last.version + 1]  # only the tail was read
+    assert "snapshot" not in caplog.text

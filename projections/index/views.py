@@ -23,7 +23,12 @@ import msgspec
 from eventlog import EventStore
 from eventlog.errors import EventLogError
 from eventlog.names import session_stream
-from projections.conversation import Conversation, ConversationProjection, ConversationState
+from projections.conversation import (
+    Conversation,
+    ConversationProjection,
+    ConversationState,
+    SnapshotConversation,
+)
 from projections.index.base import ReadIndex
 from projections.index.indexer import (
     decode_memory,
@@ -42,9 +47,13 @@ T = TypeVar("T")
 DEFAULT_CACHE_MB = 64
 SNAPSHOT_KIND = "conv"  # index rows: session id -> a snapshot of its conversation (see ConversationCache)
 SNAPSHOT_AFTER = 128  # events folded in one read before the conversation is kept as a snapshot
-SNAPSHOT_FORM = ConversationProjection.schema  # a snapshot of another shape is not read
+# A snapshot of another shape is not read. The form is the read model's schema with a
+# revision of the snapshot's encoding: x01, runs as MessagePack (`SnapshotRunEntry`); the
+# schema alone, runs as JSON binaries (still read: the entry decodes either).
+SNAPSHOT_FORM = ConversationProjection.schema * 100 + 1
+SNAPSHOT_FORMS_READ = (SNAPSHOT_FORM, ConversationProjection.schema)
 _encode_snapshot = msgspec.msgpack.Encoder().encode
-_decode_snapshot = msgspec.msgpack.Decoder(tuple[int, int, str, Conversation]).decode
+_decode_snapshot = msgspec.msgpack.Decoder(tuple[int, int, str, SnapshotConversation]).decode
 log = logging.getLogger("projections.index")
 
 
@@ -134,17 +143,17 @@ class ConversationCache:
         conv, version, size, _, snapped = cached if cached is not None else (None, 0, 0, None, 0)
         chain = None
         if cached is None and self._index is not None:
-            conv, version, chain = self._snapshot(session_id)
+            conv, version, chain, size = self._snapshot(session_id)
             snapped = version
         stream = session_stream(session_id)
         events = self.store.read_for_fold(stream, version + 1)  # runs as stored JSON
         if chain is not None and events and events[0].prev_hash != chain:
             log.warning("read index %s: the snapshot of session %r does not continue into its stream; "
                         "folding the session from its start", self._index.where if self._index else "", session_id)
-            conv, version, snapped = None, 0, 0
+            conv, version, snapped, size = None, 0, 0, 0
             events = self.store.read_for_fold(stream, 1)
         if events:
-            whole = conv is None or chain is not None  # (folded from nothing, or from a snapshot)
+            whole = conv is None
             state = ConversationState({session_id: conv} if conv is not None else {})
             self._projection.fold(events, state)
             conv = state.sessions.get(session_id)
@@ -152,12 +161,11 @@ class ConversationCache:
             # The LRU's measure of the session. After a tail, the tail's size is added (an
             # upper bound: a run recorded again or deleted is not taken off): measuring the
             # whole conversation again would make every turn cost the session's length.
+            # (A snapshot's measure is its encoded size: it holds what the entries do.)
             size = _size(conv) if whole or conv is None else size + _tail_size(events)
             if (conv is not None and self._due(version, snapped)
                     and self._save_snapshot(session_id, version, events[-1].hash, conv)):
                 snapped = version
-        elif chain is not None:  # the snapshot as it is: measure it
-            size = _size(conv)
         with self._lock:
             self._bytes -= cached[2] if cached is not None else 0
             if session_id in self._lru:  # another thread folded it meanwhile: keep the newer
@@ -169,22 +177,23 @@ class ConversationCache:
                 self._bytes -= dropped
         return conv
 
-    def _snapshot(self, session_id: str) -> tuple[Conversation | None, int, str | None]:
-        """(conversation, version, hash of the last event folded) from the index's snapshot,
-        or (None, 0, None) when there is none that this code can read."""
+    def _snapshot(self, session_id: str) -> tuple[Conversation | None, int, str | None, int]:
+        """(conversation, version, hash of the last event folded, its size for the LRU) from
+        the index's snapshot, or (None, 0, None, 0) when there is none this code can read."""
         assert self._index is not None
         data = self._index.get_cached(SNAPSHOT_KIND, session_id, self._partition(session_id))
         if data is None:
-            return None, 0, None
+            return None, 0, None, 0
         try:
             form, version, chain, conv = _decode_snapshot(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("read index %s: unreadable snapshot of session %r (%s); folding it from its stream",
                         self._index.where, session_id, exc)
-            return None, 0, None
-        if form != SNAPSHOT_FORM:  # another shape of the conversation read model
-            return None, 0, None
-        return conv, version, chain
+            return None, 0, None, 0
+        if form not in SNAPSHOT_FORMS_READ:  # another shape of the conversation read model
+            return None, 0, None, 0
+        # Its runs are views into `data` (`SnapshotRunEntry`): the buffer is what they hold.
+        return conv, version, chain, 256 + len(data) + 160 * len(conv.entries) + 200 * len(conv.messages)
 
     def _due(self, version: int, snapped: int) -> bool:
         """Whether a conversation at `version`, whose latest snapshot is at `snapped` (0: none),
@@ -201,9 +210,8 @@ class ConversationCache:
     def _save_snapshot(self, session_id: str, version: int, chain: str, conv: Conversation) -> bool:
         assert self._index is not None
         try:
-            return self._index.put_cached(SNAPSHOT_KIND, session_id,
-                                          _encode_snapshot((SNAPSHOT_FORM, version, chain, conv)),
-                                          self._partition(session_id))
+            data = _encode_snapshot((SNAPSHOT_FORM, version, chain, SnapshotConversation.of(conv)))
+            return self._index.put_cached(SNAPSHOT_KIND, session_id, data, self._partition(session_id))
         except EventLogError as exc:  # a cache: the read it speeds up has already succeeded
             log.debug("read index: snapshot of session %r not kept: %s", session_id, exc)
             return False
