@@ -141,6 +141,8 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("get_traces", {"session_id": "s1"}), ("get_traces", {"session_id": "s1", "limit": 3, "page": 2}),
     ("get_traces", {"user_id": "alice", "limit": 5, "page": 2}), ("get_traces", {"agent_id": "coder"}),
     ("get_traces", {"run_id": "r3"}), ("get_traces", {"user_id": "bob", "status": "OK"}),
+    ("get_traces", {"status": "ERROR", "limit": 3, "page": 2}), ("get_traces", {"status": "UNSET"}),
+    ("get_traces", {"filter_expr": {"op": "EQ", "key": "status", "value": "OK"}, "limit": 4, "page": 2}),
     ("get_traces", {"start_time": T0 + timedelta(minutes=2), "limit": 50}),
     ("get_traces", {"end_time": T0 + timedelta(minutes=1), "limit": 50}),
     ("get_traces", {"filter_expr": {"op": "EQ", "key": "user_id", "value": "alice"}, "limit": 4, "page": 2}),
@@ -396,7 +398,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EventLogDb, 
         for i in range(0, len(events), 5000):
             store.append(record_stream(table), events[i:i + 5000])
 
-    put("traces", [(f"t{i}", {"trace_id": f"t{i}", "name": "Agent.run", "status": "OK",
+    put("traces", [(f"t{i}", {"trace_id": f"t{i}", "name": "Agent.run", "status": "ERROR" if i % 50 == 7 else "OK",
                              "start_time": (T0 + timedelta(seconds=i)).isoformat(),
                              "end_time": (T0 + timedelta(seconds=i, milliseconds=5)).isoformat(), "duration_ms": 5,
                              "run_id": f"r{i}", "session_id": f"s{i % 300}", "user_id": f"u{i % 100}",
@@ -446,6 +448,9 @@ def test_trace_reads_and_the_trace_merge_touch_what_they_return(big: tuple[Event
         filter_expr={"op": "AND", "conditions": [{"op": "EQ", "key": "user_id", "value": "u3"},
                                                  {"op": "EQ", "key": "status", "value": "OK"}]}, limit=10))
     assert total == N // 100 and n <= 2 * (N // 100) + 10 * 10 * 2  # the user's traces, then the page's spans
+    n, (page, total) = reads(index, lambda: db.get_traces(status="ERROR", limit=10, page=2))  # AgentOS's status filter
+    errors = [f"t{i}" for i in reversed(range(N)) if i % 50 == 7]
+    assert total == len(errors) and [t.trace_id for t in page] == errors[10:20] and n <= 2 + 2 * 10 + 2 * 10 * 10
     n, (stats, total) = reads(index, lambda: db.get_trace_stats(limit=10, page=2))
     assert total == 300 and [s["session_id"] for s in stats] == [f"s{299 - 10 - i}" for i in range(10)]
     assert all(s["total_traces"] == N // 300 for s in stats) and n <= 2 + 2 * 10

@@ -31,7 +31,7 @@ from projections.index.record_view import RecordTable
 from projections.index.tables import EXACT_SORTS, scope_text
 
 Row = dict[str, Any]
-_SCOPES = ("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id")
+_SCOPES = ("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id", "status")
 _MARGIN_US = 86_400 * 1_000_000  # a day: JsonDb compares ISO text, the ordering instants
 
 
@@ -123,7 +123,7 @@ class TraceMethods(RecordMethods):
                     span_rows = self._spans_of(spans, [r.get("trace_id") for r in rows])
                     found, _ = self._json_call({"traces": rows, "spans": span_rows}, "get_traces", limit=None)
                     return found, total
-                rows = self._trace_candidates(table, params, start_time, filter_expr)
+                rows = self._trace_candidates(table, dict(params, status=status), start_time, filter_expr)
             # JsonDb picks the page; then it is asked again with the page's spans only
             listed, total = self._json_call({"traces": rows}, "get_traces", traces_kept=kept, limit=limit,
                                             page=page, **kwargs)
@@ -139,9 +139,11 @@ class TraceMethods(RecordMethods):
                     filter_expr: dict[str, Any] | None) -> tuple[list[Row], int] | None:
         """The page read straight from a start-time ordering, when the query is all traces or
         one scope's (a session's, a user's, ...) and nothing else; else None."""
-        if not (limit and page) or status or start_time or end_time:
+        if not (limit and page) or start_time or end_time:
             return None
         given = {k: v for k, v in params.items() if v}
+        if status:  # (a status is a scope too: AgentOS's trace list filters by it)
+            given["status"] = status
         if filter_expr is not None:
             if set(filter_expr) != {"op", "key", "value"} or filter_expr.get("op") != "EQ":
                 return None

@@ -135,9 +135,9 @@ FLAT_COLUMNS = {"cat": "created_at", "sst": "start_time"}  # (a value there that
 reader's concern (traces: by key; metrics and expiry: the reader re-sorts what it collected)."""
 
 TABLES: dict[str, TableSpec] = {
-    "traces": TableSpec(scopes=("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id"),
+    "traces": TableSpec(scopes=("run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id", "status"),
                         sorts=("st",), scoped_sorts=("session_id", "user_id", "agent_id", "team_id",
-                                                     "workflow_id"), flat_sorts=("cat",)),
+                                                     "workflow_id", "status"), flat_sorts=("cat",)),
     "spans": TableSpec(scopes=("trace_id", "parent_span_id", "name"), nulls=("name",), flat_sorts=("sst",),
                        unkept=lambda row: span_group(row) is None),
     "evals": TableSpec(scopes=("agent_id", "team_id", "workflow_id", "model_id", "user_id", "eval_type"),
