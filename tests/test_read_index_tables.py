@@ -183,6 +183,11 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("get_learning", {"learning_type": "user_profile", "user_id": "bob"}),
     ("list_learnings", {}), ("list_learnings", {"user_id": "alice", "include_global": True}),
     ("list_learnings", {"user_id": "bob", "limit": 2, "page": 1, "sort_by": "created_at"}),
+    ("list_learnings", {"limit": 2, "page": 2}), ("list_learnings", {"limit": 3, "sort_by": "created_at"}),
+    ("list_learnings", {"limit": 2, "page": 2, "sort_by": "created_at", "sort_order": "asc"}),
+    ("list_learnings", {"limit": 3, "page": 1, "sort_by": "updated_at", "sort_order": "asc"}),
+    ("list_learnings", {"limit": 2, "page": 3, "sort_by": "no_such_column"}),
+    ("list_learnings", {"limit": 2, "sort_by": "learning_type", "sort_order": "asc"}),
     ("search_learnings", {"query": "i", "user_id": "alice"}), ("get_learnings_user_stats", {}),
     ("get_learnings_user_stats", {"learning_type": "entity"}),
     ("get_compactions_for_session", {"session_id": "s1"}), ("get_compactions_for_session", {"session_id": "s2"}),
@@ -477,6 +482,42 @@ def test_trace_reads_and_the_trace_merge_touch_what_they_return(big: tuple[Event
     assert stats[0]["session_id"] == "s7" and stats[0]["total_traces"] == N // 300 + 1
 
 
+_LEARNING_TIMES = st.sampled_from([None, 0, 1, 2, 2, 3, 1.5])  # ties, missing, and a value no ordering holds
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["l1", "l2", "l3", "l4", "l5", "l6", "l7"]),
+                              _LEARNING_TIMES, _LEARNING_TIMES, st.booleans()), min_size=1, max_size=25),
+       pages=st.lists(st.tuples(st.sampled_from([None, "created_at", "updated_at", "no_such_column"]),
+                                st.sampled_from([None, "asc", "desc"]), st.integers(1, 4), st.integers(1, 4)),
+                      min_size=1, max_size=6))
+def test_a_learnings_page_from_its_ordering_is_the_sql_shaped_sort(
+        tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, Any, Any, bool]],
+        pages: list[tuple[str | None, str | None, int, int]]) -> None:
+    """AgentOS's learnings page with no filter is read from the index's SQL-rule ordering of
+    its sort (NULLs last descending, first ascending; `created_at` ties newest-inserted first
+    descending, as SQLite walks its index back). It must be the page the adapter's
+    SqliteDb-shaped sort of the whole table gives (the in-process path), whatever the ties,
+    missing values, updates, deletes, and values no ordering can hold (those leave the page
+    to that sort)."""
+    base = tmp_path_factory.mktemp("learn")
+    dbs = EventLogDb(str(base / "a")), EventLogDb(str(base / "b"), shared_index=False)
+    try:
+        for key, created, updated, delete in ops:
+            payload: Any = (RecordDeleted(table="learnings", key=key) if delete else
+                            RecordUpserted(table="learnings", key=key, record={
+                                "learning_id": key, "learning_type": "p", "user_id": None, "content": {"k": key},
+                                "created_at": created, "updated_at": updated}))
+            for db in dbs:
+                db.store.append(record_stream("learnings"), [new_event(payload, actor=Actor(agent_id="x"))])
+        for sort_by, order, limit, page in pages:
+            got, want = (db.list_learnings(limit=limit, page=page, sort_by=sort_by, sort_order=order) for db in dbs)
+            assert got == want, (sort_by, order, limit, page)
+    finally:
+        for db in dbs:
+            db.close()
+
+
 def test_other_tables_read_their_page_or_their_scope(big: tuple[EventLogDb, CountingIndex]) -> None:
     db, index = big
     n, (rows, total) = reads(index, lambda: db.get_eval_runs(limit=20, page=3, deserialize=False))
@@ -498,6 +539,11 @@ def test_other_tables_read_their_page_or_their_scope(big: tuple[EventLogDb, Coun
     assert len(rows) == N // 300 and n <= 2 * (N // 300)
     n, rows = reads(index, lambda: db.get_learnings(user_id="u5"))
     assert len(rows) == N // 100 and n <= 2 * (N // 100)
+    n, (rows, total) = reads(index, lambda: db.list_learnings(limit=100, page=2))  # AgentOS's learnings page
+    assert total == N and [r["learning_id"] for r in rows] == [f"l{N - 101 - i}" for i in range(100)]
+    assert n <= 2 * 100
+    n, (rows, total) = reads(index, lambda: db.list_learnings(limit=10, sort_by="created_at", sort_order="asc"))
+    assert total == N and [r["learning_id"] for r in rows] == [f"l{i}" for i in range(10)] and n <= 2 * 10
     n, _ = reads(index, lambda: db.upsert_tool_result({"result_id": "new", "namespace": "ns", "path": "/new",
                                                        "session_id": "s1", "expires_at": None}))
     assert n <= 5

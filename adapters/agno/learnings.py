@@ -222,7 +222,14 @@ class LearningMethods(RecordMethods):
                        include_global: bool = False, limit: int = 100, page: int = 1, sort_by: str | None = None,
                        sort_order: str | None = None) -> tuple[list[dict[str, Any]], int]:
         """A page of matching rows and the total. With `include_global`, a user's list also
-        holds the learnings nobody owns (AgentOS passes it for a scoped caller)."""
+        holds the learnings nobody owns (AgentOS passes it for a scoped caller). With no
+        filter (AgentOS's learnings page for an admin) the page is read from the index's
+        ordering of the sort at its offset, not the table."""
+        filters = (learning_type, user_id, agent_id, team_id, session_id, namespace, entity_id, entity_type)
+        if all(f is None for f in filters):
+            found = self._learning_page(limit, page, sort_by, sort_order)
+            if found is not None:
+                return found
         rows = self._learning_rows(learning_type=learning_type, agent_id=agent_id, team_id=team_id,
                                    session_id=session_id, namespace=namespace, entity_id=entity_id,
                                    entity_type=entity_type, user_id=None if include_global else user_id,
@@ -233,6 +240,24 @@ class LearningMethods(RecordMethods):
             rows = _sorted(rows, column, (sort_order or "desc") != "asc")
         start = (page - 1) * limit
         return rows[start:start + limit], total
+
+    def _learning_page(self, limit: int, page: int, sort_by: str | None,
+                       sort_order: str | None) -> tuple[list[dict[str, Any]], int] | None:
+        """A page of the whole table from an ordering (None: no index, or a sort it has no
+        ordering for, or rows whose sort values it cannot order exactly)."""
+        column = sort_by or "updated_at"
+        sort = {"created_at": "qcre", "updated_at": "qupd"}.get(column) if column in COLUMNS else "seq"
+        if sort is None or limit is None or page is None or limit < 1 or page < 1:
+            return None
+        with self._reading() as states:
+            table = indexed(self._table(states, TABLE))
+            if table is None or (sort != "seq" and not table.exact(sort)):
+                return None
+            desc = (sort_order or "desc") != "asc"
+            ordering = f"r|{TABLE}|seq" if sort == "seq" else f"r|{TABLE}|{sort}{'-' if desc else '+'}"
+            rows = table.page(ordering, desc=desc and sort != "seq", offset=(page - 1) * limit, limit=limit)
+            total = table.count()
+        return [learning_row(r) for r in rows], total
 
     def get_learnings_user_stats(self, learning_type: str | None = None, limit: int | None = None,
                                  page: int | None = None, user_id: str | None = None, sort_by: str | None = None,

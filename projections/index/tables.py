@@ -50,7 +50,7 @@ _FRACTION = 1 << 21
 
 class TableSpec(NamedTuple):
     scopes: tuple[str, ...] = ()  # columns (or derived names in `derived`) with equality orderings
-    sorts: tuple[str, ...] = ()  # names in SORT_VALUES
+    sorts: tuple[str, ...] = ()  # names in SORT_VALUES, SQL_SORTS or EXACT_SORTS
     scoped_sorts: tuple[str, ...] = ()  # scopes that also get every sort within them
     nulls: tuple[str, ...] = ()  # scopes where a missing value is a scope of its own (`!none`)
     derived: dict[str, Callable[[dict[str, Any]], Any]] = {}
@@ -127,6 +127,14 @@ SORT_VALUES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "upd": _coalesced_updated,
     "exp": lambda row: row.get("expires_at"),
 }
+SQL_SORTS: dict[str, tuple[Callable[[dict[str, Any]], Any], bool]] = {
+    "qcre": (lambda row: row.get("created_at"), True),
+    "qupd": (_coalesced_updated, False),
+}
+"""Sorts by SQLite's rules, as the adapter's SqliteDb-shaped tables (learnings) order: NULLs
+first ascending and last descending; ties in table order, except descending on a column
+SqliteDb indexes (True here: `created_at`), whose index it walks backwards (value, rowid),
+so those ties come newest-inserted first. Scores as `sql_sort_scores` gives them."""
 EXACT_SORTS: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "st": _start_us, "day": _day, "cat": lambda row: wall_us(row.get("created_at")),
     "sst": lambda row: wall_us(row.get("start_time"))}
@@ -146,6 +154,7 @@ TABLES: dict[str, TableSpec] = {
     "metrics": TableSpec(scopes=("user_id",), sorts=("day",)),
     "learnings": TableSpec(scopes=("user_id", "learning_type", "agent_id", "team_id", "workflow_id", "session_id",
                                    "namespace", "entity_id", "entity_type"), nulls=("user_id",),
+                           sorts=("qcre", "qupd"),
                            unkept=lambda row: learning_owner(row) is False),
     "compactions": TableSpec(scopes=("session_id",)),
     "tool_results": TableSpec(scopes=("session_id", "place"), sorts=("exp",),
@@ -195,6 +204,18 @@ def sort_scores(value: Any, seq: int) -> tuple[float, float]:
     return base + 0.5 - frac, base + frac
 
 
+_SQL_NULL = -2.0  # a missing value's base score in a SQL sort: below every whole second
+
+
+def sql_sort_scores(value: Any, seq: int, indexed: bool) -> tuple[float, float]:
+    """(descending, ascending) scores of a whole-second value (None: missing) by SQLite's
+    rules (see `SQL_SORTS`): missing values below every value both ways (last descending,
+    first ascending); ties in table order ascending, and descending too unless `indexed`."""
+    base = _SQL_NULL if value is None else float(value)
+    frac = (seq % (1 << 20)) / _FRACTION
+    return (base + frac if indexed else base + 0.5 - frac), base + frac
+
+
 def record_members(table: str, seq: int, row: dict[str, Any]) -> list[Member]:
     """Every ordering a record row is in (see the module docstring)."""
     out: list[Member] = [(f"r|{table}|seq", seq)]
@@ -209,11 +230,12 @@ def record_members(table: str, seq: int, row: dict[str, Any]) -> list[Member]:
             if score is not None:
                 scores.append((sort, score))
             continue
-        value = SORT_VALUES[sort](row)
+        sql = SQL_SORTS.get(sort)
+        value = sql[0](row) if sql is not None else SORT_VALUES[sort](row)
         if value is not None and not whole_second(value):
             out.append((f"r|{table}|{sort}|odd", seq))
             value = None
-        down, up = sort_scores(value, seq)
+        down, up = sort_scores(value, seq) if sql is None else sql_sort_scores(value, seq, sql[1])
         scores += [(f"{sort}-", down), (f"{sort}+", up)]
     out += [(f"r|{table}|{name}", score) for name, score in scores]
     for sort in spec.flat_sorts:
