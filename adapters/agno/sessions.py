@@ -89,8 +89,11 @@ class SessionMethods(EventLogCore):
             objects, start = cached[2], cached[1]
         else:  # first read, or runs were replaced/deleted (or the session was re-created)
             objects, start = [], 0
-        for run_dict in run_dicts(entries[start:]):
-            run = deserialize_history_run(run_dict)
+        # One run at a time: each dict is decoded just before Agno consumes it, so the memory
+        # of one is reused by the next (a list of 1,000 fresh dicts first would fault in
+        # megabytes of new pages a cold read then pays for). Each is still the caller's own.
+        for entry in entries[start:]:
+            run = deserialize_history_run(entry.run)
             if run is not None:
                 objects.append(run)
         last = entries[-1].event_id if entries else ""
