@@ -175,6 +175,49 @@ def test_pages_of_sessions_and_memories_come_from_the_index_in_agnos_order(
     ref.close()
 
 
+_TIED = st.sampled_from([1_000, 1_000, 1_001, 1_002])  # seconds: most rows tie with another
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sessions=st.lists(st.tuples(st.sampled_from(["alice", "bob"]), _TIED, _TIED), min_size=1, max_size=14),
+       memories=st.lists(st.tuples(st.sampled_from(["alice", "bob"]), _TIED), max_size=10),
+       pages=st.lists(st.tuples(st.sampled_from([None, "updated_at", "created_at"]), st.sampled_from(["asc", "desc"]),
+                                st.sampled_from([None, "alice"]), st.integers(1, 4), st.integers(1, 5)),
+                      min_size=1, max_size=8))
+def test_pages_keep_agnos_order_of_rows_tied_on_the_second(
+        indexed_store: Callable[[], EventStore], sessions: list[tuple[str, int, int]],
+        memories: list[tuple[str, int]], pages: list[tuple[str | None, str, str | None, int, int]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stable sort (InMemoryDb's `apply_sorting`, as the in-process path gives it) keeps
+    rows tied on the second in insertion order both ways; the index's time orderings hold
+    ties for a descending walk, so ascending pages turn each second's rows around, reading a
+    second that runs over the page's edge whole. Every page, both ways, any size, with or
+    without a user, must be the in-process page."""
+    store = indexed_store()
+    db = EventLogDb(store=store)
+    ref = EventLogDb(store=store, shared_index=False)
+    try:
+        for i, (user, created, updated) in enumerate(sessions):
+            db.upsert_session(AgentSession(session_id=f"s{i}", agent_id="a", user_id=user, created_at=created,
+                                           updated_at=max(created, updated)))
+        for i, (user, second) in enumerate(memories):
+            monkeypatch.setattr("time.time", lambda second=second: float(second))
+            db.upsert_user_memory(UserMemory(memory=f"m{i}", memory_id=f"m{i}", user_id=user))
+        monkeypatch.undo()
+        for sort_by, order, user, limit, page in pages:
+            kwargs: dict[str, Any] = dict(sort_by=sort_by, sort_order=order, limit=limit, page=page, user_id=user,
+                                          deserialize=False)
+            ours, theirs = db.get_sessions(**kwargs), ref.get_sessions(**kwargs)
+            assert [r["session_id"] for r in ours[0]] == [r["session_id"] for r in theirs[0]], kwargs
+            assert ours[1] == theirs[1]
+            if sort_by != "created_at":
+                mine, want = db.get_user_memories(**kwargs), ref.get_user_memories(**kwargs)
+                assert [m["memory_id"] for m in mine[0]] == [m["memory_id"] for m in want[0]], kwargs
+    finally:
+        db.close()
+        ref.close()
+
+
 WRITER = textwrap.dedent(
     """
     import sys

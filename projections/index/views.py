@@ -29,7 +29,7 @@ from projections.conversation import (
     ConversationState,
     SnapshotConversation,
 )
-from projections.index.base import ReadIndex
+from projections.index.base import Ranked, ReadIndex
 from projections.index.indexer import (
     decode_memory,
     decode_muser,
@@ -359,13 +359,53 @@ class IndexedStates(Mapping[str, Any]):
             at += chunk
 
     def _keys(self, ordering: str | list[str], desc: bool, offset: int, limit: int | None) -> list[str]:
-        if isinstance(ordering, str) or len(ordering) == 1:
-            one = ordering if isinstance(ordering, str) else ordering[0]
-            return [r.key for r in self.index.page(one, desc=desc, offset=offset, limit=limit)]
+        orderings = [ordering] if isinstance(ordering, str) else ordering
+        window = self._ranked(orderings, desc, offset, limit)
+        if desc or orderings[0].endswith("|seq"):
+            return [r.key for r in window]
+        return self._ascending_ties(orderings, offset, limit, window)
+
+    def _ranked(self, orderings: list[str], desc: bool, offset: int, limit: int | None) -> list[Ranked]:
+        if len(orderings) == 1:
+            return self.index.page(orderings[0], desc=desc, offset=offset, limit=limit)
         want = None if limit is None else offset + limit
-        runs = [self.index.page(o, desc=desc, offset=0, limit=want) for o in ordering]
+        runs = [self.index.page(o, desc=desc, offset=0, limit=want) for o in orderings]
         merged = heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc)
-        return [r.key for r in itertools.islice(merged, offset, want)]
+        return list(itertools.islice(merged, offset, want))
+
+    def _ascending_ties(self, orderings: list[str], offset: int, limit: int | None,
+                        window: list[Ranked]) -> list[str]:
+        """An ascending page of a time ordering (`tie_score`) in InMemoryDb's order.
+
+        A time ordering's score carries a fraction that falls with the insertion number, so
+        walked descending, rows tied on the second come in insertion order — what a stable
+        descending sort gives. Walked ascending they would come newest-inserted first, but a
+        stable ascending sort (InMemoryDb's `apply_sorting`, SqliteDb's rowid order) keeps
+        them in insertion order too. So each second's rows are turned around: those wholly
+        inside the page in place, and a second that runs over an edge of the page is read
+        whole (its rows only: `between` that second) to know which of them fall on this page.
+        The same positions hold the same seconds either way, so pages stay disjoint and
+        complete."""
+        groups: list[list[Ranked]] = []
+        for r in window:
+            if groups and int(groups[-1][0].score) == int(r.score):
+                groups[-1].append(r)
+            else:
+                groups.append([r])
+        keys: list[str] = []
+        for i, group in enumerate(groups):
+            over_start = i == 0 and offset > 0
+            over_end = i == len(groups) - 1 and limit is not None and len(window) == limit
+            if not (over_start or over_end):
+                keys += [r.key for r in reversed(group)]
+                continue
+            second = float(int(group[0].score))
+            runs = [self.index.between(o, second, second + 0.5, desc=False, offset=0, limit=None)
+                    for o in orderings]
+            whole = [r.key for r in heapq.merge(*runs, key=lambda r: (r.score, r.key))]
+            start = whole.index(group[0].key) if group[0].key in whole else 0
+            keys += whole[::-1][start:start + len(group)]
+        return keys
 
     def count(self, ordering: str | list[str]) -> int:
         return sum(self.index.count(o) for o in ([ordering] if isinstance(ordering, str) else ordering))
@@ -388,7 +428,7 @@ class IndexedStates(Mapping[str, Any]):
         return [(rid, decode_run(d)) for rid, d in zip(ids, self.index.get_many("run", ids)) if d is not None]
 
     def memory_page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[MemoryRow]:
-        keys = [r.key for r in self.index.page(ordering, desc=desc, offset=offset, limit=limit)]
+        keys = self._keys(ordering, desc, offset, limit)
         rows: RowMap[MemoryRow] = self._states["memories"].memories
         return rows.many(keys)
 
