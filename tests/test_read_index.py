@@ -210,12 +210,105 @@ def test_pages_keep_agnos_order_of_rows_tied_on_the_second(
             ours, theirs = db.get_sessions(**kwargs), ref.get_sessions(**kwargs)
             assert [r["session_id"] for r in ours[0]] == [r["session_id"] for r in theirs[0]], kwargs
             assert ours[1] == theirs[1]
-            if sort_by != "created_at":
-                mine, want = db.get_user_memories(**kwargs), ref.get_user_memories(**kwargs)
-                assert [m["memory_id"] for m in mine[0]] == [m["memory_id"] for m in want[0]], kwargs
+            mine, want = db.get_user_memories(**kwargs), ref.get_user_memories(**kwargs)
+            assert [m["memory_id"] for m in mine[0]] == [m["memory_id"] for m in want[0]], kwargs
     finally:
         db.close()
         ref.close()
+
+
+_TOPICS = st.lists(st.sampled_from(["tea", "work", "x|y"]), max_size=3)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["m0", "m1", "m2", "m3", "m4", "m5"]), _TOPICS, _TIED, st.booleans()),
+                    min_size=1, max_size=16),
+       queries=st.lists(st.tuples(st.none() | _TOPICS, st.sampled_from([None, "alice", "bob"]),
+                                  st.sampled_from([None, "updated_at", "created_at", "memory"]),
+                                  st.sampled_from(["asc", "desc"]), st.integers(1, 4), st.integers(1, 3)),
+                        min_size=1, max_size=8))
+def test_memory_pages_and_topic_filters_answer_as_the_in_process_path(
+        indexed_store: Callable[[], EventStore], ops: list[tuple[str, list[str], int, bool]],
+        queries: list[tuple[list[str] | None, str | None, str | None, str, int, int]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`get_user_memories` over the index — a page of all memories or of a user's by
+    insertion, `updated_at` or `created_at`, or the memories of the filter's topics with
+    the filters and Agno's sort applied to them — against the in-process fold, whatever was
+    added, updated (new topics, a new time) or deleted; and the memory orderings equal a
+    fresh fold's."""
+    store = indexed_store()
+    db = EventLogDb(store=store)
+    ref = EventLogDb(store=store, shared_index=False)
+    try:
+        for memory_id, topics, second, delete in ops:
+            if delete:
+                db.delete_user_memory(memory_id)
+                continue
+            # (a memory keeps its user: one that moves to another user is listed among that
+            # user's where it was first inserted by InMemoryDb and the index, at the end by the
+            # in-process fold's per-user list -- a difference of the reference, noted apart)
+            user = "alice" if int(memory_id[1:]) % 2 == 0 else "bob"
+            monkeypatch.setattr("time.time", lambda second=second: float(second))
+            db.upsert_user_memory(UserMemory(memory=f"{memory_id} {second}", memory_id=memory_id, user_id=user,
+                                             topics=topics))
+        monkeypatch.undo()
+        for topics, user, sort_by, order, limit, page in queries:
+            kwargs: dict[str, Any] = dict(topics=topics, user_id=user, sort_by=sort_by, sort_order=order, limit=limit,
+                                          page=page, deserialize=False)
+            mine, want = db.get_user_memories(**kwargs), ref.get_user_memories(**kwargs)
+            assert [m["memory_id"] for m in mine[0]] == [m["memory_id"] for m in want[0]], kwargs
+            assert mine[1] == want[1], kwargs
+        assert db.indexer is not None and index_differences(store, db.indexer.index) == []
+    finally:
+        db.close()
+        ref.close()
+
+
+def test_a_topics_filter_and_a_users_page_read_their_memories_not_the_table(tmp_path: Path) -> None:
+    """AgentOS's memory page filtered by a topic, and a user's page, over 3,000 memories:
+    the rows read are the topic's (or the page's), counted by a subclass of the real index."""
+
+    class Counting(SqliteIndex):
+        read = 0
+
+        def get_many(self, kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
+            found = super().get_many(kind, keys, partition)
+            self.read += sum(1 for d in found if d is not None)
+            return found
+
+        def page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[Any]:
+            found = super().page(ordering, desc=desc, offset=offset, limit=limit)
+            self.read += len(found)
+            return found
+
+    path = tmp_path / "log"
+    store = open_store(str(path))
+    events = [new_event(UserMemoryAdded(memory_id=f"m{i}", user_id=f"u{i % 100}", memory=f"fact {i}",
+                                        topics=["rare"] if i % 300 == 7 else ["common"]))
+              for i in range(3000)]
+    for i in range(0, len(events), 1000):
+        store.append(user_stream("bulk"), events[i:i + 1000])
+    store.close()
+    import adapters.agno.core as core
+
+    original = core.open_index
+    core.open_index = lambda store, **kw: Counting(store.path / "readmodels.sqlite3")  # type: ignore[assignment]
+    try:
+        db = EventLogDb(str(path))
+    finally:
+        core.open_index = original
+    index = db.indexer.index if db.indexer is not None else None
+    assert isinstance(index, Counting)
+    try:
+        index.read = 0
+        found, total = db.get_user_memories(topics=["rare"], limit=5, page=1, sort_by="updated_at", deserialize=False)
+        assert total == 10 and [m["memory_id"] for m in found] == [f"m{i}" for i in range(7, 3000, 300)][:5]
+        assert index.read <= 2 * 10 + 5
+        index.read = 0
+        found, total = db.get_user_memories(user_id="u7", limit=5, page=2, sort_by="created_at", deserialize=False)
+        assert total == 30 and len(found) == 5 and index.read <= 2 * 5 + 5
+    finally:
+        db.close()
 
 
 WRITER = textwrap.dedent(

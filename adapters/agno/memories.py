@@ -24,7 +24,7 @@ from projections import MemoriesState, MemoryRow, memory_stats
 from projections.index.views import IndexedStates, RowMap
 
 CLEAR_STREAM = "memories/all"
-_MEMORY_SORTS = {None: "seq", "updated_at": "upd"}
+_MEMORY_SORTS = {None: "seq", "updated_at": "upd", "created_at": "cre"}
 
 
 class MemoryMethods(EventLogCore):
@@ -85,20 +85,26 @@ class MemoryMethods(EventLogCore):
     ) -> Any:
         needle = search_content.lower() if search_content is not None else None
         with self._reading() as states:
-            if (isinstance(states, IndexedStates) and user_id is None and sort_by in _MEMORY_SORTS
+            if (isinstance(states, IndexedStates) and sort_by in _MEMORY_SORTS
                     and agent_id is None and team_id is None and topics is None and search_content is None):
-                # every user's memories, unfiltered: a page of the index's ordering
+                # every user's memories or one user's, unfiltered: a page of the index's ordering
                 offset = (page - 1) * limit if limit is not None and page is not None else 0
-                ordering = f"m|all|{_MEMORY_SORTS[sort_by]}"
+                ordering = f"m|{'all' if user_id is None else f'u={user_id}'}|{_MEMORY_SORTS[sort_by]}"
                 found = states.memory_page(ordering, desc=sort_by is not None and sort_order != "asc",
                                            offset=offset, limit=limit)
                 page_rows = [memory_row(r) for r in found]
                 if not deserialize:
                     return page_rows, states.count(ordering)
                 return [UserMemory.from_dict(r) for r in page_rows]
+            if isinstance(states, IndexedStates) and topics is not None and all(isinstance(t, str) for t in topics):
+                # a topics filter (AgentOS's memory page): only the memories of those topics
+                # (or the user's, when fewer) are read; the filters and the sort run on them
+                source = states.memories_of_topics(topics, user_id)
+            else:
+                source = self._rows(states["memories"], user_id)
             rows = [
                 memory_row(r)
-                for r in self._rows(states["memories"], user_id)
+                for r in source
                 if (agent_id is None or r.agent_id == agent_id)
                 and (team_id is None or r.team_id == team_id)
                 and (topics is None or any(t in r.topics for t in topics))

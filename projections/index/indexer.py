@@ -16,7 +16,7 @@ What is indexed (kind: key -> row; orderings by score, ties by key):
               and s|*|c=<any owner id>|...
     run:      run id -> (session, key, ...)      (where to look for a run; see projections.index.runs)
     gr:       run ordering key -> run id          g|all, g|a=/t=/w=<component>, g|s=<session>, g|odd
-    memory:   memory id -> (seq, MemoryRow)      m|all|<seq|upd>, m|u=<user>|<seq|upd>
+    memory:   memory id -> (seq, MemoryRow)      m|all|<seq|upd|cre>, m|u=<user>|<seq|upd|cre>, m|t=<topic>|seq
     muser:    user -> (count, last update)        mu|last
     topic:    topic -> how many memories have it
     wf:       workflow key -> (seq, WorkflowRow)  wf|seq
@@ -195,9 +195,14 @@ def session_members(seq: int, row: SessionRow) -> list[Member]:
 
 
 def memory_members(seq: int, row: MemoryRow) -> list[Member]:
+    """All memories and a user's, each by insertion, `updated_at` and `created_at`; and the
+    memories of each topic, by insertion (a topics filter reads the union of its topics)."""
     user = f"u={row.user_id or ''}"
-    upd = tie_score(row.updated_at, seq)
-    return [("m|all|seq", seq), ("m|all|upd", upd), (f"m|{user}|seq", seq), (f"m|{user}|upd", upd)]
+    upd, cre = tie_score(row.updated_at, seq), tie_score(row.created_at, seq)
+    out: list[Member] = [("m|all|seq", seq), ("m|all|upd", upd), ("m|all|cre", cre),
+                         (f"m|{user}|seq", seq), (f"m|{user}|upd", upd), (f"m|{user}|cre", cre)]
+    out += [(f"m|t={topic}|seq", seq) for topic in dict.fromkeys(row.topics) if isinstance(topic, str)]
+    return out
 
 
 class Indexer:
