@@ -67,11 +67,11 @@ _encode_msgpack = msgspec.msgpack.Encoder().encode
 
 class SnapshotRunEntry(RunEntry, gc=False):
     """A run as a snapshot of the conversation holds it: the run as MessagePack, a `Raw`
-    view into the snapshot's buffer (decoding a snapshot makes no per-run copy). A cold
-    read of a long session decodes every run once, and MessagePack decodes an Agno run
-    about four times faster than its JSON (no text to scan for escapes and numbers). A
-    snapshot written before this form holds each run's JSON as a binary: `run` reads that
-    too."""
+    view into the snapshot's buffer, so decoding a snapshot makes no copy per run (a cold
+    read of a 1,000-run session used to copy a megabyte into 1,000 bytes objects), and a run
+    decodes from MessagePack a little faster than from its JSON (~10 % measured in fresh
+    processes, where allocating the dicts is most of it). A snapshot written before this
+    form holds each run's JSON as a binary: `run` reads that too."""
 
     body: Raw  # (MessagePack of the run, or of its JSON as a binary)
 
