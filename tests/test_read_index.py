@@ -268,18 +268,7 @@ def test_a_topics_filter_and_a_users_page_read_their_memories_not_the_table(tmp_
     """AgentOS's memory page filtered by a topic, and a user's page, over 3,000 memories:
     the rows read are the topic's (or the page's), counted by a subclass of the real index."""
 
-    class Counting(SqliteIndex):
-        read = 0
-
-        def get_many(self, kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
-            found = super().get_many(kind, keys, partition)
-            self.read += sum(1 for d in found if d is not None)
-            return found
-
-        def page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[Any]:
-            found = super().page(ordering, desc=desc, offset=offset, limit=limit)
-            self.read += len(found)
-            return found
+    from tests.test_read_index_tables import CountingIndex as Counting
 
     path = tmp_path / "log"
     store = open_store(str(path))
