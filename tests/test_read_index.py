@@ -268,7 +268,7 @@ def test_a_topics_filter_and_a_users_page_read_their_memories_not_the_table(tmp_
     """AgentOS's memory page filtered by a topic, and a user's page, over 3,000 memories:
     the rows read are the topic's (or the page's), counted by a subclass of the real index."""
 
-    from tests.test_read_index_tables import CountingIndex as Counting
+    from tests.test_read_index_tables import open_counting
 
     path = tmp_path / "log"
     store = open_store(str(path))
@@ -278,16 +278,7 @@ def test_a_topics_filter_and_a_users_page_read_their_memories_not_the_table(tmp_
     for i in range(0, len(events), 1000):
         store.append(user_stream("bulk"), events[i:i + 1000])
     store.close()
-    import adapters.agno.core as core
-
-    original = core.open_index
-    core.open_index = lambda store, **kw: Counting(store.path / "readmodels.sqlite3")  # type: ignore[assignment]
-    try:
-        db = EventLogDb(str(path))
-    finally:
-        core.open_index = original
-    index = db.indexer.index if db.indexer is not None else None
-    assert isinstance(index, Counting)
+    db, index = open_counting(path)
     try:
         index.read = 0
         found, total = db.get_user_memories(topics=["rare"], limit=5, page=1, sort_by="updated_at", deserialize=False)

@@ -425,6 +425,13 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EventLogDb, 
     put("compactions", [(f"c{i}", {"compaction_id": f"c{i}", "session_id": f"s{i % 300}", "created_at": i})
                         for i in range(N)])
     store.close()
+    db, index = open_counting(path)
+    yield db, index
+    db.close()
+
+
+def open_counting(path: Path) -> tuple[EventLogDb, CountingIndex]:
+    """An EventLogDb on the file log at `path` whose index counts what it reads."""
     original = core.open_index
     core.open_index = lambda store, **kw: CountingIndex(store.path / "readmodels.sqlite3")  # type: ignore[assignment]
     try:
@@ -432,8 +439,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EventLogDb, 
     finally:
         core.open_index = original
     assert db.indexer is not None and isinstance(db.indexer.index, CountingIndex)
-    yield db, db.indexer.index
-    db.close()
+    return db, db.indexer.index
 
 
 def reads(index: CountingIndex, call: Callable[[], Any]) -> tuple[int, Any]:
