@@ -50,7 +50,7 @@ class MemoriesState(msgspec.Struct):
 
 class UserMemoriesProjection(Projection[MemoriesState]):
     name = "memories"
-    schema = 1
+    schema = 2  # 2: a memory that changes users keeps its place in the new user's list
     state_type = MemoriesState
     lazy_runs = True  # reads no run bodies
     handles = (UserMemoryAdded, UserMemoryUpdated, UserMemoryDeleted, UserMemoriesCleared, UserForgotten)
@@ -66,7 +66,8 @@ class UserMemoriesProjection(Projection[MemoriesState]):
             writer = a.agent_id or a.team_id
             memory_id, user_id, fields = p.memory_id, p.user_id, p.fields
             old = state.memories.get(memory_id)
-            if old is not None and old.user_id != user_id:
+            moved = old is not None and old.user_id != user_id
+            if old is not None and moved:
                 _unlink(state, old)
             if fields:  # Agno's own columns, when the writer passed them
                 agent_id = fields.get("agent_id") or a.agent_id
@@ -92,7 +93,14 @@ class UserMemoriesProjection(Projection[MemoriesState]):
                 event_id=event.id,
                 changes=(old.changes + 1) if old is not None else 1,
             )
-            state.by_user.setdefault(user_id or "", {})[memory_id] = None
+            ids = state.by_user.setdefault(user_id or "", {})
+            ids[memory_id] = None
+            if moved and len(ids) > 1:
+                # A memory that changes users keeps its place in the table (Agno's InMemoryDb
+                # replaces it where it was first inserted; the shared index keeps its insertion
+                # number), so it is listed among its new user's there, not last: that list is
+                # rebuilt in the table's order (a rare write).
+                state.by_user[user_id or ""] = {m: None for m in state.memories if m in ids}
         elif isinstance(p, UserMemoryDeleted):
             gone = state.memories.pop(p.memory_id, None)
             if gone is not None:

@@ -221,33 +221,29 @@ _TOPICS = st.lists(st.sampled_from(["tea", "work", "x|y"]), max_size=3)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=st.lists(st.tuples(st.sampled_from(["m0", "m1", "m2", "m3", "m4", "m5"]), _TOPICS, _TIED, st.booleans()),
-                    min_size=1, max_size=16),
+@given(ops=st.lists(st.tuples(st.sampled_from(["m0", "m1", "m2", "m3", "m4", "m5"]), st.sampled_from(["alice", "bob"]),
+                              _TOPICS, _TIED, st.booleans()), min_size=1, max_size=16),
        queries=st.lists(st.tuples(st.none() | _TOPICS, st.sampled_from([None, "alice", "bob"]),
                                   st.sampled_from([None, "updated_at", "created_at", "memory"]),
                                   st.sampled_from(["asc", "desc"]), st.integers(1, 4), st.integers(1, 3)),
                         min_size=1, max_size=8))
 def test_memory_pages_and_topic_filters_answer_as_the_in_process_path(
-        indexed_store: Callable[[], EventStore], ops: list[tuple[str, list[str], int, bool]],
+        indexed_store: Callable[[], EventStore], ops: list[tuple[str, str, list[str], int, bool]],
         queries: list[tuple[list[str] | None, str | None, str | None, str, int, int]],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """`get_user_memories` over the index — a page of all memories or of a user's by
     insertion, `updated_at` or `created_at`, or the memories of the filter's topics with
     the filters and Agno's sort applied to them — against the in-process fold, whatever was
-    added, updated (new topics, a new time) or deleted; and the memory orderings equal a
-    fresh fold's."""
+    added, updated (new topics, a new time, another user) or deleted; and the memory
+    orderings equal a fresh fold's."""
     store = indexed_store()
     db = EventLogDb(store=store)
     ref = EventLogDb(store=store, shared_index=False)
     try:
-        for memory_id, topics, second, delete in ops:
+        for memory_id, user, topics, second, delete in ops:
             if delete:
                 db.delete_user_memory(memory_id)
                 continue
-            # (a memory keeps its user: one that moves to another user is listed among that
-            # user's where it was first inserted by InMemoryDb and the index, at the end by the
-            # in-process fold's per-user list -- a difference of the reference, noted apart)
-            user = "alice" if int(memory_id[1:]) % 2 == 0 else "bob"
             monkeypatch.setattr("time.time", lambda second=second: float(second))
             db.upsert_user_memory(UserMemory(memory=f"{memory_id} {second}", memory_id=memory_id, user_id=user,
                                              topics=topics))
@@ -262,6 +258,25 @@ def test_memory_pages_and_topic_filters_answer_as_the_in_process_path(
     finally:
         db.close()
         ref.close()
+
+
+@pytest.mark.parametrize("url", ["memory://", "file"])
+def test_a_memory_that_changes_users_keeps_its_place_as_in_agnos_in_memory_db(url: str, tmp_path: Path) -> None:
+    """InMemoryDb replaces a memory where it was first inserted, so a memory moved to another
+    user is listed among that user's in its first place, not last: the in-process fold (a
+    memory store) and the shared index (a file log) list it so too."""
+    from agno.db.in_memory import InMemoryDb
+
+    dbs = [InMemoryDb(), EventLogDb(url if url != "file" else str(tmp_path / "log"))]
+    for db in dbs:
+        for i, user in enumerate(["alice", "bob", "bob", "alice"]):
+            db.upsert_user_memory(UserMemory(memory=f"m{i}", memory_id=f"m{i}", user_id=user))
+        db.upsert_user_memory(UserMemory(memory="m0 moved", memory_id="m0", user_id="bob"))
+        db.upsert_user_memory(UserMemory(memory="m5", memory_id="m5", user_id="bob"))
+    lists = [[m["memory_id"] for m in db.get_user_memories(user_id="bob", deserialize=False)[0]]  # type: ignore[index]
+             for db in dbs]
+    assert lists[0] == ["m0", "m1", "m2", "m5"] and lists[1] == lists[0]
+    dbs[1].close()  # type: ignore[attr-defined]
 
 
 def test_a_topics_filter_and_a_users_page_read_their_memories_not_the_table(tmp_path: Path) -> None:
