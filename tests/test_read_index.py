@@ -220,7 +220,7 @@ def test_pages_keep_agnos_order_of_rows_tied_on_the_second(
 _TOPICS = st.lists(st.sampled_from(["tea", "work", "x|y"]), max_size=3)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(st.tuples(st.sampled_from(["m0", "m1", "m2", "m3", "m4", "m5"]), st.sampled_from(["alice", "bob"]),
                               _TOPICS, _TIED, st.booleans()), min_size=1, max_size=16),
        queries=st.lists(st.tuples(st.none() | _TOPICS, st.sampled_from([None, "alice", "bob"]),

@@ -433,16 +433,18 @@ class IndexedStates(Mapping[str, Any]):
         return rows.many(keys)
 
     def memories_of_topics(self, topics: list[str], user_id: str | None) -> list[MemoryRow]:
-        """The memories with any of `topics` (of `user_id`'s, when given and they are fewer),
-        in insertion order: a superset of what a topics filter keeps, read from the topics'
-        orderings, not the table."""
+        """The memories with any of `topics` (or, when fewer, all of `user_id`'s), of
+        `user_id`'s when given, in insertion order: a superset of what a topics filter keeps,
+        read from the topics' (or the user's) orderings, not the table."""
         scopes = [f"m|t={t}|seq" for t in dict.fromkeys(topics)]
         if scopes and user_id is not None and self.count(f"m|u={user_id}|seq") <= self.count(scopes):
             scopes = [f"m|u={user_id}|seq"]
         ranked = sorted({r.key: r for o in scopes for r in self.index.page(o, desc=False, offset=0, limit=None)}
                         .values(), key=lambda r: r.score)
         rows: RowMap[MemoryRow] = self._states["memories"].memories
-        return rows.many([r.key for r in ranked])
+        found = rows.many([r.key for r in ranked])
+        # (the user's own only: memories without a user are the user "" 's, as `by_user` has them)
+        return found if user_id is None else [r for r in found if (r.user_id or "") == user_id]
 
     def topics(self) -> list[str]:
         return sorted(key for key, _ in self.index.scan("topic"))
