@@ -626,3 +626,48 @@ def test_readers_never_see_a_half_built_index_while_another_process_reindexes(
     assert index_differences(fresh.store, fresh.indexer.index) == []  # type: ignore[union-attr]
     for db in (writer, reader, fresh):
         db.close()
+
+
+def test_an_earlier_schemas_index_is_reported_and_dropped_by_reindex(
+        redis_url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """A schema bump rebuilds the Redis index under new key names; the old index is left for
+    the previous version's processes (a rolling upgrade), reported by every opening process
+    and by `eventlog doctor`, and dropped by `eventlog reindex` -- its keys and its dead
+    rebuilds', nothing of the current index or the log."""
+    import json
+
+    import redis
+
+    from adapters.cli.app import main
+    from projections.index.base import INDEX_SCHEMA
+
+    url = f"{redis_url}?prefix=old"
+    db = EventLogDb(url)
+    db.upsert_session(_session(1, "alice"))
+    db.close()
+    client = redis.Redis.from_url(redis_url)
+    tag = "old:{old:0}"
+    planted = [f"{tag}:rm{INDEX_SCHEMA - 1}:cur", f"{tag}:rm{INDEX_SCHEMA - 1}:meta",
+               f"{tag}:rm{INDEX_SCHEMA - 1}:o:s|agent|all|seq", f"{tag}:rm{INDEX_SCHEMA - 1}x4242:r:session"]
+    for key in planted:
+        client.set(key, "x")
+    before = {k.decode() for k in client.scan_iter(match="old*")} - set(planted)
+    with caplog.at_level(logging.WARNING, logger="projections.index"):
+        db = EventLogDb(url)
+    assert f"schema {INDEX_SCHEMA - 1}" in caplog.text and "eventlog reindex" in caplog.text
+    db.close()
+    capsys.readouterr()
+    assert main(["--url", url, "doctor", "--json"]) == 1
+    checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["earlier read indexes"]["status"] == "warn"
+    assert main(["--url", url, "reindex", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["dropped_keys"] == len(planted) and done["dropped_schemas"] == str(INDEX_SCHEMA - 1)
+    left = {k.decode() for k in client.scan_iter(match="old*")}
+    assert not left & set(planted) and before <= left  # (the log and the current index stay)
+    main(["--url", url, "doctor", "--json"])
+    checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["earlier read indexes"]["status"] == "ok"
+    db = EventLogDb(url)
+    assert db.get_session("s001", session_type=SessionType.AGENT) is not None
+    db.close()

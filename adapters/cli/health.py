@@ -135,6 +135,30 @@ def _check_redis(layer: Any, checks: Checks) -> None:
         state = info.get("cluster_state")
         checks.add("cluster state", state == "ok", f"cluster_state={state}, {info.get('partitions')} partitions",
                    "error")
+    _check_stale_index(layer, checks)
+
+
+def _check_stale_index(layer: Any, checks: Checks) -> None:
+    """An earlier schema's read index left in Redis (a schema bump rebuilds the index under
+    new key names): memory Redis holds for nothing once the previous version is gone."""
+    from projections.index import open_index
+
+    try:
+        index = open_index(layer)
+    except Exception:  # (a store this check cannot open an index on: nothing to report)
+        return
+    if index is None:
+        return
+    try:
+        stale = index.stale_schemas()
+    except StoreUnavailable:
+        return
+    finally:
+        index.close()
+    checks.add("earlier read indexes", not stale,
+               "none" if not stale else
+               f"the read index of schema {', '.join(map(str, stale))} is still in Redis: once no process of the "
+               "previous version runs, `eventlog reindex` drops it", "warn")
 
 
 def _check_files(layer: JsonlStore, checks: Checks) -> None:

@@ -61,7 +61,10 @@ def cmd_reindex(store: EventStore, args: argparse.Namespace, out: Output) -> int
                 advance(done, events)
 
             folded = indexer.reindex(progress=step)
-        out.document({"index": index.where, "events": folded, "cursor": str(store.last_position())},
+        stale = index.stale_schemas()
+        pruned = index.prune_stale()  # (earlier schemas' indexes: a schema bump leaves them)
+        out.document({"index": index.where, "events": folded, "cursor": str(store.last_position()),
+                      "dropped_schemas": ", ".join(map(str, stale)) or "none", "dropped_keys": pruned},
                      title="reindexed")
         return 0
     finally:

@@ -148,6 +148,15 @@ class ReadIndex(ABC):
     def discard(self) -> None:  # noqa: B027 - optional
         """Drop a shadow's content (after `adopt`, or a rebuild that failed)."""
 
+    def stale_schemas(self) -> list[int]:
+        """Earlier schemas whose index is still stored beside this one (an index rebuilt in
+        place, as SQLite's, leaves none)."""
+        return []
+
+    def prune_stale(self) -> int:
+        """Drop what `stale_schemas` names; the number of keys (or rows) dropped."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional
         pass
 

@@ -236,6 +236,11 @@ class Indexer:
             self.index.reset(INDEX_SCHEMA)
             self._seen = {}
             self._queued.clear()
+        stale = self.index.stale_schemas()
+        if stale:  # (kept for processes of the previous version; dropping it is the operator's call)
+            log.warning("read index %s: the index of schema %s is still stored beside this one (schema %d); "
+                        "once no process of the previous version runs, `eventlog reindex` drops it",
+                        self.index.where, ", ".join(map(str, stale)), INDEX_SCHEMA)
 
     def reindex(self, progress: Any = None) -> int:
         """Fold the whole log again into a new index beside this one, then make it this one's

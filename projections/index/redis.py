@@ -11,7 +11,9 @@ Every key of a partition's index carries the partition's hash tag, so on Redis C
 update is one Lua call on one node — it checks that the cursor is still where the updater
 read it and writes the rows, the orderings and the new cursor together (an optimistic
 transaction: a second process that folded the same events first makes it a no-op). A
-schema bump uses new key names (`rm<S+1>`), so an old index is never read as a new one.
+schema bump uses new key names (`rm<S+1>`), so an old index is never read as a new one; the
+old one stays for the previous version's processes until `eventlog reindex` drops it
+(`prune_stale`; `eventlog doctor` and each opening process report it).
 Queries across partitions (a page of sessions sorted by time) merge the partitions' sorted
 sets, reading at most offset + limit from each.
 """
@@ -249,6 +251,35 @@ class RedisIndex(ReadIndex):
             self._known.clear()
             self._rows.clear()
         return True
+
+    # --- indexes of earlier schemas ------------------------------------------------------------
+
+    def stale_schemas(self) -> list[int]:
+        """Earlier index schemas whose keys are still in Redis. A schema bump moves the index
+        to new key names and rebuilds it there; the old index is left for processes of the
+        previous version still running (a rolling upgrade) and dropped by `prune_stale`
+        (`eventlog reindex`), never by a process merely opening the log. One EXISTS per
+        partition, over every earlier schema's cursor and meta."""
+        found: set[int] = set()
+        for p in range(self.partitions):
+            tag = self._store._tag(p)
+            for schema in range(1, INDEX_SCHEMA):
+                if self._call(self.client.exists, f"{tag}:rm{schema}:cur", f"{tag}:rm{schema}:meta"):
+                    found.add(schema)
+        return sorted(found)
+
+    def prune_stale(self) -> int:
+        """Delete every key of the earlier schemas' indexes (and of their dead rebuilds);
+        returns how many were deleted."""
+        deleted = 0
+        for schema in self.stale_schemas():
+            for p in range(self.partitions):
+                tag = self._store._tag(p)
+                for pattern in (f"{tag}:rm{schema}:*", f"{tag}:rm{schema}x*"):
+                    keys = list(self._call(lambda m: list(self.client.scan_iter(match=m, count=1000)), pattern))
+                    for i in range(0, len(keys), 500):
+                        deleted += int(self._call(self.client.unlink, *keys[i:i + 500]))
+        return deleted
 
     def discard(self) -> None:
         for p in range(self.partitions):
