@@ -17,6 +17,7 @@ from adapters.cli.output import Output
 from adapters.cli.readmodels import read_model_differences
 from adapters.cli.registry import command
 from eventlog import EventStore, StoreUnavailable, redact_url
+from eventlog.errors import EventLogError
 from eventlog.fallback import FallbackStore
 from eventlog.integrity import write_checkpoint
 from eventlog.jsonl import JsonlStore
@@ -145,16 +146,14 @@ def _check_stale_index(layer: Any, checks: Checks) -> None:
 
     try:
         index = open_index(layer)
-    except Exception:  # (a store this check cannot open an index on: nothing to report)
+        if index is None:
+            return
+        try:
+            stale = index.stale_schemas()
+        finally:
+            index.close()
+    except EventLogError:  # (Redis away, the log lost: the checks above report that)
         return
-    if index is None:
-        return
-    try:
-        stale = index.stale_schemas()
-    except StoreUnavailable:
-        return
-    finally:
-        index.close()
     checks.add("earlier read indexes", not stale,
                "none" if not stale else
                f"the read index of schema {', '.join(map(str, stale))} is still in Redis: once no process of the "
