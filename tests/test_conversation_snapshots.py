@@ -274,3 +274,44 @@ def test_a_snapshot_of_the_earlier_form_is_still_read(stores: Callable[[], Event
         assert _runs(cold.get("s")) == _fresh(reader, "s")
     assert seen == [last.version + 1]  # only the tail was read
     assert "snapshot" not in caplog.text
+
+
+def test_a_short_sessions_first_read_looks_for_no_snapshot_and_a_long_ones_does(
+        stores: Callable[[], EventStore]) -> None:
+    """EventLogDb tells the conversation cache what the session row knows of the stream's
+    length: a session shorter than a snapshot needs is read without looking for one (a round
+    trip on Redis), a long one from its snapshot. A stream longer than its row shows
+    (messages after its last session event) is folded whole: the same conversation."""
+    from agno.db.base import SessionType
+
+    from adapters.agno import EventLogDb
+    from eventlog import MessageAppended
+
+    store = stores()
+    store.append(session_stream("short"), [new_event(SessionStarted(session_id="short", session_type="agent"))])
+    _record(store, 0, 3, sid="short")
+    store.append(session_stream("long"), [new_event(SessionStarted(session_id="long", session_type="agent"))])
+    _record(store, 0, SNAPSHOT_AFTER + 5, sid="long")
+    store.append(session_stream("chatty"), [new_event(SessionStarted(session_id="chatty", session_type="agent"))])
+    _record(store, 0, 2, sid="chatty")
+    store.append(session_stream("chatty"), [new_event(MessageAppended(session_id="chatty", role="user", content=f"m{i}"))
+                                            for i in range(SNAPSHOT_AFTER + 5)])
+    EventLogDb(store=stores()).get_session("long", session_type=SessionType.AGENT)  # (leaves its snapshot)
+    db = EventLogDb(store=stores())
+    assert db.indexer is not None
+    index = db.indexer.index
+    looked: list[str] = []
+    real = index.get_cached
+
+    def counting(kind: str, key: str, partition: int | None = None) -> bytes | None:
+        looked.append(key)
+        return real(kind, key, partition)
+
+    index.get_cached = counting  # type: ignore[method-assign]
+    for sid, runs in (("short", 3), ("long", SNAPSHOT_AFTER + 5), ("chatty", 2)):
+        session = db.get_session(sid, session_type=SessionType.AGENT, deserialize=False)
+        fresh = _fresh(db.store, sid)
+        assert session is not None and fresh is not None and len(fresh) == runs
+        assert session["runs"] == [run for _, run, *_ in fresh]  # type: ignore[index]
+    assert looked == ["long"]
+    db.close()

@@ -64,9 +64,19 @@ class SessionMethods(EventLogCore):
         c = conv.sessions.get(session_id)
         return run_dicts(c.runs) if c is not None else []
 
+    @staticmethod
+    def _conversation_of(states: dict[str, Any], row: SessionRow) -> Conversation | None:
+        """The conversation of `row`'s session; over the index, told what the row knows of its
+        length (a short session has no snapshot to look for)."""
+        sessions = states["conversation"].sessions
+        of_row = getattr(sessions, "of_row", None)
+        conv: Conversation | None = of_row(row) if of_row is not None else sessions.get(row.session_id)
+        return conv
+
     def _row_dict(self, states: dict[str, Any], row: SessionRow, *, with_runs: bool = True,
                   runs_limit: int | None = None) -> dict[str, Any]:
-        runs = self._runs_of(states, row.session_id) if with_runs else []
+        conv = self._conversation_of(states, row) if with_runs else None
+        runs = run_dicts(conv.runs) if conv is not None else []
         if runs_limit is not None:
             runs = filter_context_runs(runs)[-runs_limit:]
         return session_row(row, runs or None)
@@ -80,7 +90,7 @@ class SessionMethods(EventLogCore):
         session = AgentSession.from_dict(session_row(row, None))
         if session is None:
             return None
-        conv: Conversation | None = states["conversation"].sessions.get(row.session_id)
+        conv = self._conversation_of(states, row)
         entries = conv.runs if conv is not None else []
         rewrites = conv.rewrites if conv is not None else 0
         cached = self._run_cache.get(row.session_id)

@@ -131,7 +131,12 @@ class ConversationCache:
         self._index = index
         self._partition = partition or (lambda sid: None)
 
-    def get(self, session_id: str) -> Conversation | None:
+    def get(self, session_id: str, *, short: bool = False) -> Conversation | None:
+        """The session's conversation, current with the log. `short`: the caller knows the
+        stream holds fewer events than a snapshot needs (its session row's version), so no
+        snapshot is looked for (on Redis a round trip saved on a process's first read of each
+        short session). A hint only: a stream longer than the row shows (messages appended
+        after its last session event) is then folded whole — the same conversation."""
         stamp = self._stamp() if self._stamp is not None else None
         with self._lock:
             cached = self._lru.get(session_id)
@@ -142,7 +147,7 @@ class ConversationCache:
                 del self._lru[session_id]
         conv, version, size, _, snapped = cached if cached is not None else (None, 0, 0, None, 0)
         chain = None
-        if cached is None and self._index is not None:
+        if cached is None and self._index is not None and not short:
             conv, version, chain, size = self._snapshot(session_id)
             snapped = version
         stream = session_stream(session_id)
@@ -260,6 +265,10 @@ class _ConversationMap:
     def get(self, session_id: str, default: Any = None) -> Any:
         conv = self._cache.get(session_id) if isinstance(session_id, str) else None
         return default if conv is None else conv
+
+    def of_row(self, row: SessionRow) -> Conversation | None:
+        """The conversation of the session `row` is of (see `ConversationCache.get`'s `short`)."""
+        return self._cache.get(row.session_id, short=row.version < SNAPSHOT_AFTER)
 
 
 class _ByUser(Mapping[str, dict[str, None]]):
