@@ -66,9 +66,10 @@ class UserMemoriesProjection(Projection[MemoriesState]):
             writer = a.agent_id or a.team_id
             memory_id, user_id, fields = p.memory_id, p.user_id, p.fields
             old = state.memories.get(memory_id)
-            moved = old is not None and old.user_id != user_id
-            if old is not None and moved:
+            moved = False
+            if old is not None and old.user_id != user_id:
                 _unlink(state, old)
+                moved = True
             if fields:  # Agno's own columns, when the writer passed them
                 agent_id = fields.get("agent_id") or a.agent_id
                 team_id = fields.get("team_id") or a.team_id

@@ -61,8 +61,8 @@ def cmd_reindex(store: EventStore, args: argparse.Namespace, out: Output) -> int
                 advance(done, events)
 
             folded = indexer.reindex(progress=step)
-        stale = index.stale_schemas()
-        pruned = index.prune_stale()  # (earlier schemas' indexes: a schema bump leaves them)
+        stale = index.stale_schemas()  # (earlier schemas' indexes: a schema bump leaves them)
+        pruned = index.prune_stale() if stale else 0
         out.document({"index": index.where, "events": folded, "cursor": str(store.last_position()),
                       "dropped_schemas": ", ".join(map(str, stale)) or "none", "dropped_keys": pruned},
                      title="reindexed")

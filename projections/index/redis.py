@@ -275,27 +275,27 @@ class RedisIndex(ReadIndex):
         for schema in self.stale_schemas():
             for p in range(self.partitions):
                 tag = self._store._tag(p)
-                for pattern in (f"{tag}:rm{schema}:*", f"{tag}:rm{schema}x*"):
-                    keys = list(self._call(lambda m: list(self.client.scan_iter(match=m, count=1000)), pattern))
-                    for i in range(0, len(keys), 500):
-                        deleted += int(self._call(self.client.unlink, *keys[i:i + 500]))
+                deleted += self._delete_matching(f"{tag}:rm{schema}:*") + self._delete_matching(f"{tag}:rm{schema}x*")
         return deleted
+
+    def _delete_matching(self, pattern: str) -> int:
+        """Delete the keys `pattern` matches (one partition's: the pattern carries its tag),
+        500 at a time; how many there were."""
+        keys = list(self._call(lambda m: list(self.client.scan_iter(match=m, count=1000)), pattern))
+        for i in range(0, len(keys), 500):
+            self._call(self.client.unlink, *keys[i:i + 500])
+        return len(keys)
 
     def discard(self) -> None:
         for p in range(self.partitions):
-            keys = self._keys_of(p)
-            for i in range(0, len(keys), 500):
-                self._call(self.client.delete, *keys[i:i + 500])
+            self._delete_matching(f"{self._ns(p)}:*")
 
     def reset(self, schema: int) -> None:
         with self._lock:
             self._known.clear()
             self._rows.clear()
         for p in range(self.partitions):
-            ns = self._ns(p)
-            keys = list(self._call(lambda m: list(self.client.scan_iter(match=m, count=1000)), f"{ns}:*"))
-            for i in range(0, len(keys), 500):
-                self._call(self.client.delete, *keys[i:i + 500])
+            self._delete_matching(f"{self._ns(p)}:*")
         self.set_meta("schema", str(schema))
 
 
