@@ -41,7 +41,8 @@ from eventlog.names import session_stream, user_stream, workflow_stream
 from eventlog.open import default_dir, env_flag, offline_mode
 from projections import ProjectionRunner, WorkflowRow, all_projections, workflow_key
 from projections.index import Indexer, open_index
-from projections.index.views import IndexedStates
+from projections.index.fallback_reads import FallbackReads, fallback_parts
+from projections.index.views import DEFAULT_CACHE_MB, IndexedStates
 
 log = logging.getLogger("adapters.memory_manager")
 
@@ -157,10 +158,15 @@ class MemoryManager:
         self.store = store
         self.backend = backend
         self.agent_id = agent_id
-        index = open_index(store)
+        parts = fallback_parts(store)
+        index = open_index(store) if parts is None else None
         self._indexer = Indexer(store, index) if index is not None else None
+        # Redis with the file fallback: the shared index in Redis (see fallback_reads)
+        self._fallback = FallbackReads(parts[0], parts[1], DEFAULT_CACHE_MB << 20) if parts is not None else None
         if self._indexer is not None and index is not None:  # the shared read index of a file/Redis log
             self._states: Any = IndexedStates(store, index, stamp=self._indexer.stamp)
+            self.runner = ProjectionRunner(store, [])
+        elif self._fallback is not None:
             self.runner = ProjectionRunner(store, [])
         else:
             self.runner = ProjectionRunner(store, all_projections())
@@ -176,6 +182,9 @@ class MemoryManager:
         if self._indexer is not None:
             self._indexer.catch_up()
             return nullcontext(self._states)
+        if self._fallback is not None:
+            self._fallback.catch_up()
+            return self._fallback.reading()
         self.runner.catch_up()
         return self.runner.reading_all()
 
@@ -232,6 +241,8 @@ class MemoryManager:
         self.runner.stop()
         if self._indexer is not None:
             self._indexer.index.close()
+        if self._fallback is not None:
+            self._fallback.close()
         self.store.close()
 
 

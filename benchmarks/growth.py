@@ -44,7 +44,10 @@ MEMORIES_PER_USER = 5
 RUNS_PER_SESSION = 3
 REPEATS = 3  # fresh processes per checkpoint and db (1 with --quick); each figure's median
 LOADERS = 2  # loading subprocesses at a time (a 2-core machine; Redis servers use CPU too)
-KINDS = ["EventLogDb(file)", "EventLogDb(redis)", "SqliteDb", "RedisDb"]
+KINDS = ["EventLogDb(file)", "EventLogDb(redis)", "EventLogDb(REDIS_URL)", "SqliteDb", "RedisDb"]
+# Read over another kind's data, not loaded itself: REDIS_URL's EventLogDb (Redis with the file
+# fallback) reads the same log and index as EventLogDb(redis).
+READS_OF = {"EventLogDb(REDIS_URL)": "EventLogDb(redis)"}
 LOAD_ORDER = ["SqliteDb", "EventLogDb(redis)", "RedisDb", "EventLogDb(file)"]  # the slowest to load first
 # The size above which a db is not loaded in a full run. Agno's RedisDb writes each run and its
 # field indexes in several round trips (50,000 sessions would take it 3 to 10 minutes alone on
@@ -84,6 +87,10 @@ def make_db(kind: str, where: Path, redis_url: str | None, *, loading: bool = Fa
 
     if kind == "EventLogDb(file)":
         return EventLogDb(f"file://{where / 'eventlog'}" + ("?fsync=never" if loading else ""))
+    if kind == "EventLogDb(REDIS_URL)":  # what REDIS_URL opens: Redis, the file store behind it
+        from eventlog import open_store
+
+        return EventLogDb(store=open_store(f"{redis_url}?prefix=elgrowth", fallback=str(where / "fallback")))
     return EventLogDb(f"{redis_url}?prefix=elgrowth")
 
 
@@ -146,7 +153,7 @@ elif kind == "RedisDb":
     import agno.db.redis
 else:
     import adapters.agno
-    if kind == "EventLogDb(redis)":
+    if kind in ("EventLogDb(redis)", "EventLogDb(REDIS_URL)"):
         import eventlog.stores.redis_store  # redis-py (~160 ms), as `import agno.db.redis` imports it for RedisDb
 from agno.db.base import SessionType
 from benchmarks.growth import (MEMORIES_PER_USER, RUNS_PER_SESSION, SESSIONS_PER_USER, make_db, session_id,
@@ -284,7 +291,8 @@ def run(settings: Settings) -> Result:
     figures: dict[tuple[str, int], dict[str, float]] = {}
     loading: dict[str, list[str]] = {k: [] for k in KINDS}
     with redis_server() as el_redis, redis_server() as agno_redis, tempdir() as base:
-        urls: dict[str, str | None] = {"EventLogDb(file)": None, "EventLogDb(redis)": el_redis.url, "SqliteDb": None,
+        urls: dict[str, str | None] = {"EventLogDb(file)": None, "EventLogDb(redis)": el_redis.url,
+                                       "EventLogDb(REDIS_URL)": el_redis.url, "SqliteDb": None,
                                        "RedisDb": agno_redis.url}
         empty = {kind: redis_used(url) for kind, url in urls.items() if url}
         dirs = {kind: base / kind.replace("(", "-").replace(")", "") for kind in KINDS}
@@ -293,7 +301,8 @@ def run(settings: Settings) -> Result:
         have = dict.fromkeys(KINDS, 0)
         for size in sizes:
             active = [k for k in KINDS if size <= caps.get(k, size)]
-            took = load_all([(k, dirs[k], urls[k], have[k], size) for k in sorted(active, key=LOAD_ORDER.index)])
+            took = load_all([(k, dirs[k], urls[k], have[k], size)
+                             for k in sorted(set(active) - set(READS_OF), key=LOAD_ORDER.index)])
             for kind, seconds in took.items():
                 loading[kind].append(f"{have[kind]:,}->{size:,} in {seconds:.0f} s "
                                      f"({seconds / (size - have[kind]) * 1000:.1f} ms per session)")
@@ -301,7 +310,8 @@ def run(settings: Settings) -> Result:
             for kind in active:
                 measured = measure(kind, dirs[kind], urls[kind], size, repeats)
                 url = urls[kind]
-                measured["size"] = redis_used(url) - empty[kind] if url else disk_bytes(dirs[kind])
+                measured["size"] = (figures[READS_OF[kind], size]["size"] if kind in READS_OF
+                                    else redis_used(url) - empty[kind] if url else disk_bytes(dirs[kind]))
                 figures[kind, size] = measured
         for kind in KINDS:
             for size in sizes:
@@ -310,7 +320,8 @@ def run(settings: Settings) -> Result:
                     result.rows.append([kind, f"{size:,}", f"not loaded (capped at {caps[kind]:,} sessions, see the note)"]
                                        + [""] * (len(cols) - 3))
                     continue
-                where = "on disk" if urls[kind] is None else "Redis used_memory"
+                where = ("on disk" if urls[kind] is None else "Redis used_memory"
+                         + (f" (the same log as {READS_OF[kind]})" if kind in READS_OF else ""))
                 result.rows.append([kind, f"{size:,}", f"{fmt_ms(f['first'])} (open {fmt_ms(f['open'])})"]
                                    + [fmt_ms(f[r]) for r in READS[1:]]
                                    + [fmt_size(f["rss_mib"] * 2**20), f"{fmt_size(f['size'])} {where}"])
@@ -336,6 +347,10 @@ def run(settings: Settings) -> Result:
                         "get_sessions(limit=20, page=1, sort_by='updated_at', sort_order='desc', deserialize=False), "
                         "in that order; peak RSS = that process's own peak (VmHWM; ru_maxrss would carry its parent's over execve)")
     for kind, parts in loading.items():
+        if kind in READS_OF:
+            result.notes.append(f"{kind}: open_store(redis_url, fallback=dir) -- what REDIS_URL opens -- reading the "
+                                f"log {READS_OF[kind]} loaded (not loaded again)")
+            continue
         cap = caps.get(kind)
         result.notes.append(f"loading {kind} through its public Agno methods (in a subprocess, beside one other "
                             f"loader): " + "; ".join(parts) + (f"; capped at {cap:,} sessions" if cap else ""))

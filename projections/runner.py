@@ -82,6 +82,16 @@ class ProjectionRunner:
         partitions = set().union(*offsets)
         return Cursor({p: min(o.get(p, 0) for o in offsets) for p in partitions})
 
+    def seed(self, states: dict[str, Any], cursor: Cursor) -> None:
+        """Start from `states` (those named; the others as they are) taken to be the fold up to
+        `cursor`, for every projection: the next catch-up reads only what comes after it. For
+        a warm start from state held elsewhere (see `projections.index.fallback_reads`)."""
+        with self.lock:
+            self.states.update({name: state for name, state in states.items() if name in self.projections})
+            for offsets in self._offsets.values():
+                offsets.clear()
+                offsets.update(cursor.offsets)
+
     def apply(self, event: Event) -> None:
         """Apply one event to every projection that has not seen it (idempotent)."""
         with self.lock:

@@ -21,6 +21,7 @@ from eventlog.events import Event
 from eventlog.memory import MemoryStore
 from projections import ProjectionRunner, all_projections
 from projections.index import Indexer, open_index
+from projections.index.fallback_reads import FallbackReads, fallback_parts
 from projections.index.views import DEFAULT_CACHE_MB, IndexedStates
 from projections.timetravel import Point, events_at, parse_point
 
@@ -51,8 +52,17 @@ class EventLogCore:
         self.point = parse_point(at) if isinstance(at, str) else at
         self._closed = False
         self.indexer: Indexer | None = None
-        index = open_index(self.store) if self.point is None and shared_index else None
-        if index is not None:
+        self._fallback: FallbackReads | None = None
+        parts = fallback_parts(self.store) if self.point is None and shared_index else None
+        index = open_index(self.store) if self.point is None and shared_index and parts is None else None
+        if parts is not None:
+            # Redis with the file behind it: the shared index in Redis while Redis answers, a
+            # fold of this process's recent sessions and the file's pending events while it
+            # is away (see projections.index.fallback_reads).
+            self._fallback = FallbackReads(parts[0], parts[1], self.cache_mb << 20, snapshots=snapshots)
+            self._fallback.catch_up()
+            self.runner = ProjectionRunner(self.store, [], use_snapshots=False)  # (nothing to fold)
+        elif index is not None:
             # The shared read index (SQLite beside a file log, keys beside a Redis log): this
             # process folds only what the index has not seen yet, and reads what it asks for.
             self.indexer = Indexer(self.store, index)
@@ -81,6 +91,8 @@ class EventLogCore:
         to raise)."""
         if self.indexer is not None:
             self.indexer.catch_up()
+        elif self._fallback is not None:
+            self._fallback.catch_up()
         elif self.point is None:
             self.runner.catch_up()
 
@@ -94,6 +106,10 @@ class EventLogCore:
             self._catch_up()
         if self.indexer is not None:
             yield self._states  # each index read is consistent on its own; rows are copies
+            return
+        if self._fallback is not None:
+            with self._fallback.reading() as states:
+                yield states
             return
         with self.runner.lock:
             yield self.runner.states
@@ -119,6 +135,8 @@ class EventLogCore:
             recorded = self.store.append(stream, events)
         if self.indexer is not None:
             self.indexer.fold_appended(recorded)
+        elif self._fallback is not None:
+            self._fallback.fold_appended(recorded)
         else:
             self.runner.catch_up()
         return recorded
@@ -133,12 +151,15 @@ class EventLogCore:
         self.runner.stop()
         if self.indexer is not None:
             self.indexer.index.close()
+        if self._fallback is not None:
+            self._fallback.close()
         if self._owns_store:
             self.store.close()
 
     def save_snapshots(self, *, failure_level: int = logging.WARNING) -> None:
         """Snapshot the read models now (a snapshot is an optimisation: failures are logged)."""
-        if self.point is None and not self.read_only and not self._closed and self.indexer is None:
+        if (self.point is None and not self.read_only and not self._closed and self.indexer is None
+                and self._fallback is None):
             try:
                 self.runner.save_snapshots()
             except Exception as exc:

@@ -15,11 +15,20 @@ from adapters.cli.registry import command
 from eventlog import EventStore
 from projections.index import Indexer, open_index
 from projections.index.check import index_differences
+from projections.index.fallback_reads import fallback_parts
+
+
+def _indexed_log(store: EventStore) -> EventStore:
+    """The log the shared index is of: a fallback store's is its primary's (Redis; what waits
+    in the file is folded once it is replayed)."""
+    parts = fallback_parts(store)
+    return parts[1] if parts is not None else store
 
 
 def read_model_differences(store: EventStore) -> list[str]:
     """What differs between the store's shared index (brought up to the log first) and a
     fresh fold; empty when they agree or the store keeps its read models in each process."""
+    store = _indexed_log(store)
     index = open_index(store)
     if index is None:
         return []
@@ -38,10 +47,11 @@ def _reindex_args(p: argparse.ArgumentParser) -> None:
 @command("reindex", "rebuild the shared read models from the log (--check: compare them with a fresh fold)",
          _reindex_args)
 def cmd_reindex(store: EventStore, args: argparse.Namespace, out: Output) -> int:
+    store = _indexed_log(store)
     index = open_index(store)
     if index is None:
         raise UserError(f"{type(store).__name__} keeps its read models in each process: nothing to reindex",
-                        "the shared index exists for file:// and redis:// logs")
+                        "the shared index exists for file:// and redis:// logs (and Redis with the file fallback)")
     try:
         indexer = Indexer(store, index)
         total = store.last_position()

@@ -117,6 +117,22 @@ class FallbackStore(EventStore):
         self._lost = exc
         self._degraded = True
 
+    @property
+    def unreachable(self) -> bool:
+        """Whether the primary is taken to be away now: an append to it failed and the file
+        has not been replayed since, or a read of it failed lately (or the log is lost)."""
+        return self._degraded or self._primary_down()
+
+    def note_unreachable(self) -> None:
+        """A reader beside this store (a read index on the primary) found the primary away:
+        reads skip it until the health check finds it back, as after a failed read here."""
+        self._read_failed()
+
+    def has_pending(self) -> bool:
+        """Whether any event waits in the file for the primary (one `stat` and one read of
+        the file's tail; False if the file cannot be read)."""
+        return self._has_pending_safe()
+
     def _primary_down(self) -> bool:
         return self._down_until > 0 and time.monotonic() < self._down_until
 
@@ -249,14 +265,14 @@ class FallbackStore(EventStore):
                     self._note_primary()
                     return written
             if expected_version is None:
-                return self.secondary.append(stream, events)
+                return _as_pending(self.secondary.append(stream, events))
             # Checked by the file store under its exclusive lock, in its own numbering: two
             # processes racing for one expected version cannot both win.
             offset = self._version_offset(stream)
             if expected_version - offset < 0:
                 raise ConcurrencyError(stream, expected_version, self._union_head(stream).version)
             try:
-                return self.secondary.append(stream, events, expected_version - offset)
+                return _as_pending(self.secondary.append(stream, events, expected_version - offset))
             except ConcurrencyError as exc:
                 raise ConcurrencyError(stream, expected_version, exc.actual + offset) from None
 
@@ -524,6 +540,13 @@ class FallbackStore(EventStore):
             self._save_record()  # (the positions seen, for the next process)
         self.primary.close()
         self.secondary.close()
+
+
+def _as_pending(events: list[Event]) -> list[Event]:
+    """Events the file took, as `read_all` hands them out: under `PENDING_PARTITION`, at
+    their place in the file (so a caller can tell them from events Redis took)."""
+    replace = msgspec.structs.replace
+    return [replace(e, partition=PENDING_PARTITION) for e in events]
 
 
 def _unsealed(event: Event) -> Event:

@@ -164,8 +164,9 @@ class ReadIndex(ABC):
 def open_index(store: Any, *, path: Any = None) -> ReadIndex | None:
     """The shared index for `store`, or None where the read models stay in the process:
     the memory store (it ends with the process), an encrypted store (an index at rest would
-    hold decrypted personal data past an erasure), the fallback store (its reads must work
-    while Redis is away), and anything else not known here. `path` puts a file store's
+    hold decrypted personal data past an erasure), the fallback store (its primary's index,
+    with what it answers while Redis is away, is `projections.index.fallback_reads`'s), and
+    anything else not known here. `path` puts a file store's
     index elsewhere (tests)."""
     # (By class name, not by import: a store of a module nobody imported cannot be that
     # store, importing redis-py costs a file-store process half a second at start, and the

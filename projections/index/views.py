@@ -16,7 +16,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -248,27 +248,57 @@ def _size(conv: Conversation | None) -> int:
     return 256 + sum(len(e.body) + 160 for e in conv.entries.values()) + 200 * len(conv.messages)
 
 
+class Recent(Protocol):
+    """Told of each session row and conversation read by key (see
+    `projections.index.fallback_reads.RecentSessions`)."""
+
+    def note_row(self, row: SessionRow) -> None: ...
+
+    def note_conversation(self, session_id: str, conv: Conversation | None) -> None: ...
+
+
+class _NotedRowMap(RowMap[SessionRow]):
+    """Session rows whose reads by key are told to a `Recent`."""
+
+    def __init__(self, recent: Recent, *args: Any) -> None:
+        super().__init__(*args)
+        self._recent = recent
+
+    def get(self, key: str, default: Any = None) -> Any:
+        found = super().get(key)
+        if found is None:
+            return default
+        self._recent.note_row(found)
+        return found
+
+
 class _Sessions:
     def __init__(self, rows: RowMap[SessionRow]) -> None:
         self.sessions = rows
 
 
 class _Conversations:
-    def __init__(self, cache: ConversationCache) -> None:
-        self.sessions = _ConversationMap(cache)
+    def __init__(self, cache: ConversationCache, recent: Recent | None) -> None:
+        self.sessions = _ConversationMap(cache, recent)
 
 
 class _ConversationMap:
-    def __init__(self, cache: ConversationCache) -> None:
+    def __init__(self, cache: ConversationCache, recent: Recent | None = None) -> None:
         self._cache = cache
+        self._recent = recent
 
     def get(self, session_id: str, default: Any = None) -> Any:
         conv = self._cache.get(session_id) if isinstance(session_id, str) else None
+        if self._recent is not None and isinstance(session_id, str):
+            self._recent.note_conversation(session_id, conv)
         return default if conv is None else conv
 
     def of_row(self, row: SessionRow) -> Conversation | None:
         """The conversation of the session `row` is of (see `ConversationCache.get`'s `short`)."""
-        return self._cache.get(row.session_id, short=row.version < SNAPSHOT_AFTER)
+        conv = self._cache.get(row.session_id, short=row.version < SNAPSHOT_AFTER)
+        if self._recent is not None:
+            self._recent.note_conversation(row.session_id, conv)
+        return conv
 
 
 class _ByUser(Mapping[str, dict[str, None]]):
@@ -320,21 +350,26 @@ class IndexedStates(Mapping[str, Any]):
     """`runner.states`, served from an index (see the module docstring)."""
 
     def __init__(self, store: EventStore, index: ReadIndex, cache_bytes: int = DEFAULT_CACHE_MB << 20,
-                 stamp: Callable[[], object] | None = None, *, snapshots: bool = True) -> None:
+                 stamp: Callable[[], object] | None = None, *, snapshots: bool = True,
+                 recent: Recent | None = None) -> None:
         """`snapshots`: sessions' conversations start from (and leave) snapshots in the index
-        (see `ConversationCache`); False folds each session from its first event."""
+        (see `ConversationCache`); False folds each session from its first event. `recent` is
+        told of every session row and conversation read by key (a fallback store keeps them
+        for an outage)."""
         self.store = store
         self.index = index
         partition_of = getattr(index, "partition_of", None)
         session_partition = ((lambda sid: partition_of(session_stream(sid))) if partition_of is not None
                              else None)
-        self.session_rows: RowMap[SessionRow] = RowMap(index, "session", decode_session,
-                                                       session_orderings(None, "all", "seq"), session_partition)
+        rows_of: tuple[Any, ...] = (index, "session", decode_session, session_orderings(None, "all", "seq"),
+                                    session_partition)
+        self.session_rows: RowMap[SessionRow] = (RowMap(*rows_of) if recent is None
+                                                 else _NotedRowMap(recent, *rows_of))
         self.conversations = ConversationCache(store, cache_bytes, stamp, index if snapshots else None,
                                                session_partition)
         self._states: dict[str, Any] = {
             "sessions": _Sessions(self.session_rows),
-            "conversation": _Conversations(self.conversations),
+            "conversation": _Conversations(self.conversations, recent),
             "memories": _Memories(index),
             "records": _Records(index),
             "workflows": _Workflows(index),
