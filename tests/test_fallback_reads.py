@@ -265,3 +265,47 @@ def test_reads_through_an_outage_and_the_sync_equal_a_fold_of_the_log(
     _index_matches_a_fresh_fold(url)
     primary.close()
     db.close()
+
+
+def test_the_cli_checks_and_rebuilds_the_index_of_a_redis_url_log(redis_url: str, tmp_path: Path) -> None:
+    """`eventlog reindex [--check]` with REDIS_URL works on the Redis log's index (before, a
+    fallback store had none: 'nothing to reindex')."""
+    from tests.test_cli import as_json, eventlog
+
+    url = f"{redis_url}?prefix=fbr6"
+    db = _db(url, tmp_path / "mem" / "fallback")
+    Agent(model=OfflineModel(), db=db, user_id="u1", session_id="s1").run("hello")
+    db.close()
+    env = {"REDIS_URL": url, "MEMORY_DIR": str(tmp_path / "mem")}
+    assert as_json(eventlog("reindex", "--check", "--json", env=env))["ok"] is True
+    rebuilt = as_json(eventlog("reindex", "--json", env=env))
+    assert rebuilt["events"] > 0 and "rm" in rebuilt["index"]
+    assert _inputs(EventLogDb(url), "s1") == ["hello"]
+
+
+def test_what_an_outage_carries_on_with_is_bounded_by_the_conversation_cache(
+        killable_redis: RedisServer, tmp_path: Path) -> None:
+    """The recent sessions hold no conversation of their own: a session whose conversation
+    the cache (`cache_mb`) has dropped is not seeded — never a row without its runs."""
+    store = FallbackStore(RedisStreamStore.from_url(killable_redis.url), JsonlStore(tmp_path / "fb"),
+                          health_interval=0.1)
+    db = EventLogDb(store=store, cache_mb=1)
+    db._owns_store = True
+    big = "x" * 400_000
+    for sid in ("old", "new"):
+        for i in range(2):
+            db._emit(session_stream(sid), [RunRecorded(session_id=sid, run_id=f"{sid}{i}", run={"run_id": f"{sid}{i}",
+                                                                                              "content": big})],
+                     Actor(agent_id="a", session_id=sid))
+    for sid in ("old", "new"):  # each read: "new" pushes "old" out of the 1 MiB cache
+        with db._reading() as states:
+            row = states["sessions"].sessions.get(sid)
+            assert len(db._conversation_of(states, row).runs) == 2  # type: ignore[union-attr]
+    assert db._fallback is not None and db._fallback.states.conversations.peek("old") == (False, None)
+    killable_redis.kill()
+    db._emit("session/other", [SessionStarted(session_id="other")], Actor(agent_id="a"))  # (falls back)
+    assert db._fallback.degraded
+    with db._reading() as states:
+        assert states["sessions"].sessions.get("old") is None
+        assert [r.run_id for r in states["conversation"].sessions["new"].runs] == ["new0", "new1"]
+    db.close()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -59,23 +59,24 @@ def fallback_parts(store: Any) -> tuple[Any, Any] | None:
 
 
 class RecentSessions:
-    """The sessions this process read lately: each one's row and conversation as last read,
-    and the events this process wrote to it since. Only an outage reads it (`seeds`); it is
-    bounded in sessions and in events per session, and holds rows and conversations the
-    conversation cache holds anyway (a conversation is taken by reference, copied at
-    `seeds`)."""
+    """The sessions this process read lately: each one's row as last read, whether its
+    conversation was read too, and the events this process wrote to it since. Only an outage
+    reads it (`seeds`). It is bounded in sessions and in events per session, and holds no
+    conversation of its own: at `seeds` each one is taken (copied) from the conversation
+    cache, so what an outage can carry on with is what the cache's bound (`cache_mb`) holds —
+    a session whose conversation the cache has dropped is not seeded."""
 
     def __init__(self, max_sessions: int = RECENT_SESSIONS, max_writes: int = RECENT_WRITES) -> None:
         self.max_sessions = max_sessions
         self.max_writes = max_writes
         self._lock = threading.Lock()
-        # session id -> [row, conversation, own events since the row was read]
+        # session id -> [row, whether its conversation was read, own events since the row was read]
         self._held: OrderedDict[str, list[Any]] = OrderedDict()
 
     def note_row(self, row: SessionRow) -> None:
         with self._lock:
             held = self._held.pop(row.session_id, None)
-            self._held[row.session_id] = [row, held[1] if held is not None else None, []]
+            self._held[row.session_id] = [row, held[1] if held is not None else False, []]
             while len(self._held) > self.max_sessions:
                 self._held.popitem(last=False)
 
@@ -83,7 +84,7 @@ class RecentSessions:
         with self._lock:
             held = self._held.get(session_id)
             if held is not None:
-                held[1] = conv
+                held[1] = True
 
     def note_written(self, events: list[Event]) -> None:
         if not events or not events[0].stream.startswith("session/"):
@@ -104,14 +105,19 @@ class RecentSessions:
     def __len__(self) -> int:
         return len(self._held)
 
-    def seeds(self) -> tuple[SessionsState, ConversationState]:
-        """The held sessions as read-model states: each row and conversation copied, with
-        this process's writes since its read folded on top."""
+    def seeds(self, cached: Callable[[str], tuple[bool, Conversation | None]],
+              ) -> tuple[SessionsState, ConversationState]:
+        """The held sessions as read-model states: each row copied and its conversation copied
+        from `cached` (the conversation cache: (held, conversation)), with this process's
+        writes since its read folded on top."""
         with self._lock:
-            held = [(sid, row, conv, list(events)) for sid, (row, conv, events) in self._held.items()]
+            held = [(sid, row, read, list(events)) for sid, (row, read, events) in self._held.items()]
         sessions, conversations = SessionsState({}), ConversationState({})
         sessions_projection, conversation_projection = SessionsProjection(), ConversationProjection()
-        for sid, row, conv, events in held:
+        for sid, row, read, events in held:
+            found, conv = cached(sid) if read else (True, None)
+            if not found:  # (the cache dropped it: a row without its runs would lose them)
+                continue
             sessions.sessions[sid] = msgspec.structs.replace(row, state=dict(row.state), fields=dict(row.fields))
             if conv is not None:
                 conversations.sessions[sid] = msgspec.structs.replace(
@@ -194,7 +200,7 @@ class FallbackReads:
         with self._lock:
             if self._runner is not None:
                 return
-            sessions, conversations = self.recent.seeds()
+            sessions, conversations = self.recent.seeds(self.states.conversations.peek)
             runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
             seen = dict(self._indexer.stamp()) if self._indexer is not None else {}
             runner.seed({"sessions": sessions, "conversation": conversations}, Cursor(seen))

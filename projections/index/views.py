@@ -221,6 +221,12 @@ class ConversationCache:
             log.debug("read index: snapshot of session %r not kept: %s", session_id, exc)
             return False
 
+    def peek(self, session_id: str) -> tuple[bool, Conversation | None]:
+        """(whether the session is cached, its conversation as cached), reading nothing."""
+        with self._lock:
+            cached = self._lru.get(session_id)
+        return (False, None) if cached is None else (True, cached[0])
+
     def clear(self) -> None:
         with self._lock:
             self._lru.clear()
