@@ -41,7 +41,7 @@ from eventlog.names import session_stream, user_stream, workflow_stream
 from eventlog.open import default_dir, env_flag, offline_mode
 from projections import ProjectionRunner, WorkflowRow, all_projections, workflow_key
 from projections.index import Indexer, open_index
-from projections.index.fallback_reads import FallbackReads, fallback_parts
+from projections.index.fallback_reads import FallbackReads, fallback_primary
 from projections.index.views import DEFAULT_CACHE_MB, IndexedStates
 
 log = logging.getLogger("adapters.memory_manager")
@@ -158,11 +158,11 @@ class MemoryManager:
         self.store = store
         self.backend = backend
         self.agent_id = agent_id
-        parts = fallback_parts(store)
-        index = open_index(store) if parts is None else None
+        primary = fallback_primary(store)
+        index = open_index(store) if primary is None else None
         self._indexer = Indexer(store, index) if index is not None else None
         # Redis with the file fallback: the shared index in Redis (see fallback_reads)
-        self._fallback = FallbackReads(parts[0], parts[1], DEFAULT_CACHE_MB << 20) if parts is not None else None
+        self._fallback = FallbackReads(store, primary, DEFAULT_CACHE_MB << 20) if primary is not None else None
         if self._indexer is not None and index is not None:  # the shared read index of a file/Redis log
             self._states: Any = IndexedStates(store, index, stamp=self._indexer.stamp)
             self.runner = ProjectionRunner(store, [])

@@ -309,3 +309,21 @@ def test_what_an_outage_carries_on_with_is_bounded_by_the_conversation_cache(
         assert states["sessions"].sessions.get("old") is None
         assert [r.run_id for r in states["conversation"].sessions["new"].runs] == ["new0", "new1"]
     db.close()
+
+
+def test_the_memory_facade_on_redis_url_reads_the_shared_index(redis_url: str, tmp_path: Path) -> None:
+    """The original design's facade with `redis_url` (Redis + file fallback): two managers on
+    two hosts share what one remembers, through the index, folding nothing themselves."""
+    from adapters.memory_manager import get_memory_manager
+
+    url = f"{redis_url}?prefix=fbr8"
+    one = get_memory_manager({"redis_url": url, "memory_dir": str(tmp_path / "one")})
+    one.user_memory.remember("editor", "vim", category="tools")
+    other = get_memory_manager({"redis_url": url, "memory_dir": str(tmp_path / "other")})
+    assert other._fallback is not None and not other._fallback.degraded
+    assert other.runner.projections == {}
+    assert other.user_memory.recall("editor") == "vim"
+    one.user_memory.remember("editor", "emacs", category="tools")
+    assert other.user_memory.recall("editor") == "emacs"  # another's write, within one read
+    one.close()
+    other.close()

@@ -21,7 +21,7 @@ from eventlog.events import Event
 from eventlog.memory import MemoryStore
 from projections import ProjectionRunner, all_projections
 from projections.index import Indexer, open_index
-from projections.index.fallback_reads import FallbackReads, fallback_parts
+from projections.index.fallback_reads import FallbackReads, fallback_primary
 from projections.index.views import DEFAULT_CACHE_MB, IndexedStates
 from projections.timetravel import Point, events_at, parse_point
 
@@ -53,13 +53,13 @@ class EventLogCore:
         self._closed = False
         self.indexer: Indexer | None = None
         self._fallback: FallbackReads | None = None
-        parts = fallback_parts(self.store) if self.point is None and shared_index else None
-        index = open_index(self.store) if self.point is None and shared_index and parts is None else None
-        if parts is not None:
+        primary = fallback_primary(self.store) if self.point is None and shared_index else None
+        index = open_index(self.store) if self.point is None and shared_index and primary is None else None
+        if primary is not None:
             # Redis with the file behind it: the shared index in Redis while Redis answers, a
             # fold of this process's recent sessions and the file's pending events while it
             # is away (see projections.index.fallback_reads).
-            self._fallback = FallbackReads(parts[0], parts[1], self.cache_mb << 20, snapshots=snapshots)
+            self._fallback = FallbackReads(self.store, primary, self.cache_mb << 20, snapshots=snapshots)
             self._fallback.catch_up()
             self.runner = ProjectionRunner(self.store, [], use_snapshots=False)  # (nothing to fold)
         elif index is not None:

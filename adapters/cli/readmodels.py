@@ -15,14 +15,14 @@ from adapters.cli.registry import command
 from eventlog import EventStore
 from projections.index import Indexer, open_index
 from projections.index.check import index_differences
-from projections.index.fallback_reads import fallback_parts
+from projections.index.fallback_reads import fallback_primary
 
 
 def _indexed_log(store: EventStore) -> EventStore:
     """The log the shared index is of: a fallback store's is its primary's (Redis; what waits
     in the file is folded once it is replayed)."""
-    parts = fallback_parts(store)
-    return parts[1] if parts is not None else store
+    primary = fallback_primary(store)
+    return primary if primary is not None else store
 
 
 def read_model_differences(store: EventStore) -> list[str]:

@@ -46,16 +46,13 @@ RECENT_SESSIONS = 256  # sessions whose last read is kept for an outage
 RECENT_WRITES = 64  # own events kept per such session; a session written more without a read is dropped
 
 
-def fallback_parts(store: Any) -> tuple[Any, Any] | None:
-    """(the fallback store, its primary) when `store` is a fallback store whose primary can
-    hold the shared index (Redis), else None. (By class name, as `open_index`.)"""
-    names = {cls.__name__ for cls in type(store).__mro__}
+def fallback_primary(store: Any) -> Any:
+    """The primary of `store` when it is a fallback store whose primary can hold the shared
+    index (Redis), else None. (By class name, as `open_index`.)"""
     primary = getattr(store, "primary", None)
-    if "FallbackStore" not in names or primary is None:
+    if "FallbackStore" not in {cls.__name__ for cls in type(store).__mro__} or primary is None:
         return None
-    if "RedisStreamStore" not in {cls.__name__ for cls in type(primary).__mro__}:
-        return None
-    return store, primary
+    return primary if "RedisStreamStore" in {cls.__name__ for cls in type(primary).__mro__} else None
 
 
 class RecentSessions:
@@ -101,9 +98,6 @@ class RecentSessions:
     def clear(self) -> None:
         with self._lock:
             self._held.clear()
-
-    def __len__(self) -> int:
-        return len(self._held)
 
     def seeds(self, cached: Callable[[str], tuple[bool, Conversation | None]],
               ) -> tuple[SessionsState, ConversationState]:
