@@ -464,13 +464,19 @@ def test_the_conversation_cache_stays_within_its_bound(tmp_path: Path) -> None:
 
 
 def test_stores_without_a_shared_index_keep_their_read_models_in_the_process(tmp_path: Path) -> None:
-    """Memory (ends with the process), encrypted (an index at rest would keep decrypted
-    personal data past an erasure) and time-travel views fold in the process."""
+    """Memory (ends with the process) and time-travel views fold in the process; an encrypted
+    log has an index of its own, apart from the one of the same log read without its keys
+    (tests/test_erasure_index.py covers what it holds and how `forget_user` purges it)."""
     assert open_index(open_store("memory://")) is None
     encrypted = open_store(str(tmp_path / "enc"), encrypt=True)
-    assert open_index(encrypted) is None
+    index = open_index(encrypted)
+    assert index is not None and index.where.endswith("readmodels-decrypted.sqlite3")
+    index.close()
     db = EventLogDb(store=encrypted)
-    assert db.indexer is None
+    db.upsert_session(_session(1, "alice"))
+    assert db.indexer is not None and db.as_of(db.store.last_position()).indexer is None
+    plain = open_index(open_store(str(tmp_path / "enc")))
+    assert plain is not None and plain.where.endswith("readmodels.sqlite3")
     db.close()
     encrypted.close()
 

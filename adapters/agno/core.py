@@ -52,6 +52,7 @@ class EventLogCore:
         self.point = parse_point(at) if isinstance(at, str) else at
         self._closed = False
         self.indexer: Indexer | None = None
+        self._purged: str | None = None  # the index's purge mark this process's caches are of
         self._fallback: FallbackReads | None = None
         primary = fallback_primary(self.store) if self.point is None and shared_index else None
         index = open_index(self.store) if self.point is None and shared_index and primary is None else None
@@ -91,10 +92,23 @@ class EventLogCore:
         to raise)."""
         if self.indexer is not None:
             self.indexer.catch_up()
+            if self.indexer.purged != self._purged:  # a `forget_user` rebuilt the index
+                if self._purged is not None:
+                    self._drop_read_caches()
+                self._purged = self.indexer.purged
         elif self._fallback is not None:
             self._fallback.catch_up()
         elif self.point is None:
             self.runner.catch_up()
+
+    def _drop_read_caches(self) -> None:
+        """Forget what this process cached from the index (conversations, deserialized runs):
+        after an erasure it may hold what is no longer there."""
+        if self.indexer is not None:
+            self._states.conversations.clear()
+        run_cache = getattr(self, "_run_cache", None)
+        if run_cache is not None:
+            run_cache.clear()
 
     @contextmanager
     def _reading(self, *, caught_up: bool = False) -> Iterator[Any]:

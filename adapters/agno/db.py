@@ -53,7 +53,9 @@ class EventLogDb(ExtraMethods, LearningMethods, SessionMethods, MemoryMethods, T
         snapshot of its conversation kept beside the index plus what came after it.
         `snapshots=False` keeps none: no snapshots of the read models at exit, none of
         sessions in the index. `shared_index=False` folds everything into this process
-        instead (the memory, fallback and encrypted stores always do)."""
+        instead (the memory store always does; an encrypted store over a file or Redis log has
+        an index of its own, which holds decrypted read models of the users not forgotten:
+        pass `shared_index=False` to keep those off disk, see docs/security.md)."""
         super().__init__(id=id)
         self._mirror = InMemoryDb()
         self._json_mirror = _RowsJsonDb()
@@ -68,20 +70,28 @@ class EventLogDb(ExtraMethods, LearningMethods, SessionMethods, MemoryMethods, T
 
     def forget_user(self, user_id: str, reason: str | None = None) -> None:
         """Crypto-shred a user (needs a store opened with encryption): destroy their key, record
-        it, and rebuild the read models so nothing decrypted earlier stays in memory."""
+        it, and rebuild the read models so that nothing decrypted earlier is still served —
+        the shared index (rebuilt from the log, whose fields of that user now read as erased,
+        then scrubbed: see docs/security.md), or this process's fold; this process's caches
+        of conversations and runs are dropped too. The rebuild reads the whole log: an
+        erasure costs what `eventlog reindex` costs."""
         forget = getattr(self.store, "forget_user", None)
         if forget is None:
             raise ValueError("forget_user needs an encrypted store: "
                              "open_store(url, encrypt=True) or EVENTLOG_ENCRYPT=1")
         forget(user_id, reason)
-        from projections import ProjectionRunner, all_projections
-
-        # (An encrypted store never has a shared index — it would keep decrypted data at rest —
-        # so the read models to fold again are this process's.)
         with self._write_lock:
-            self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
-            self.runner.catch_up()
-            self._run_cache.clear()
+            if self.indexer is not None:
+                self.indexer.reindex()
+                self.indexer.index.scrub()
+                self.indexer.mark_purged()
+                self._purged = self.indexer.purged
+            else:
+                from projections import ProjectionRunner, all_projections
+
+                self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
+                self.runner.catch_up()
+            self._drop_read_caches()
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()

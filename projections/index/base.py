@@ -100,6 +100,17 @@ class ReadIndex(ABC):
         """What the index says of itself: `schema`, `log` (the log identity it folded)."""
 
     @abstractmethod
+    def set_meta(self, key: str, value: str) -> None:
+        """Set one entry of `meta()` (dropped by `reset` and replaced by `adopt`)."""
+
+    def cursors_and_purge(self) -> tuple[dict[int, int], str]:
+        """`cursors()` with the index's purge mark (`meta()["purged"]`, "" when none), read
+        together: a catch-up that finds the log moved reads the cursors anyway, so every
+        process learns of a `forget_user` elsewhere (which rebuilds the index and sets a new
+        mark) without a round trip of its own, and drops what it cached from before."""
+        return self.cursors(), str(self.meta().get("purged", ""))
+
+    @abstractmethod
     def claim_schema(self, schema: int) -> str:
         """Record `schema` if the index has none yet (atomically: of several processes opening
         a new index at once, one sets it) and return the schema the index now has."""
@@ -157,27 +168,44 @@ class ReadIndex(ABC):
         """Drop what `stale_schemas` names; the number of keys (or rows) dropped."""
         return 0
 
+    def scrub(self) -> None:  # noqa: B027 - optional
+        """Overwrite or drop what deleted rows may still leave readable in the index's own
+        storage (SQLite's write-ahead log). Called after `forget_user`'s rebuild."""
+
     def close(self) -> None:  # noqa: B027 - optional
         pass
 
 
 def open_index(store: Any, *, path: Any = None) -> ReadIndex | None:
     """The shared index for `store`, or None where the read models stay in the process:
-    the memory store (it ends with the process), an encrypted store (an index at rest would
-    hold decrypted personal data past an erasure), the fallback store (its primary's index,
+    the memory store (it ends with the process), the fallback store (its primary's index,
     with what it answers while Redis is away, is `projections.index.fallback_reads`'s), and
-    anything else not known here. `path` puts a file store's
-    index elsewhere (tests)."""
+    anything else not known here. `path` puts a file store's index elsewhere (tests).
+
+    An encrypted store over a file or Redis log has an index of its own, apart from the one
+    of the same log read without its keys (that one folds ciphertext): it holds the
+    decrypted read models of users not forgotten, so `forget_user` rebuilds it and scrubs
+    what the rebuild freed (`ReadIndex.scrub`; see docs/security.md)."""
     # (By class name, not by import: a store of a module nobody imported cannot be that
     # store, importing redis-py costs a file-store process half a second at start, and the
     # stores' modules may move.)
     names = {cls.__name__ for cls in type(store).__mro__}
+    decrypted = "EncryptedStore" in names
+    if decrypted:
+        store = store.inner
+        names = {cls.__name__ for cls in type(store).__mro__}
     if "JsonlStore" in names:
         from projections.index.sqlite import SqliteIndex
 
-        return SqliteIndex(path if path is not None else store.path / "readmodels.sqlite3")
+        name = DECRYPTED_SQLITE_NAME if decrypted else "readmodels.sqlite3"
+        return SqliteIndex(path if path is not None else store.path / name, secure_delete=decrypted)
     if "RedisStreamStore" in names:
         from projections.index.redis import RedisIndex
 
-        return RedisIndex(store)
+        return RedisIndex(store, base=DECRYPTED_REDIS_BASE if decrypted else "")
     return None
+
+
+# Where an encrypted log's index lives: beside the plain one's, under its own name.
+DECRYPTED_SQLITE_NAME = "readmodels-decrypted.sqlite3"
+DECRYPTED_REDIS_BASE = "d"  # keys <tag>:rm<schema>d:...

@@ -55,6 +55,7 @@ from eventlog import (
     WorkflowStepCompleted,
 )
 from eventlog.aio_bridge import Broadcast, lock_for
+from eventlog.ids import new_id
 from eventlog.store import Cursor
 from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex
 from projections.index.runs import fold_runs
@@ -220,6 +221,9 @@ class Indexer:
         self._folded = Broadcast()  # bumped whenever a holder of `_lock` lets go
         self._queued: dict[int, dict[int, Event]] = {}  # partition -> position -> appended, not yet folded
         self._seen: dict[int, int] = {}
+        # The index's purge mark as last read (None: not read yet); a new one means another
+        # process's `forget_user` rebuilt the index (see `ReadIndex.cursors_and_purge`).
+        self.purged: str | None = None
         self._sessions = SessionsProjection()
         self._memories = UserMemoriesProjection()
         self._workflows = WorkflowsProjection()
@@ -269,6 +273,13 @@ class Indexer:
         finally:
             shadow.discard()
 
+    def mark_purged(self) -> None:
+        """Record in the index that it was just rebuilt to purge an erased user's data: each
+        process's next catch-up that finds the log moved reads the new mark and drops what it
+        cached from the index before (conversations, deserialized runs)."""
+        self.purged = new_id()
+        self.index.set_meta("purged", self.purged)
+
     def stamp(self) -> tuple[tuple[int, int], ...]:
         """Where this process last saw the log end (equal stamps: nothing was appended in
         between, so nothing derived from the log can have changed)."""
@@ -304,7 +315,7 @@ class Indexer:
                 return 0
             total = 0
             for _ in range(100):  # another process's reset (a reindex) restarts the read
-                self._seen = self.index.cursors()
+                self._seen, self.purged = self.index.cursors_and_purge()
                 done = self._fold_tail(progress)
                 if done is not None:
                     return total + done

@@ -69,12 +69,13 @@ return 1
 
 
 class RedisIndex(ReadIndex):
-    def __init__(self, store: Any, *, suffix: str = "") -> None:
-        self._suffix = suffix  # a shadow's namespace: rm<schema><suffix>
+    def __init__(self, store: Any, *, suffix: str = "", base: str = "") -> None:
+        self._base = base  # which index of the log: "" (as stored), "d" (decrypted: an encrypted log's)
+        self._suffix = suffix  # a shadow's namespace: rm<schema><base><suffix>
         self._store = store
         self.client = store.client
         self.partitions = int(store.partitions)
-        self.where = f"{store.url} (rm{INDEX_SCHEMA})"
+        self.where = f"{store.url} (rm{INDEX_SCHEMA}{base})"
         self._script = self.client.register_script(_COMMIT)
         # Per partition, what this process's last commit left: (position, seq) and the rows it
         # read or wrote then. Valid while nobody else commits — which the commit script checks
@@ -98,7 +99,7 @@ class RedisIndex(ReadIndex):
         return self._rows.get(partition)
 
     def _ns(self, partition: int) -> str:
-        return f"{self._store._tag(partition)}:rm{INDEX_SCHEMA}{self._suffix}"
+        return f"{self._store._tag(partition)}:rm{INDEX_SCHEMA}{self._base}{self._suffix}"
 
     def _call(self, fn: Any, *args: Any) -> Any:
         return self._store._call(fn, *args)  # the store's error mapping (StoreUnavailable, redacted)
@@ -119,6 +120,21 @@ class RedisIndex(ReadIndex):
             if value is not None:
                 out[p] = int(value.split()[0])
         return out
+
+    def cursors_and_purge(self) -> tuple[dict[int, int], str]:
+        """One round trip on a single partition (the cursor and the mark share its tag)."""
+        if self.partitions != 1:
+            return super().cursors_and_purge()
+        ns = self._ns(0)
+
+        def both() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(f"{ns}:cur")
+            pipe.hget(f"{ns}:meta", "purged")
+            return list(pipe.execute())
+
+        cur, purged = self._call(both)
+        return ({0: int(cur.split()[0])} if cur is not None else {}), (purged.decode() if purged else "")
 
     def get_many(self, kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
         if not keys:
@@ -218,7 +234,7 @@ class RedisIndex(ReadIndex):
     # --- a rebuild beside the live index -------------------------------------------------------
 
     def shadow(self) -> RedisIndex:
-        shadow = RedisIndex(self._store, suffix=f"x{os.getpid()}")
+        shadow = RedisIndex(self._store, base=self._base, suffix=f"x{os.getpid()}")
         shadow.discard()  # what a rebuild that died left
         return shadow
 
@@ -264,7 +280,8 @@ class RedisIndex(ReadIndex):
         for p in range(self.partitions):
             tag = self._store._tag(p)
             for schema in range(1, INDEX_SCHEMA):
-                if self._call(self.client.exists, f"{tag}:rm{schema}:cur", f"{tag}:rm{schema}:meta"):
+                ns = f"{tag}:rm{schema}{self._base}"
+                if self._call(self.client.exists, f"{ns}:cur", f"{ns}:meta"):
                     found.add(schema)
         return sorted(found)
 
@@ -275,7 +292,8 @@ class RedisIndex(ReadIndex):
         for schema in self.stale_schemas():
             for p in range(self.partitions):
                 tag = self._store._tag(p)
-                deleted += self._delete_matching(f"{tag}:rm{schema}:*") + self._delete_matching(f"{tag}:rm{schema}x*")
+                ns = f"{tag}:rm{schema}{self._base}"
+                deleted += self._delete_matching(f"{ns}:*") + self._delete_matching(f"{ns}x*")
         return deleted
 
     def _delete_matching(self, pattern: str) -> int:

@@ -37,9 +37,12 @@ CREATE TABLE IF NOT EXISTS counts (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WI
 
 
 class SqliteIndex(ReadIndex):
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, secure_delete: bool = False) -> None:
         self.path = Path(path)
         self.where = str(self.path)
+        # An encrypted log's index: deleted content is zeroed in the file, not left in free
+        # pages (after `forget_user`, its rebuild deletes every row that held decrypted data).
+        self._secure_delete = secure_delete
         self._lock = threading.RLock()
         self._conn = self._connect()
 
@@ -65,6 +68,8 @@ class SqliteIndex(ReadIndex):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: never corrupt; a crash may
             # lose the last transactions, and the cursor goes with them (they are folded again)
+            if self._secure_delete:
+                conn.execute("PRAGMA secure_delete=ON")
             conn.executescript(_DDL)
             conn.execute("SELECT count(*) FROM meta").fetchone()
         except sqlite3.DatabaseError:
@@ -219,7 +224,18 @@ class SqliteIndex(ReadIndex):
         path = self.path.with_name(f"{self.path.name}.rebuild")
         for suffix in ("", "-wal", "-shm"):  # what a rebuild that died left
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return SqliteIndex(path)
+        return SqliteIndex(path, secure_delete=self._secure_delete)
+
+    def scrub(self) -> None:
+        """Checkpoint the write-ahead log into the database and truncate it: the WAL still
+        holds the pages as they were before the last transactions (with `secure_delete`, the
+        database's own free pages are already zeroed). A reader holding an old snapshot
+        makes SQLite stop short; the next scrub or checkpoint finishes it."""
+        with self._lock:
+            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("read index %s: a reader kept the write-ahead log from being emptied; "
+                        "it is emptied at the next checkpoint", self.path)
 
     def adopt(self, shadow: ReadIndex, finish: Callable[[], object]) -> bool:
         """Copy the shadow's tables over this index's in one transaction. Under `BEGIN

@@ -1,0 +1,200 @@
+"""An encrypted log on the shared index: reads cost what they ask for (no process folds the
+log), and `forget_user` purges the derived copies — the index is rebuilt from the log, equals a
+fresh fold, serves the erased form to every reader, and no longer holds the forgotten user's
+plain text anywhere in its storage (SQLite file, its write-ahead log and cached snapshots;
+Redis keys) — on the file store and on a real redis-server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agno.db.base import SessionType
+from agno.db.schemas.memory import UserMemory
+from agno.models.message import Message
+from agno.run.agent import RunOutput
+from agno.session import AgentSession
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapters.agno import EventLogDb
+from eventlog import open_store
+from eventlog.crypto import ERASED
+from projections.index import open_index
+from projections.index.base import DECRYPTED_REDIS_BASE, DECRYPTED_SQLITE_NAME
+from projections.index.check import index_differences
+from projections.index.views import SNAPSHOT_AFTER
+
+
+@pytest.fixture(params=["file", "redis"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return str(tmp_path / "log") if request.param == "file" else str(request.getfixturevalue("redis_url"))
+
+
+def encrypted_db(url: str, tmp_path: Path, **kwargs: Any) -> EventLogDb:
+    return EventLogDb(store=open_store(url, encrypt=True, key_dir=str(tmp_path / "keys")), **kwargs)
+
+
+def write_session(db: EventLogDb, user: str, session_id: str, secret: str, runs: int) -> None:
+    session = AgentSession(session_id=session_id, agent_id="planner", user_id=user,
+                           session_data={"session_state": {"note": f"{secret} state"}}, runs=[])
+    db.upsert_session(session)
+    for i in range(runs):
+        run = RunOutput(run_id=f"{session_id}-r{i}", agent_id="planner", session_id=session_id, user_id=user,
+                        content=f"{secret} answer {i}",
+                        messages=[Message(role="user", content=f"{secret} question {i}")])
+        db.upsert_run(run=run, session_id=session_id, user_id=user, run_index=i)
+
+
+def stored_bytes_of_file_index(log: Path) -> bytes:
+    """Every byte the decrypted index keeps on disk: the database, its WAL, cached snapshots."""
+    found = b""
+    for path in sorted(log.rglob("*")):
+        if path.is_file() and path.name.startswith(DECRYPTED_SQLITE_NAME):
+            found += path.read_bytes()
+    return found
+
+
+def stored_values_of_redis_index(url: str) -> bytes:
+    """Every value under the decrypted index's keys, read by type."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    found = b""
+    for key in client.scan_iter(match=f"*:rm*{DECRYPTED_REDIS_BASE}*"):
+        kind = client.type(key)
+        if kind == b"string":
+            found += client.get(key) or b""
+        elif kind == b"hash":
+            found += b"".join(k + v for k, v in client.hgetall(key).items())
+        elif kind == b"zset":
+            found += b"".join(client.zrange(key, 0, -1))
+        elif kind == b"set":
+            found += b"".join(client.smembers(key))
+        elif kind == b"list":
+            found += b"".join(client.lrange(key, 0, -1))
+    client.close()
+    return found
+
+
+def index_holds(url: str, text: str) -> bool:
+    needle = text.encode()
+    if url.startswith("redis"):
+        return needle in stored_values_of_redis_index(url)
+    return needle in stored_bytes_of_file_index(Path(url))
+
+
+def test_an_encrypted_log_reads_from_its_own_shared_index(url: str, tmp_path: Path) -> None:
+    writer = encrypted_db(url, tmp_path)
+    assert writer.indexer is not None and not writer.runner.projections  # nothing folded in the process
+    write_session(writer, "alice", "s1", "alice-secret", 3)
+    writer.upsert_user_memory(UserMemory(memory="alice-secret fact", user_id="alice", memory_id="m1"))
+    # a second process on the same log reads the index, folding nothing itself
+    reader = encrypted_db(url, tmp_path)
+    assert reader.indexer is not None and not reader.runner.projections
+    session = reader.get_session("s1", SessionType.AGENT, user_id="alice")
+    assert isinstance(session, AgentSession) and [r.content for r in session.runs or []][-1] == "alice-secret answer 2"
+    assert reader.get_user_memory("m1").memory == "alice-secret fact"  # type: ignore[union-attr]
+    # the same log read without its keys has another index, which holds no plain text
+    plain_store = open_store(url)
+    plain_index = open_index(plain_store)
+    secret_index = open_index(writer.store)
+    assert plain_index is not None and secret_index is not None and plain_index.where != secret_index.where
+    assert index_holds(url, "alice-secret")  # (the check below can see plain text when it is there)
+    plain_index.close()
+    secret_index.close()
+    plain_store.close()
+    writer.close()
+    reader.close()
+
+
+def test_forget_user_purges_the_shared_index(url: str, tmp_path: Path) -> None:
+    db = encrypted_db(url, tmp_path)
+    # a long session, so its conversation is kept as a snapshot in the index too
+    write_session(db, "alice", "s1", "alice-secret", SNAPSHOT_AFTER // 2 + 8)
+    write_session(db, "bob", "s2", "bob-secret", 2)
+    db.upsert_user_memory(UserMemory(memory="alice-secret fact", user_id="alice", memory_id="m1"))
+    db.upsert_user_memory(UserMemory(memory="bob-secret fact", user_id="bob", memory_id="m2"))
+    other = encrypted_db(url, tmp_path)  # another process, which read alice's session before
+    assert other.get_session("s1", SessionType.AGENT).runs  # type: ignore[union-attr]
+    cold = encrypted_db(url, tmp_path, cache_mb=1)
+    assert "alice-secret" in str(cold.get_session("s1", SessionType.AGENT, deserialize=False))
+    assert index_holds(url, "alice-secret")
+
+    db.forget_user("alice", reason="GDPR request")
+
+    assert not index_holds(url, "alice-secret")  # no derived copy left in the index's storage
+    assert index_holds(url, "bob-secret")
+    index = open_index(db.store)
+    assert index is not None
+    assert index_differences(db.store, index) == []  # the index is a fresh fold of the log
+    index.close()
+    for reader in (db, encrypted_db(url, tmp_path)):  # this process, and one started after the erasure
+        session = reader.get_session("s1", SessionType.AGENT, user_id="alice")
+        assert isinstance(session, AgentSession) and session.runs
+        assert {r.content for r in session.runs} == {ERASED} and not any(r.messages for r in session.runs)
+        assert session.session_data["session_state"] == {"note": ERASED}  # type: ignore[index]
+        assert reader.get_user_memory("m1").memory == ERASED  # type: ignore[union-attr]
+        assert reader.get_user_memory("m2").memory == "bob-secret fact"  # type: ignore[union-attr]
+        bob = reader.get_session("s2", SessionType.AGENT, user_id="bob")
+        assert isinstance(bob, AgentSession) and bob.runs and bob.runs[-1].content == "bob-secret answer 1"
+    # a process that had read the session before: its rows come from the purged index
+    assert other.get_user_memory("m1").memory == ERASED  # type: ignore[union-attr]
+    page, total = other.get_sessions(session_type=SessionType.AGENT, deserialize=False)  # type: ignore[misc]
+    assert total == 2 and "alice-secret" not in str([p for p in page if p["session_id"] == "s1"])
+    assert db.store.verify().ok
+    # the erasure holds for a writer who goes on: new data of alice is hers again, under a new key
+    db.upsert_user_memory(UserMemory(memory="alice new fact", user_id="alice", memory_id="m3"))
+    assert encrypted_db(url, tmp_path).get_user_memory("m3").memory == "alice new fact"  # type: ignore[union-attr]
+    db.close()
+
+
+def test_shared_index_false_keeps_an_encrypted_log_in_the_process(tmp_path: Path) -> None:
+    db = encrypted_db(str(tmp_path / "log"), tmp_path, shared_index=False)
+    assert db.indexer is None and db.runner.projections
+    write_session(db, "carol", "s1", "carol-secret", 2)
+    db.forget_user("carol")
+    assert {r.content for r in db.get_session("s1", SessionType.AGENT).runs} == {ERASED}  # type: ignore[union-attr]
+    assert not any(p.name.startswith(DECRYPTED_SQLITE_NAME) for p in (tmp_path / "log").rglob("*"))
+
+
+users = st.sampled_from(["ann", "ben", "cat"])
+ops = st.lists(st.tuples(st.sampled_from(["memory", "run", "state", "forget"]), users, st.integers(0, 3)),
+               min_size=1, max_size=14)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=ops)
+def test_the_index_equals_a_fresh_fold_through_random_erasures(tmp_path_factory: pytest.TempPathFactory,
+                                                              ops: list[tuple[str, str, int]]) -> None:
+    """Random writes and erasures of three users (file store): after every erasure the index
+    equals a fresh fold of the log, and a forgotten user's plain text is nowhere in it."""
+    where = tmp_path_factory.mktemp("erase")
+    db = encrypted_db(str(where / "log"), where)
+    written: dict[str, set[str]] = {}
+    for n, (op, user, k) in enumerate(ops):
+        text = f"{user}-plain-{n}."
+        if op == "memory":
+            db.upsert_user_memory(UserMemory(memory=text, user_id=user, memory_id=f"{user}-m{k}"))
+        elif op == "run":
+            write_session(db, user, f"{user}-s{k}", text, 1)
+        elif op == "state":
+            db.upsert_session(AgentSession(session_id=f"{user}-s{k}", agent_id="planner", user_id=user,
+                                           session_data={"session_state": {"v": text}}))
+        else:
+            db.forget_user(user)
+            index = open_index(db.store)
+            assert index is not None
+            assert index_differences(db.store, index) == []
+            index.close()
+            stored = stored_bytes_of_file_index(where / "log")
+            assert not any(t.encode() in stored for t in written.get(user, ()))
+            written[user] = set()
+            continue
+        written.setdefault(user, set()).add(text)
+    index = open_index(db.store)
+    assert index is not None
+    assert index_differences(db.store, index) == []
+    index.close()
+    db.close()
