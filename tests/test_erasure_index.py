@@ -198,3 +198,29 @@ def test_the_index_equals_a_fresh_fold_through_random_erasures(tmp_path_factory:
     assert index_differences(db.store, index) == []
     index.close()
     db.close()
+
+
+def test_an_erasure_whose_purge_did_not_run_is_purged_at_the_next_open(url: str, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The key destroyed and `user.forgotten` appended, then the process died before the
+    rebuild (here: the store's own `forget_user`, which purges nothing): the index still holds
+    the plain text, and the next EventLogDb to open the log finds the erasure unpurged,
+    says so, and purges it."""
+    db = encrypted_db(url, tmp_path)
+    write_session(db, "dora", "s1", "dora-secret", 3)
+    db.upsert_user_memory(UserMemory(memory="dora-secret fact", user_id="dora", memory_id="m1"))
+    db.store.forget_user("dora")  # type: ignore[attr-defined]
+    db.get_user_memory("m1")  # this process folds the erasure into the index...
+    assert index_holds(url, "dora-secret")  # ...which still holds what it had decrypted
+    with caplog.at_level("WARNING", logger="adapters.agno"):
+        after = encrypted_db(url, tmp_path)
+    assert "not followed by its purge" in caplog.text
+    assert not index_holds(url, "dora-secret")
+    assert after.get_user_memory("m1").memory == ERASED  # type: ignore[union-attr]
+    assert {r.content for r in after.get_session("s1", SessionType.AGENT).runs} == {ERASED}  # type: ignore[union-attr]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="adapters.agno"):
+        encrypted_db(url, tmp_path).close()  # purged once: the next open rebuilds nothing
+    assert "not followed by its purge" not in caplog.text
+    after.close()
+    db.close()

@@ -71,6 +71,10 @@ class EventLogCore:
             self._states: Any = IndexedStates(self.store, index, self.cache_mb << 20,
                                               self.indexer.stamp, snapshots=snapshots)
             self.runner = ProjectionRunner(self.store, [], use_snapshots=False)  # (nothing to fold)
+            if _decrypts(self.store) and self.indexer.needs_purge():  # a purge a dead process left undone
+                log.warning("read index %s: an erasure (forget_user) was not followed by its purge; "
+                            "rebuilding the index from the log now", index.where)
+                self._purge_index()
         elif self.point is None:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=snapshots)
             self.runner.catch_up()
@@ -100,6 +104,17 @@ class EventLogCore:
             self._fallback.catch_up()
         elif self.point is None:
             self.runner.catch_up()
+
+    def _purge_index(self) -> None:
+        """After an erasure: rebuild the shared index from the log (the erased user's fields now
+        read as erased), scrub what the rebuild freed, and mark the index purged so every
+        process drops what it cached from before (see `Indexer.mark_purged`)."""
+        assert self.indexer is not None
+        self.indexer.reindex()
+        self.indexer.index.scrub()
+        self.indexer.mark_purged()
+        self._purged = self.indexer.purged
+        self._drop_read_caches()
 
     def _drop_read_caches(self) -> None:
         """Forget what this process cached from the index (conversations, deserialized runs):
@@ -178,6 +193,11 @@ class EventLogCore:
                 self.runner.save_snapshots()
             except Exception as exc:
                 log.log(failure_level, "could not save projection snapshots: %s", exc)
+
+
+def _decrypts(store: EventStore) -> bool:
+    """Whether `store` decrypts what it reads (its index holds plain text: erasures purge it)."""
+    return "EncryptedStore" in {cls.__name__ for cls in type(store).__mro__}
 
 
 def _take_cache_mb(url: str | None) -> tuple[str | None, int | None]:

@@ -82,10 +82,7 @@ class EventLogDb(ExtraMethods, LearningMethods, SessionMethods, MemoryMethods, T
         forget(user_id, reason)
         with self._write_lock:
             if self.indexer is not None:
-                self.indexer.reindex()
-                self.indexer.index.scrub()
-                self.indexer.mark_purged()
-                self._purged = self.indexer.purged
+                self._purge_index()
             else:
                 from projections import ProjectionRunner, all_projections
 

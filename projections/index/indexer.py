@@ -273,11 +273,27 @@ class Indexer:
         finally:
             shadow.discard()
 
+    def _note_erasures(self, folded: list[Event]) -> None:
+        """An erasure (`user.forgotten`) just folded in is recorded in the index's meta, so
+        that one whose purge did not finish (the process died between the event and the
+        rebuild) is found by the next process that opens the log (`needs_purge`)."""
+        for event in reversed(folded):
+            if type(event.payload) is UserForgotten:
+                self.index.set_meta("forgotten", event.id)
+                return
+
+    def needs_purge(self) -> bool:
+        """Whether an erasure is in the index that no purge has followed (see `mark_purged`)."""
+        meta = self.index.meta()
+        return bool(meta.get("forgotten")) and meta.get("forgotten") != meta.get("purged_for")
+
     def mark_purged(self) -> None:
-        """Record in the index that it was just rebuilt to purge an erased user's data: each
-        process's next catch-up that finds the log moved reads the new mark and drops what it
-        cached from the index before (conversations, deserialized runs)."""
+        """Record in the index that it was just rebuilt to purge an erased user's data (up to
+        the last erasure it folded): each process's next catch-up that finds the log moved
+        reads the new mark and drops what it cached from the index before (conversations,
+        deserialized runs)."""
         self.purged = new_id()
+        self.index.set_meta("purged_for", str(self.index.meta().get("forgotten", "")))
         self.index.set_meta("purged", self.purged)
 
     def stamp(self) -> tuple[tuple[int, int], ...]:
@@ -431,6 +447,7 @@ class Indexer:
                 self._fold(txn, todo)
                 if txn.commit(todo[-1].position):
                     self._seen[partition] = todo[-1].position
+                    self._note_erasures(todo)
                     return True
             except BaseException:
                 txn.rollback()
