@@ -203,13 +203,15 @@ def test_the_index_equals_a_fresh_fold_through_random_erasures(tmp_path_factory:
 def test_an_erasure_whose_purge_did_not_run_is_purged_at_the_next_open(url: str, tmp_path: Path,
                                                                        caplog: pytest.LogCaptureFixture) -> None:
     """The key destroyed and `user.forgotten` appended, then the process died before the
-    rebuild (here: the store's own `forget_user`, which purges nothing): the index still holds
-    the plain text, and the next EventLogDb to open the log finds the erasure unpurged,
-    says so, and purges it."""
+    rebuild (here: `forget_user` of a store no EventLogDb is registered with — a script with
+    the bare store API — which purges nothing): the index still holds the plain text, and the
+    next EventLogDb to open the log finds the erasure unpurged, says so, and purges it."""
     db = encrypted_db(url, tmp_path)
     write_session(db, "dora", "s1", "dora-secret", 3)
     db.upsert_user_memory(UserMemory(memory="dora-secret fact", user_id="dora", memory_id="m1"))
-    db.store.forget_user("dora")  # type: ignore[attr-defined]
+    bare = open_store(url, encrypt=True, key_dir=str(tmp_path / "keys"))
+    bare.forget_user("dora")  # type: ignore[attr-defined]
+    bare.close()
     db.get_user_memory("m1")  # this process folds the erasure into the index...
     assert index_holds(url, "dora-secret")  # ...which still holds what it had decrypted
     with caplog.at_level("WARNING", logger="adapters.agno"):
@@ -224,3 +226,22 @@ def test_an_erasure_whose_purge_did_not_run_is_purged_at_the_next_open(url: str,
     assert "not followed by its purge" not in caplog.text
     after.close()
     db.close()
+
+
+def test_store_forget_user_purges_for_every_db_on_that_store(url: str, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A team's dbs share one store object: the store's own `forget_user` (the documented
+    store API) purges the index once and every db on it serves the erased form at once."""
+    store = open_store(url, encrypt=True, key_dir=str(tmp_path / "keys"))
+    first, second = EventLogDb(store=store), EventLogDb(store=store)
+    write_session(first, "eli", "s1", "eli-secret", 2)
+    assert second.get_session("s1", SessionType.AGENT).runs[-1].content == "eli-secret answer 1"  # type: ignore[union-attr]
+    store.forget_user("eli")  # type: ignore[attr-defined]
+    assert not index_holds(url, "eli-secret")
+    for db in (first, second):
+        assert {r.content for r in db.get_session("s1", SessionType.AGENT).runs} == {ERASED}  # type: ignore[union-attr]
+        assert db.indexer is not None and not db.indexer.needs_purge()
+    with caplog.at_level("WARNING", logger="adapters.agno"):
+        EventLogDb(store=store).close()
+    assert "not followed by its purge" not in caplog.text
+    store.close()

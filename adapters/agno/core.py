@@ -88,6 +88,27 @@ class EventLogCore:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
             for event in events_at(self.store, self.point):
                 self.runner.apply(event)
+        if self.point is None and _decrypts(self.store):
+            self.store.on_erasure(self._after_erasure)  # type: ignore[attr-defined]
+
+    # --- erasures -------------------------------------------------------------------------
+
+    def _after_erasure(self, user_id: str) -> None:
+        """`EncryptedStore.forget_user` just destroyed a key and recorded it: purge what this
+        db derived from the decrypted log. The first db of the process to get here rebuilds
+        the shared index (`_purge_index`); others on the same index find it purged and only
+        drop their caches. Without an index, this process's fold is rebuilt."""
+        with self._write_lock:
+            if self.indexer is not None:
+                self.indexer.catch_up()  # (folds the erasure: the index's meta then names it)
+                if self.indexer.needs_purge():
+                    self._purge_index()
+                else:
+                    self._catch_up()  # (reads the purge mark another db of this process set)
+            elif self._fallback is None:
+                self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
+                self.runner.catch_up()
+            self._drop_read_caches()
 
     # --- reading --------------------------------------------------------------------------
 

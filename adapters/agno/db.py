@@ -70,25 +70,17 @@ class EventLogDb(ExtraMethods, LearningMethods, SessionMethods, MemoryMethods, T
 
     def forget_user(self, user_id: str, reason: str | None = None) -> None:
         """Crypto-shred a user (needs a store opened with encryption): destroy their key, record
-        it, and rebuild the read models so that nothing decrypted earlier is still served —
-        the shared index (rebuilt from the log, whose fields of that user now read as erased,
-        then scrubbed: see docs/security.md), or this process's fold; this process's caches
-        of conversations and runs are dropped too. The rebuild reads the whole log: an
-        erasure costs what `eventlog reindex` costs."""
+        it, and purge what was derived from the decrypted log, so nothing of theirs is still
+        served — the shared index is rebuilt from the log (whose fields of that user now read
+        as erased) and scrubbed (see docs/security.md), or this process's fold is rebuilt; the
+        caches of conversations and runs are dropped. (`store.forget_user` does the same for
+        every EventLogDb open on that store object: each registered with it.) The rebuild
+        reads the whole log: an erasure costs what `eventlog reindex` costs."""
         forget = getattr(self.store, "forget_user", None)
         if forget is None:
             raise ValueError("forget_user needs an encrypted store: "
                              "open_store(url, encrypt=True) or EVENTLOG_ENCRYPT=1")
-        forget(user_id, reason)
-        with self._write_lock:
-            if self.indexer is not None:
-                self._purge_index()
-            else:
-                from projections import ProjectionRunner, all_projections
-
-                self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
-                self.runner.catch_up()
-            self._drop_read_caches()
+        forget(user_id, reason)  # (calls `_after_erasure` of every db registered with the store)
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()

@@ -20,6 +20,7 @@ payload types and converts the result back to the typed payload.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -84,6 +85,7 @@ class EncryptedStore(EventStore):
         self.url = inner.url
         self.partitions = inner.partitions
         self.max_event_bytes = inner.max_event_bytes
+        self._erasure_hooks: list[weakref.WeakMethod[Callable[[str], None]]] = []
         self.fields = {**FIELDS}
         for cls, names in (extra_fields or {}).items():
             self.fields[cls] = tuple(dict.fromkeys((*self.fields.get(cls, ()), *names)))
@@ -220,11 +222,26 @@ class EncryptedStore(EventStore):
     def __getattr__(self, name: str) -> Any:  # pending(), sync(), info(), path, size_bytes() ...
         return getattr(self.inner, name)
 
+    def on_erasure(self, hook: Callable[[str], None]) -> None:
+        """Call `hook(user_id)` after each `forget_user`, once the erasure is recorded: the
+        read side registers here (a bound method, held weakly) to purge what it derived from
+        the decrypted log. A hook's error propagates out of `forget_user` (the key is gone
+        and the erasure recorded; what the hook did not finish, the next open finishes)."""
+        self._erasure_hooks.append(weakref.WeakMethod(hook))
+
     def forget_user(self, user_id: str, reason: str | None = None) -> Event:
-        """Destroy the user's key and record that it was destroyed. Irreversible."""
+        """Destroy the user's key and record that it was destroyed (irreversible), then let the
+        read side purge its derived copies (`on_erasure`)."""
         self.keys.destroy(user_id)
         event = new_event(UserForgotten(user_id=user_id, reason=reason), actor=Actor(user_id=None))
-        return self.inner.append(user_stream(user_id), [event])[0]
+        recorded = self.inner.append(user_stream(user_id), [event])[0]
+        for ref in list(self._erasure_hooks):
+            hook = ref()
+            if hook is None:
+                self._erasure_hooks.remove(ref)
+            else:
+                hook(user_id)
+        return recorded
 
     def close(self) -> None:
         self.inner.close()
