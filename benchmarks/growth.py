@@ -20,13 +20,17 @@ Size is the store's files on disk, or the Redis server's `used_memory` above an 
 The ratios are the issue's targets, measured in the same run: each read at the largest size
 against the same read at the smallest (target <= 1.5x), against Agno's SqliteDb at the same
 size (target <= 1.0x), and peak RSS at the largest size minus the smallest (target <= 30 MiB).
-Only public Agno methods are called, so this measures whichever EventLogDb is installed.
+`EventLogDb(file, encrypted)` is the file store opened with encryption (`EVENTLOG_ENCRYPT=1`),
+which reads an index of the decrypted log; `EventLogDb(REDIS_URL)` reads EventLogDb(redis)'s
+log and index through Redis with the file fallback. Only public Agno methods are called, so
+this measures whichever EventLogDb is installed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -44,11 +48,12 @@ MEMORIES_PER_USER = 5
 RUNS_PER_SESSION = 3
 REPEATS = 3  # fresh processes per checkpoint and db (1 with --quick); each figure's median
 LOADERS = 2  # loading subprocesses at a time (a 2-core machine; Redis servers use CPU too)
-KINDS = ["EventLogDb(file)", "EventLogDb(redis)", "EventLogDb(REDIS_URL)", "SqliteDb", "RedisDb"]
+KINDS = ["EventLogDb(file)", "EventLogDb(file, encrypted)", "EventLogDb(redis)", "EventLogDb(REDIS_URL)",
+         "SqliteDb", "RedisDb"]
 # Read over another kind's data, not loaded itself: REDIS_URL's EventLogDb (Redis with the file
 # fallback) reads the same log and index as EventLogDb(redis).
 READS_OF = {"EventLogDb(REDIS_URL)": "EventLogDb(redis)"}
-LOAD_ORDER = ["SqliteDb", "EventLogDb(redis)", "RedisDb", "EventLogDb(file)"]  # the slowest to load first
+LOAD_ORDER = ["SqliteDb", "EventLogDb(redis)", "EventLogDb(file, encrypted)", "RedisDb", "EventLogDb(file)"]  # the slowest to load first
 # The size above which a db is not loaded in a full run. Agno's RedisDb writes each run and its
 # field indexes in several round trips (50,000 sessions would take it 3 to 10 minutes alone on
 # a 2-core machine) and answers get_sessions by fetching every session, which 10,000 shows.
@@ -87,6 +92,11 @@ def make_db(kind: str, where: Path, redis_url: str | None, *, loading: bool = Fa
 
     if kind == "EventLogDb(file)":
         return EventLogDb(f"file://{where / 'eventlog'}" + ("?fsync=never" if loading else ""))
+    if kind == "EventLogDb(file, encrypted)":  # EVENTLOG_ENCRYPT=1: the index of the decrypted log
+        from eventlog import open_store
+
+        return EventLogDb(store=open_store(f"file://{where / 'eventlog'}" + ("?fsync=never" if loading else ""),
+                                           encrypt=True, key_dir=str(where / "keys")))
     if kind == "EventLogDb(REDIS_URL)":  # what REDIS_URL opens: Redis, the file store behind it
         from eventlog import open_store
 
@@ -291,11 +301,12 @@ def run(settings: Settings) -> Result:
     figures: dict[tuple[str, int], dict[str, float]] = {}
     loading: dict[str, list[str]] = {k: [] for k in KINDS}
     with redis_server() as el_redis, redis_server() as agno_redis, tempdir() as base:
-        urls: dict[str, str | None] = {"EventLogDb(file)": None, "EventLogDb(redis)": el_redis.url,
+        urls: dict[str, str | None] = {"EventLogDb(file)": None, "EventLogDb(file, encrypted)": None,
+                                       "EventLogDb(redis)": el_redis.url,
                                        "EventLogDb(REDIS_URL)": el_redis.url, "SqliteDb": None,
                                        "RedisDb": agno_redis.url}
         empty = {kind: redis_used(url) for kind, url in urls.items() if url}
-        dirs = {kind: base / kind.replace("(", "-").replace(")", "") for kind in KINDS}
+        dirs = {kind: base / re.sub(r"[^A-Za-z0-9_]+", "-", kind).strip("-") for kind in KINDS}
         for d in dirs.values():
             d.mkdir()
         have = dict.fromkeys(KINDS, 0)
