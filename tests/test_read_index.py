@@ -218,39 +218,44 @@ def test_pages_keep_agnos_order_of_rows_tied_on_the_second(
 
 
 _TOPICS = st.lists(st.sampled_from(["tea", "work", "x|y"]), max_size=3)
+_AGENTS = st.sampled_from([None, "planner", "critic"])
+_TEAMS = st.sampled_from([None, "crew"])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(st.tuples(st.sampled_from(["m0", "m1", "m2", "m3", "m4", "m5"]), st.sampled_from(["alice", "bob"]),
-                              _TOPICS, _TIED, st.booleans()), min_size=1, max_size=16),
+                              _TOPICS, _TIED, st.booleans(), _AGENTS, _TEAMS), min_size=1, max_size=16),
        queries=st.lists(st.tuples(st.none() | _TOPICS, st.sampled_from([None, "alice", "bob"]),
                                   st.sampled_from([None, "updated_at", "created_at", "memory"]),
-                                  st.sampled_from(["asc", "desc"]), st.integers(1, 4), st.integers(1, 3)),
+                                  st.sampled_from(["asc", "desc"]), st.integers(1, 4), st.integers(1, 3),
+                                  _AGENTS, _TEAMS, st.sampled_from([None, "M1", " 10"])),
                         min_size=1, max_size=8))
 def test_memory_pages_and_topic_filters_answer_as_the_in_process_path(
-        indexed_store: Callable[[], EventStore], ops: list[tuple[str, str, list[str], int, bool]],
-        queries: list[tuple[list[str] | None, str | None, str | None, str, int, int]],
+        indexed_store: Callable[[], EventStore], ops: list[tuple[str, str, list[str], int, bool, str | None, str | None]],
+        queries: list[tuple[list[str] | None, str | None, str | None, str, int, int, str | None, str | None, str | None]],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """`get_user_memories` over the index — a page of all memories or of a user's by
-    insertion, `updated_at` or `created_at`, or the memories of the filter's topics with
-    the filters and Agno's sort applied to them — against the in-process fold, whatever was
-    added, updated (new topics, a new time, another user) or deleted; and the memory
+    """`get_user_memories` over the index — a page of all memories or of a user's, an
+    agent's or a team's by insertion, `updated_at` or `created_at`, or the memories of the
+    filter's topics or of the smallest of its scopes with the filters (a search too) and
+    Agno's sort applied to them — against the in-process fold, whatever was added, updated
+    (new topics, a new time, another user, agent or team) or deleted; and the memory
     orderings equal a fresh fold's."""
     store = indexed_store()
     db = EventLogDb(store=store)
     ref = EventLogDb(store=store, shared_index=False)
     try:
-        for memory_id, user, topics, second, delete in ops:
+        for memory_id, user, topics, second, delete, agent, team in ops:
             if delete:
                 db.delete_user_memory(memory_id)
                 continue
             monkeypatch.setattr("time.time", lambda second=second: float(second))
             db.upsert_user_memory(UserMemory(memory=f"{memory_id} {second}", memory_id=memory_id, user_id=user,
-                                             topics=topics))
+                                             topics=topics, agent_id=agent, team_id=team))
         monkeypatch.undo()
-        for topics, user, sort_by, order, limit, page in queries:
+        for topics, user, sort_by, order, limit, page, agent, team, search in queries:
             kwargs: dict[str, Any] = dict(topics=topics, user_id=user, sort_by=sort_by, sort_order=order, limit=limit,
-                                          page=page, deserialize=False)
+                                          page=page, agent_id=agent, team_id=team, search_content=search,
+                                          deserialize=False)
             mine, want = db.get_user_memories(**kwargs), ref.get_user_memories(**kwargs)
             assert [m["memory_id"] for m in mine[0]] == [m["memory_id"] for m in want[0]], kwargs
             assert mine[1] == want[1], kwargs
@@ -280,15 +285,17 @@ def test_a_memory_that_changes_users_keeps_its_place_as_in_agnos_in_memory_db(ur
 
 
 def test_a_topics_filter_and_a_users_page_read_their_memories_not_the_table(tmp_path: Path) -> None:
-    """AgentOS's memory page filtered by a topic, and a user's page, over 3,000 memories:
-    the rows read are the topic's (or the page's), counted by a subclass of the real index."""
+    """AgentOS's memory page filtered by a topic or an agent, and a user's page, over 3,000
+    memories: the rows read are the topic's or agent's (or the page's), counted by a subclass
+    of the real index."""
 
     from tests.test_read_index_tables import open_counting
 
     path = tmp_path / "log"
     store = open_store(str(path))
     events = [new_event(UserMemoryAdded(memory_id=f"m{i}", user_id=f"u{i % 100}", memory=f"fact {i}",
-                                        topics=["rare"] if i % 300 == 7 else ["common"]))
+                                        topics=["rare"] if i % 300 == 7 else ["common"]),
+                        actor=Actor(agent_id="rare-agent" if i % 300 == 7 else "common-agent"))
               for i in range(3000)]
     for i in range(0, len(events), 1000):
         store.append(user_stream("bulk"), events[i:i + 1000])
@@ -302,6 +309,16 @@ def test_a_topics_filter_and_a_users_page_read_their_memories_not_the_table(tmp_
         index.read = 0
         found, total = db.get_user_memories(user_id="u7", limit=5, page=2, sort_by="created_at", deserialize=False)
         assert total == 30 and len(found) == 5 and index.read <= 2 * 5 + 5
+        index.read = 0  # AgentOS's page of one agent's memories: a page of the agent's ordering
+        found, total = db.get_user_memories(agent_id="rare-agent", limit=5, page=1, sort_by="updated_at",
+                                            deserialize=False)
+        rare = {f"m{i}" for i in range(7, 3000, 300)}
+        assert total == 10 and len(found) == 5 and {m["memory_id"] for m in found} <= rare and index.read <= 2 * 5 + 5
+        index.read = 0  # a user's memories of one agent: the smaller scope's (the agent's 10, not the user's 30)
+        found, total = db.get_user_memories(user_id="u7", agent_id="rare-agent", deserialize=False)
+        assert total == 10 and {m["memory_id"] for m in found} == rare and index.read <= 2 * 10 + 5
+        found, total = db.get_user_memories(user_id="u8", agent_id="rare-agent", deserialize=False)
+        assert total == 0 and found == []
     finally:
         db.close()
 

@@ -27,6 +27,12 @@ CLEAR_STREAM = "memories/all"
 _MEMORY_SORTS = {None: "seq", "updated_at": "upd", "created_at": "cre"}
 
 
+def _memory_scopes(user_id: str | None, agent_id: str | None, team_id: str | None) -> list[str]:
+    """The index's memory scopes a filter names (`u=`, `a=`, `tm=`: see `memory_members`)."""
+    return [f"{name}={value}" for name, value in (("u", user_id), ("a", agent_id), ("tm", team_id))
+            if isinstance(value, str)]
+
+
 class MemoryMethods(EventLogCore):
     def upsert_user_memory(self, memory: UserMemory, deserialize: bool | None = True) -> Any:
         if memory.memory_id is None:
@@ -85,27 +91,36 @@ class MemoryMethods(EventLogCore):
     ) -> Any:
         needle = search_content.lower() if search_content is not None else None
         with self._reading() as states:
-            if (isinstance(states, IndexedStates) and sort_by in _MEMORY_SORTS
-                    and agent_id is None and team_id is None and topics is None and search_content is None):
-                # every user's memories or one user's, unfiltered: a page of the index's ordering
+            indexed = isinstance(states, IndexedStates)
+            scopes = _memory_scopes(user_id, agent_id, team_id) if indexed else []
+            named = sum(v is not None for v in (user_id, agent_id, team_id))
+            indexed = indexed and len(scopes) == named  # (an id that is not a string: the table)
+            if indexed and sort_by in _MEMORY_SORTS and named <= 1 and topics is None and search_content is None:
+                # all memories, or one user's, agent's or team's, unfiltered otherwise: a page
+                # of the index's ordering
                 offset = (page - 1) * limit if limit is not None and page is not None else 0
-                ordering = f"m|{'all' if user_id is None else f'u={user_id}'}|{_MEMORY_SORTS[sort_by]}"
+                ordering = f"m|{scopes[0] if scopes else 'all'}|{_MEMORY_SORTS[sort_by]}"
                 found = states.memory_page(ordering, desc=sort_by is not None and sort_order != "asc",
                                            offset=offset, limit=limit)
                 page_rows = [memory_row(r) for r in found]
                 if not deserialize:
                     return page_rows, states.count(ordering)
                 return [UserMemory.from_dict(r) for r in page_rows]
-            if isinstance(states, IndexedStates) and topics is not None and all(isinstance(t, str) for t in topics):
+            if indexed and topics is not None and all(isinstance(t, str) for t in topics):
                 # a topics filter (AgentOS's memory page): only the memories of those topics
                 # (or the user's, when fewer) are read; the filters and the sort run on them
                 source = states.memories_of_topics(topics, user_id)
+            elif indexed and (agent_id is not None or team_id is not None):
+                # several of user/agent/team, or a search or a sort the orderings lack: the
+                # memories of the smallest of those scopes, filtered and sorted here
+                source = states.memories_of_scope(min(scopes, key=lambda o: states.count(f"m|{o}|seq")))
             else:
                 source = self._rows(states["memories"], user_id)
             rows = [
                 memory_row(r)
                 for r in source
-                if (agent_id is None or r.agent_id == agent_id)
+                if (user_id is None or (r.user_id or "") == user_id)
+                and (agent_id is None or r.agent_id == agent_id)
                 and (team_id is None or r.team_id == team_id)
                 and (topics is None or any(t in r.topics for t in topics))
                 and (needle is None or needle in str(r.memory if r.memory is not None else "").lower())

@@ -196,12 +196,17 @@ def session_members(seq: int, row: SessionRow) -> list[Member]:
 
 
 def memory_members(seq: int, row: MemoryRow) -> list[Member]:
-    """All memories and a user's, each by insertion, `updated_at` and `created_at`; and the
-    memories of each topic, by insertion (a topics filter reads the union of its topics)."""
+    """All memories, a user's, an agent's and a team's, each by insertion, `updated_at` and
+    `created_at` (AgentOS's memory page filters by any of them); and the memories of each
+    topic, by insertion (a topics filter reads the union of its topics)."""
     user = f"u={row.user_id or ''}"
     upd, cre = tie_score(row.updated_at, seq), tie_score(row.created_at, seq)
     out: list[Member] = [("m|all|seq", seq), ("m|all|upd", upd), ("m|all|cre", cre),
                          (f"m|{user}|seq", seq), (f"m|{user}|upd", upd), (f"m|{user}|cre", cre)]
+    for scope in (f"a={row.agent_id}" if isinstance(row.agent_id, str) else None,
+                  f"tm={row.team_id}" if isinstance(row.team_id, str) else None):
+        if scope is not None:
+            out += [(f"m|{scope}|seq", seq), (f"m|{scope}|upd", upd), (f"m|{scope}|cre", cre)]
     out += [(f"m|t={topic}|seq", seq) for topic in dict.fromkeys(row.topics) if isinstance(topic, str)]
     return out
 

@@ -482,6 +482,12 @@ class IndexedStates(Mapping[str, Any]):
         rows: RowMap[MemoryRow] = self._states["memories"].memories
         return rows.many(keys)
 
+    def memories_of_scope(self, scope: str) -> list[MemoryRow]:
+        """Every memory of one scope (`u=<user>`, `a=<agent>`, `tm=<team>`), in insertion order."""
+        keys = [r.key for r in self.index.page(f"m|{scope}|seq", desc=False, offset=0, limit=None)]
+        rows: RowMap[MemoryRow] = self._states["memories"].memories
+        return rows.many(keys)
+
     def memories_of_topics(self, topics: list[str], user_id: str | None) -> list[MemoryRow]:
         """The memories with any of `topics` (or, when fewer, all of `user_id`'s), of
         `user_id`'s when given, in insertion order: a superset of what a topics filter keeps,
