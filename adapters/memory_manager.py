@@ -158,6 +158,7 @@ class MemoryManager:
         self.store = store
         self.backend = backend
         self.agent_id = agent_id
+        self._purged: str | None = None  # the index's purge mark the cached conversations are of
         primary = fallback_primary(store)
         index = open_index(store) if primary is None else None
         self._indexer = Indexer(store, index) if index is not None else None
@@ -166,6 +167,11 @@ class MemoryManager:
         if self._indexer is not None and index is not None:  # the shared read index of a file/Redis log
             self._states: Any = IndexedStates(store, index, stamp=self._indexer.stamp)
             self.runner = ProjectionRunner(store, [])
+            if callable(getattr(type(store), "on_erasure", None)):  # an encrypted log: see EventLogDb.forget_user
+                store.on_erasure(self._after_erasure)  # type: ignore[attr-defined]
+                self._indexer.catch_up()
+                if self._indexer.needs_purge():
+                    self._after_erasure("")
         elif self._fallback is not None:
             self.runner = ProjectionRunner(store, [])
         else:
@@ -178,9 +184,23 @@ class MemoryManager:
     def _append(self, stream: str, payload: Any, actor: Actor) -> None:
         self.store.append(stream, [new_event(payload, actor=actor)])
 
+    def _after_erasure(self, user_id: str) -> None:
+        """A user was forgotten (or an erasure found unpurged at open): purge the shared index
+        unless another reader already has, and drop the conversations cached from before."""
+        assert self._indexer is not None
+        self._indexer.catch_up()
+        if self._indexer.needs_purge():
+            self._indexer.purge()
+        self._purged = self._indexer.purged
+        self._states.conversations.clear()
+
     def _reading(self) -> Any:
         if self._indexer is not None:
             self._indexer.catch_up()
+            if self._indexer.purged != self._purged:  # a purge of the index (or its first read)
+                if self._purged is not None:
+                    self._states.conversations.clear()
+                self._purged = self._indexer.purged
             return nullcontext(self._states)
         if self._fallback is not None:
             self._fallback.catch_up()

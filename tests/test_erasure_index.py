@@ -245,3 +245,22 @@ def test_store_forget_user_purges_for_every_db_on_that_store(url: str, tmp_path:
         EventLogDb(store=store).close()
     assert "not followed by its purge" not in caplog.text
     store.close()
+
+
+def test_the_memory_facade_on_an_encrypted_log_purges_too(url: str, tmp_path: Path) -> None:
+    """The facade reads the same index; the store's `forget_user` with only a facade open
+    purges it, and the facade's cached conversation of the user goes with it."""
+    from adapters.memory_manager import MemoryManager
+
+    store = open_store(url, encrypt=True, key_dir=str(tmp_path / "keys"))
+    manager = MemoryManager(store, user_id="finn")
+    manager.user_memory.remember("card", "finn-secret card")
+    manager.log_conversation("s1", "user", "finn-secret question")
+    assert manager.user_memory.recall("card") == "finn-secret card"
+    assert "finn-secret question" in str(manager.get_conversation("s1"))
+    assert index_holds(url, "finn-secret")
+    store.forget_user("finn")  # type: ignore[attr-defined]
+    assert not index_holds(url, "finn-secret")
+    assert manager.user_memory.recall("card") == ERASED
+    assert "finn-secret" not in str(manager.get_conversation("s1"))
+    manager.close()

@@ -131,9 +131,7 @@ class EventLogCore:
         read as erased), scrub what the rebuild freed, and mark the index purged so every
         process drops what it cached from before (see `Indexer.mark_purged`)."""
         assert self.indexer is not None
-        self.indexer.reindex()
-        self.indexer.index.scrub()
-        self.indexer.mark_purged()
+        self.indexer.purge()
         self._purged = self.indexer.purged
         self._drop_read_caches()
 

@@ -70,11 +70,10 @@ def cmd_reindex(store: EventStore, args: argparse.Namespace, out: Output) -> int
                 done += n
                 advance(done, events)
 
-            folded = indexer.reindex(progress=step)
-        if "EncryptedStore" in {cls.__name__ for cls in type(store).__mro__}:
-            # the rebuild is a purge too: what it freed is scrubbed, and every process told
-            index.scrub()
-            indexer.mark_purged()
+            if "EncryptedStore" in {cls.__name__ for cls in type(store).__mro__}:
+                folded = indexer.purge(progress=step)  # (a rebuild that also scrubs and tells every process)
+            else:
+                folded = indexer.reindex(progress=step)
         stale = index.stale_schemas()  # (earlier schemas' indexes: a schema bump leaves them)
         pruned = index.prune_stale() if stale else 0
         out.document({"index": index.where, "events": folded, "cursor": str(store.last_position()),

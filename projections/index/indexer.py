@@ -278,6 +278,15 @@ class Indexer:
         finally:
             shadow.discard()
 
+    def purge(self, progress: Any = None) -> int:
+        """After an erasure (`user.forgotten`): rebuild the index from the log — the erased
+        user's fields now read as erased there — scrub what the rebuild freed, and mark the
+        index purged. Returns the events folded."""
+        folded = self.reindex(progress=progress)
+        self.index.scrub()
+        self.mark_purged()
+        return folded
+
     def _note_erasures(self, folded: list[Event]) -> None:
         """An erasure (`user.forgotten`) just folded in is recorded in the index's meta, so
         that one whose purge did not finish (the process died between the event and the
