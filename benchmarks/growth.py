@@ -150,6 +150,8 @@ db = make_db(sys.argv[1], Path(sys.argv[2]), sys.argv[3] or None, loading=True)
 load(db, int(sys.argv[4]), int(sys.argv[5]))
 if hasattr(db, "close"):
     db.close()
+if getattr(db, "_owns_store", True) is False:  # a db given its store (encrypted): closing it is ours
+    db.store.close()
 """
 
 # One fresh process: import the db's module first, so "open" is opening, not importing Agno.
