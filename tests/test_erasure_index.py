@@ -22,7 +22,7 @@ from adapters.agno import EventLogDb
 from eventlog import open_store
 from eventlog.crypto import ERASED
 from projections.index import open_index
-from projections.index.base import DECRYPTED_REDIS_BASE, DECRYPTED_SQLITE_NAME
+from projections.index.base import DECRYPTED_REDIS_BASE, DECRYPTED_SQLITE_NAME, INDEX_SCHEMA
 from projections.index.check import index_differences
 from projections.index.views import SNAPSHOT_AFTER
 
@@ -62,7 +62,7 @@ def stored_values_of_redis_index(url: str) -> bytes:
 
     client = redis.Redis.from_url(url)
     found = b""
-    for key in client.scan_iter(match=f"*:rm*{DECRYPTED_REDIS_BASE}*"):
+    for key in client.scan_iter(match=f"*:rm{INDEX_SCHEMA}{DECRYPTED_REDIS_BASE}:*"):
         kind = client.type(key)
         if kind == b"string":
             found += client.get(key) or b""
@@ -264,3 +264,32 @@ def test_the_memory_facade_on_an_encrypted_log_purges_too(url: str, tmp_path: Pa
     assert manager.user_memory.recall("card") == ERASED
     assert "finn-secret" not in str(manager.get_conversation("s1"))
     manager.close()
+
+
+@pytest.mark.cluster
+def test_an_erasure_on_redis_cluster_purges_every_partitions_index(cluster_url: str, tmp_path: Path) -> None:
+    """On a cluster the decrypted index lives under each partition's hash tag (`rm<schema>d`);
+    an erasure rebuilds every partition's and leaves it equal to a fresh fold."""
+    db = encrypted_db(cluster_url, tmp_path)
+    assert db.indexer is not None and db.indexer.index.partitions > 1
+    for i in range(12):
+        write_session(db, ["gil", "hana"][i % 2], f"c{i}", f"{['gil', 'hana'][i % 2]}-secret {i}", 1)
+    assert len({p for p, pos in db.indexer.index.cursors().items() if pos > 0}) > 1  # spread over partitions
+    db.forget_user("gil")
+    index = open_index(db.store)
+    assert index is not None and index_differences(db.store, index) == []
+    index.close()
+    for i in range(12):
+        runs = db.get_session(f"c{i}", SessionType.AGENT).runs  # type: ignore[union-attr]
+        assert runs is not None and (runs[0].content == ERASED) == (i % 2 == 0)
+    client = db.store.inner.client  # type: ignore[attr-defined]  (the store's own RedisCluster client)
+    values = b""
+    for key in client.scan_iter(match=f"*:rm{INDEX_SCHEMA}{DECRYPTED_REDIS_BASE}:*"):
+        kind = client.type(key)
+        if kind == b"hash":
+            values += b"".join(client.hvals(key))
+        elif kind == b"string":
+            values += client.get(key) or b""
+    assert b"hana-secret" in values  # (the check sees plain text where there is some)
+    assert b"gil-secret" not in values
+    db.close()
