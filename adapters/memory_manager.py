@@ -40,7 +40,7 @@ from eventlog import (
 from eventlog.names import session_stream, user_stream, workflow_stream
 from eventlog.open import default_dir, env_flag, offline_mode
 from projections import ProjectionRunner, WorkflowRow, all_projections, workflow_key
-from projections.index import Indexer, open_index
+from projections.index import Indexer, decrypts, open_index
 from projections.index.fallback_reads import FallbackReads, fallback_primary
 from projections.index.views import DEFAULT_CACHE_MB, IndexedStates
 
@@ -167,10 +167,10 @@ class MemoryManager:
         if self._indexer is not None and index is not None:  # the shared read index of a file/Redis log
             self._states: Any = IndexedStates(store, index, stamp=self._indexer.stamp)
             self.runner = ProjectionRunner(store, [])
-            if callable(getattr(type(store), "on_erasure", None)):  # an encrypted log: see EventLogDb.forget_user
+            if decrypts(store):  # an encrypted log: see EventLogDb.forget_user
                 store.on_erasure(self._after_erasure)  # type: ignore[attr-defined]
                 self._indexer.catch_up()
-                if self._indexer.needs_purge():
+                if self._indexer.needs_purge():  # a purge a dead process left undone
                     self._after_erasure("")
         elif self._fallback is not None:
             self.runner = ProjectionRunner(store, [])
@@ -188,9 +188,7 @@ class MemoryManager:
         """A user was forgotten (or an erasure found unpurged at open): purge the shared index
         unless another reader already has, and drop the conversations cached from before."""
         assert self._indexer is not None
-        self._indexer.catch_up()
-        if self._indexer.needs_purge():
-            self._indexer.purge()
+        self._indexer.after_erasure()
         self._purged = self._indexer.purged
         self._states.conversations.clear()
 

@@ -293,3 +293,41 @@ def test_an_erasure_on_redis_cluster_purges_every_partitions_index(cluster_url: 
     assert b"hana-secret" in values  # (the check sees plain text where there is some)
     assert b"gil-secret" not in values
     db.close()
+
+
+def test_eventlog_reindex_on_an_encrypted_log_is_a_purge(tmp_path: Path) -> None:
+    """With EVENTLOG_ENCRYPT=1 the CLI works on the decrypted index: `reindex --check` compares
+    it with a fresh fold, and `reindex` purges an erasure a dead process left unpurged (so the
+    next EventLogDb has nothing left to do)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    log, keys = tmp_path / "log", tmp_path / "keys"
+    db = encrypted_db(str(log), tmp_path)
+    write_session(db, "ivy", "s1", "ivy-secret", 2)
+    db.close()
+    bare = open_store(str(log), encrypt=True, key_dir=str(keys))
+    bare.forget_user("ivy")  # type: ignore[attr-defined]  (no db registered: nothing purged)
+    bare.close()
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "EVENTLOG_ENCRYPT": "1", "EVENTLOG_KEY_DIR": str(keys)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "adapters.cli", "--url", str(log), *args], capture_output=True,
+                              text=True, env=env, timeout=120, check=False)
+
+    checked = run("reindex", "--check", "--json")  # the unpurged rows differ from a fresh fold (erased there)
+    assert checked.returncode == 1, checked.stderr
+    report = json.loads(checked.stdout)
+    assert DECRYPTED_SQLITE_NAME in report["index"] and any("'s1'" in d for d in report["differences"])
+    assert index_holds(str(log), "ivy-secret")
+    rebuilt = run("reindex", "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert not index_holds(str(log), "ivy-secret")
+    assert run("reindex", "--check").returncode == 0
+    after = encrypted_db(str(log), tmp_path)
+    assert after.indexer is not None and not after.indexer.needs_purge()
+    assert {r.content for r in after.get_session("s1", SessionType.AGENT).runs} == {ERASED}  # type: ignore[union-attr]
+    after.close()

@@ -20,7 +20,7 @@ from eventlog.aio_bridge import KeyedLocks, lock_for
 from eventlog.events import Event
 from eventlog.memory import MemoryStore
 from projections import ProjectionRunner, all_projections
-from projections.index import Indexer, open_index
+from projections.index import Indexer, decrypts, open_index
 from projections.index.fallback_reads import FallbackReads, fallback_primary
 from projections.index.views import DEFAULT_CACHE_MB, IndexedStates
 from projections.timetravel import Point, events_at, parse_point
@@ -71,10 +71,11 @@ class EventLogCore:
             self._states: Any = IndexedStates(self.store, index, self.cache_mb << 20,
                                               self.indexer.stamp, snapshots=snapshots)
             self.runner = ProjectionRunner(self.store, [], use_snapshots=False)  # (nothing to fold)
-            if _decrypts(self.store) and self.indexer.needs_purge():  # a purge a dead process left undone
+            if decrypts(self.store) and self.indexer.needs_purge():  # a purge a dead process left undone
                 log.warning("read index %s: an erasure (forget_user) was not followed by its purge; "
                             "rebuilding the index from the log now", index.where)
-                self._purge_index()
+                self.indexer.purge()
+                self._purged = self.indexer.purged
         elif self.point is None:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=snapshots)
             self.runner.catch_up()
@@ -88,7 +89,7 @@ class EventLogCore:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
             for event in events_at(self.store, self.point):
                 self.runner.apply(event)
-        if self.point is None and _decrypts(self.store):
+        if self.point is None and decrypts(self.store):
             self.store.on_erasure(self._after_erasure)  # type: ignore[attr-defined]
 
     # --- erasures -------------------------------------------------------------------------
@@ -96,15 +97,12 @@ class EventLogCore:
     def _after_erasure(self, user_id: str) -> None:
         """`EncryptedStore.forget_user` just destroyed a key and recorded it: purge what this
         db derived from the decrypted log. The first db of the process to get here rebuilds
-        the shared index (`_purge_index`); others on the same index find it purged and only
+        the shared index (`Indexer.after_erasure`); others on the same index find it purged and only
         drop their caches. Without an index, this process's fold is rebuilt."""
         with self._write_lock:
             if self.indexer is not None:
-                self.indexer.catch_up()  # (folds the erasure: the index's meta then names it)
-                if self.indexer.needs_purge():
-                    self._purge_index()
-                else:
-                    self._catch_up()  # (reads the purge mark another db of this process set)
+                self.indexer.after_erasure()
+                self._purged = self.indexer.purged
             elif self._fallback is None:
                 self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
                 self.runner.catch_up()
@@ -125,15 +123,6 @@ class EventLogCore:
             self._fallback.catch_up()
         elif self.point is None:
             self.runner.catch_up()
-
-    def _purge_index(self) -> None:
-        """After an erasure: rebuild the shared index from the log (the erased user's fields now
-        read as erased), scrub what the rebuild freed, and mark the index purged so every
-        process drops what it cached from before (see `Indexer.mark_purged`)."""
-        assert self.indexer is not None
-        self.indexer.purge()
-        self._purged = self.indexer.purged
-        self._drop_read_caches()
 
     def _drop_read_caches(self) -> None:
         """Forget what this process cached from the index (conversations, deserialized runs):
@@ -212,11 +201,6 @@ class EventLogCore:
                 self.runner.save_snapshots()
             except Exception as exc:
                 log.log(failure_level, "could not save projection snapshots: %s", exc)
-
-
-def _decrypts(store: EventStore) -> bool:
-    """Whether `store` decrypts what it reads (its index holds plain text: erasures purge it)."""
-    return "EncryptedStore" in {cls.__name__ for cls in type(store).__mro__}
 
 
 def _take_cache_mb(url: str | None) -> tuple[str | None, int | None]:

@@ -9,7 +9,7 @@ tracking records; Marten's async daemon). Several processes share one index; eac
 the log's tail into it under the index's own lock, so every event is folded once.
 """
 
-from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex, open_index
+from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex, decrypts, open_index
 from projections.index.indexer import Indexer
 
-__all__ = ["INDEX_SCHEMA", "IndexTxn", "Indexer", "Member", "ReadIndex", "open_index"]
+__all__ = ["INDEX_SCHEMA", "IndexTxn", "Indexer", "Member", "ReadIndex", "decrypts", "open_index"]

@@ -176,6 +176,12 @@ class ReadIndex(ABC):
         pass
 
 
+def decrypts(store: Any) -> bool:
+    """Whether `store` decrypts what it reads (an `EncryptedStore`): its index then holds
+    plain text, which every erasure must purge (see `open_index`)."""
+    return "EncryptedStore" in {cls.__name__ for cls in type(store).__mro__}
+
+
 def open_index(store: Any, *, path: Any = None) -> ReadIndex | None:
     """The shared index for `store`, or None where the read models stay in the process:
     the memory store (it ends with the process), the fallback store (its primary's index,
@@ -189,11 +195,10 @@ def open_index(store: Any, *, path: Any = None) -> ReadIndex | None:
     # (By class name, not by import: a store of a module nobody imported cannot be that
     # store, importing redis-py costs a file-store process half a second at start, and the
     # stores' modules may move.)
-    names = {cls.__name__ for cls in type(store).__mro__}
-    decrypted = "EncryptedStore" in names
+    decrypted = decrypts(store)
     if decrypted:
         store = store.inner
-        names = {cls.__name__ for cls in type(store).__mro__}
+    names = {cls.__name__ for cls in type(store).__mro__}
     if "JsonlStore" in names:
         from projections.index.sqlite import SqliteIndex
 

@@ -287,6 +287,17 @@ class Indexer:
         self.mark_purged()
         return folded
 
+    def after_erasure(self) -> bool:
+        """An erasure was just recorded (or found unpurged): fold it in — the index's meta
+        then names it — and purge, unless another reader of this index already has; then
+        read the purge mark. True if this call purged."""
+        self.catch_up()
+        if self.needs_purge():
+            self.purge()
+            return True
+        self.purged = str(self.index.meta().get("purged", ""))
+        return False
+
     def _note_erasures(self, folded: list[Event]) -> None:
         """An erasure (`user.forgotten`) just folded in is recorded in the index's meta, so
         that one whose purge did not finish (the process died between the event and the
