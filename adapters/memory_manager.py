@@ -174,6 +174,8 @@ class MemoryManager:
                     self._after_erasure("")
         elif self._fallback is not None:
             self.runner = ProjectionRunner(store, [])
+            if decrypts(store):  # an encrypted log over Redis with the file fallback
+                store.on_erasure(self._after_erasure)  # type: ignore[attr-defined]
         else:
             self.runner = ProjectionRunner(store, all_projections())
         self.user_memory = UserMemory(self, user_id=user_id)
@@ -187,6 +189,9 @@ class MemoryManager:
     def _after_erasure(self, user_id: str) -> None:
         """A user was forgotten (or an erasure found unpurged at open): purge the shared index
         unless another reader already has, and drop the conversations cached from before."""
+        if self._fallback is not None:
+            self._fallback.after_erasure()
+            return
         assert self._indexer is not None
         self._indexer.after_erasure()
         self._purged = self._indexer.purged

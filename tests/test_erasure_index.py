@@ -6,6 +6,7 @@ Redis keys) — on the file store and on a real redis-server."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +332,73 @@ def test_eventlog_reindex_on_an_encrypted_log_is_a_purge(tmp_path: Path) -> None
     assert after.indexer is not None and not after.indexer.needs_purge()
     assert {r.content for r in after.get_session("s1", SessionType.AGENT).runs} == {ERASED}  # type: ignore[union-attr]
     after.close()
+
+
+# --- REDIS_URL with EVENTLOG_ENCRYPT=1: the primary's decrypted index, through an outage ---------
+
+
+def encrypted_fallback_db(url: str, fallback: Path, keys: Path) -> EventLogDb:
+    from eventlog.crypto import FileKeyStore
+    from eventlog.encrypted import EncryptedStore
+    from eventlog.fallback import FallbackStore
+    from eventlog.jsonl import JsonlStore
+    from eventlog.redis_store import RedisStreamStore
+
+    inner = FallbackStore(RedisStreamStore.from_url(url), JsonlStore(fallback), health_interval=0.1)
+    db = EventLogDb(store=EncryptedStore(inner, FileKeyStore(keys)))
+    db._owns_store = True
+    return db
+
+
+def decrypted_index_equals_a_fresh_fold(db: EventLogDb) -> None:
+    from projections.index.fallback_reads import fallback_primary
+
+    primary = fallback_primary(db.store)
+    index = open_index(primary)
+    assert primary is not None and index is not None and DECRYPTED_REDIS_BASE in index.where
+    assert index_differences(primary, index) == []
+    index.close()
+
+
+def test_redis_url_encrypted_reads_the_decrypted_index_and_an_erasure_purges_it(redis_url: str,
+                                                                                 tmp_path: Path) -> None:
+    url = f"{redis_url}?prefix=encfb"
+    db = encrypted_fallback_db(url, tmp_path / "a", tmp_path / "keys")
+    assert db._fallback is not None and not db.runner.projections  # the shared index, no fold here
+    write_session(db, "jo", "s1", "jo-secret", 2)
+    write_session(db, "kim", "s2", "kim-secret", 1)
+    other = encrypted_fallback_db(url, tmp_path / "b", tmp_path / "keys")  # another host, same keys
+    assert other.get_session("s1", SessionType.AGENT).runs[-1].content == "jo-secret answer 1"  # type: ignore[union-attr]
+    assert index_holds(redis_url, "jo-secret")
+    db.forget_user("jo")
+    assert not index_holds(redis_url, "jo-secret") and index_holds(redis_url, "kim-secret")
+    for reader in (db, other):
+        assert {r.content for r in reader.get_session("s1", SessionType.AGENT).runs} == {ERASED}  # type: ignore[union-attr]
+        assert reader.get_session("s2", SessionType.AGENT).runs[0].content == "kim-secret answer 0"  # type: ignore[union-attr]
+    decrypted_index_equals_a_fresh_fold(db)
+    other.close()
+    db.close()
+
+
+def test_an_erasure_while_redis_is_away_is_purged_once_it_is_back(killable_redis: Any, tmp_path: Path) -> None:
+    """The key is destroyed at once and the erasure waits in the file; meanwhile the outage fold
+    is rebuilt without what the process had read, so nothing of the user is served; once Redis
+    is back and the file replayed, the index is purged."""
+    db = encrypted_fallback_db(killable_redis.url, tmp_path / "fb", tmp_path / "keys")
+    write_session(db, "lu", "s1", "lu-secret", 2)
+    write_session(db, "max", "s2", "max-secret", 1)
+    assert db.get_session("s1", SessionType.AGENT).runs  # type: ignore[union-attr]  (read: seeded in an outage)
+    killable_redis.kill()
+    db.forget_user("lu")  # the erasure goes to the file; the index cannot be purged yet
+    assert "lu-secret" not in str(db.get_session("s1", SessionType.AGENT, deserialize=False))
+    assert db._fallback is not None and db._fallback.degraded  # (that read found Redis away)
+    killable_redis.start()
+    deadline = time.monotonic() + 15
+    while db.store.pending() or db.store.unreachable:  # type: ignore[attr-defined]  (the health thread replays)
+        assert time.monotonic() < deadline, "the fallback file was not replayed"
+        time.sleep(0.05)
+    assert {r.content for r in db.get_session("s1", SessionType.AGENT).runs} == {ERASED}  # type: ignore[union-attr]
+    assert not db._fallback.degraded
+    assert not index_holds(killable_redis.url, "lu-secret") and index_holds(killable_redis.url, "max-secret")
+    decrypted_index_equals_a_fresh_fold(db)
+    db.close()

@@ -62,6 +62,10 @@ class EventLogCore:
             # is away (see projections.index.fallback_reads).
             self._fallback = FallbackReads(self.store, primary, self.cache_mb << 20, snapshots=snapshots)
             self._fallback.catch_up()
+            if decrypts(self.store) and not self._fallback.degraded and self._fallback.indexer().needs_purge():
+                log.warning("read index %s: an erasure (forget_user) was not followed by its purge; "
+                            "rebuilding the index from the log now", self._fallback.index.where)
+                self._fallback.after_erasure()
             self.runner = ProjectionRunner(self.store, [], use_snapshots=False)  # (nothing to fold)
         elif index is not None:
             # The shared read index (SQLite beside a file log, keys beside a Redis log): this
@@ -103,7 +107,10 @@ class EventLogCore:
             if self.indexer is not None:
                 self.indexer.after_erasure()
                 self._purged = self.indexer.purged
-            elif self._fallback is None:
+            elif self._fallback is not None:
+                self._fallback.after_erasure()
+                self._purged = self._fallback.purge_mark()
+            else:
                 self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
                 self.runner.catch_up()
             self._drop_read_caches()
@@ -121,6 +128,10 @@ class EventLogCore:
                 self._purged = self.indexer.purged
         elif self._fallback is not None:
             self._fallback.catch_up()
+            if self._fallback.purge_mark() != self._purged:  # (as above)
+                if self._purged is not None:
+                    self._drop_read_caches()
+                self._purged = self._fallback.purge_mark()
         elif self.point is None:
             self.runner.catch_up()
 
@@ -129,6 +140,8 @@ class EventLogCore:
         after an erasure it may hold what is no longer there."""
         if self.indexer is not None:
             self._states.conversations.clear()
+        elif self._fallback is not None:
+            self._fallback.states.conversations.clear()
         run_cache = getattr(self, "_run_cache", None)
         if run_cache is not None:
             run_cache.clear()

@@ -36,6 +36,7 @@ from eventlog.errors import StoreUnavailable
 from eventlog.names import session_stream
 from eventlog.store import Cursor
 from projections.conversation import Conversation, ConversationProjection, ConversationState
+from projections.index.base import decrypts, open_index
 from projections.index.indexer import Indexer
 from projections.index.views import IndexedStates
 from projections.sessions import SessionRow, SessionsProjection, SessionsState
@@ -48,7 +49,16 @@ RECENT_WRITES = 64  # own events kept per such session; a session written more w
 
 def fallback_primary(store: Any) -> Any:
     """The primary of `store` when it is a fallback store whose primary can hold the shared
-    index (Redis), else None. (By class name, as `open_index`.)"""
+    index (Redis), else None. (By class name, as `open_index`.) Of an encrypted fallback store
+    (`REDIS_URL` with `EVENTLOG_ENCRYPT=1`), the primary as that store reads it: decrypted
+    with the same keys and fields, so its index is the decrypted one (see `open_index`)."""
+    if decrypts(store):
+        primary = fallback_primary(store.inner)
+        if primary is None:
+            return None
+        from eventlog.stores.encrypted import EncryptedStore
+
+        return EncryptedStore(primary, store.keys, extra_fields=store.fields)
     primary = getattr(store, "primary", None)
     if "FallbackStore" not in {cls.__name__ for cls in type(store).__mro__} or primary is None:
         return None
@@ -132,7 +142,10 @@ class FallbackReads:
 
         self.store: Any = store
         self.primary = primary
-        self.index = RedisIndex(primary)  # (no I/O: Redis may be away at open)
+        index = open_index(primary)  # (no I/O: Redis may be away at open; the decrypted one for an encrypted log)
+        assert isinstance(index, RedisIndex)
+        self.index = index
+        self._erasure_pending = False  # an erasure made while Redis was away: purge once it is back
         self.recent = RecentSessions()
         self._lock = threading.RLock()  # mode changes
         self._indexer: Indexer | None = None
@@ -210,6 +223,35 @@ class FallbackReads:
             self.states.conversations.clear()  # (folded over while away: read again)
             self.recent.clear()
             log.warning("%s: Redis is back; reads use the shared read index again", self.index.where)
+        if self._erasure_pending:  # (the index is caught up: the erasure, replayed, is in it)
+            self.indexer().after_erasure()
+            self._erasure_pending = False
+
+    def after_erasure(self) -> None:
+        """An encrypted log's user was just forgotten (`EncryptedStore.on_erasure`): purge the
+        primary's decrypted index now if Redis answers, else once it is back; either way drop
+        what this process holds from before (its conversation cache, its recent sessions and
+        its outage fold, which the next read rebuilds from the log)."""
+        with self._lock:
+            if self._runner is None and not self.store.unreachable:
+                try:
+                    self._index_catch_up()
+                    self.indexer().after_erasure()
+                except StoreUnavailable:
+                    self.store.note_unreachable()
+                    self._erasure_pending = True
+            else:
+                self._erasure_pending = True
+            self.states.conversations.clear()
+            self.recent.clear()
+            if self._runner is not None:
+                self._runner.stop()
+                self._runner = None
+                self._degrade(None)
+
+    def purge_mark(self) -> str | None:
+        """The index's purge mark as last read (see `Indexer.purged`), None before any read."""
+        return self._indexer.purged if self._indexer is not None else None
 
     @contextmanager
     def reading(self) -> Iterator[Any]:

@@ -83,6 +83,13 @@ class SqliteIndex(ReadIndex):
         with self._lock:
             return {p: pos for p, pos in self._conn.execute("SELECT p, pos FROM cursor")}
 
+    def cursors_and_purge(self) -> tuple[dict[int, int], str]:
+        """One statement (one read transaction: the cursors and the mark agree)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT p, pos FROM cursor UNION ALL "
+                                      "SELECT -1, v FROM meta WHERE k = 'purged'").fetchall()
+        return {p: pos for p, pos in rows if p >= 0}, next((str(v) for p, v in rows if p < 0), "")
+
     def get_many(self, kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
         if not keys:
             return []
