@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import Result, Settings, fmt_ms, redis_server, tempdir
+from benchmarks._common import Result, Settings, fmt_ms, process_env, redis_server, tempdir
 
 CHECKPOINTS_FULL = [10, 100, 500, 1000]
 CHECKPOINTS_QUICK = [8, 20]
@@ -237,7 +237,7 @@ print(json.dumps({"fetch": took, "entries": len(entries), "gc_full": _gc["full"]
 def subprocess_json(script: str, *args: str) -> dict[str, float]:
     """Run `script` in a fresh interpreter (repo root as cwd) and parse its last line."""
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=600,
-                         cwd=str(Path(__file__).resolve().parents[1]), check=True)
+                         cwd=str(Path(__file__).resolve().parents[1]), check=True, env=process_env())
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 

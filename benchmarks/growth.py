@@ -29,7 +29,6 @@ this measures whichever EventLogDb is installed.
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -39,7 +38,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks._common import Result, Settings, fmt_ms, redis_server, tempdir
+from benchmarks._common import Result, Settings, fmt_ms, process_env, redis_server, tempdir
 
 SIZES_FULL = [1_000, 10_000, 50_000]
 SIZES_QUICK = [100, 300]
@@ -220,12 +219,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script(script: str, *args: str, output: Any = subprocess.PIPE) -> subprocess.Popen[str]:
-    # Bytecode caches on, as in an installed package: with PYTHONDONTWRITEBYTECODE (set here
-    # and in CI) every fresh process compiles the modules a db imports lazily at open, which
-    # would be counted in that db's open and not in one that imports everything up front.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    # (bytecode caches on: see process_env)
     return subprocess.Popen([sys.executable, "-c", script, *args], stdout=output, stderr=output, text=True,
-                            cwd=str(ROOT), env=env)
+                            cwd=str(ROOT), env=process_env())
 
 
 def _finish(proc: subprocess.Popen[str], what: str, output: IO[str] | None = None) -> str:

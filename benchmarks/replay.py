@@ -26,7 +26,7 @@ from pathlib import Path
 import msgspec
 import redis
 
-from benchmarks._common import Result, Settings, fmt_rate, rate, redis_server, tempdir
+from benchmarks._common import Result, Settings, fmt_rate, process_env, rate, redis_server, tempdir
 from eventlog import (
     Actor,
     Event,
@@ -138,7 +138,7 @@ def in_child(name: str, url: str) -> tuple[float, float]:
             "t = time.perf_counter(); kept = fn(sys.argv[2]); t = time.perf_counter() - t; "
             "print(t, replay.peak_rss_kib())")
     out = subprocess.run([sys.executable, "-c", code, name, url], capture_output=True, text=True, timeout=1800,
-                         cwd=str(Path(__file__).resolve().parents[1]), check=True).stdout
+                         cwd=str(Path(__file__).resolve().parents[1]), check=True, env=process_env()).stdout
     seconds, kib = out.strip().splitlines()[-1].split()
     return float(seconds), int(kib) / 1024
 
