@@ -752,3 +752,28 @@ def test_two_loops_on_two_threads_share_one_db(redis_url: str) -> None:
     assert not errors and not any(t.is_alive() for t in threads)
     names = Counter(type(e.payload).__name__ for e in EventLogDb(redis_url).store.read("session/one"))
     assert names["SessionRenamed"] == 60 and names["SessionStarted"] == 1
+
+
+def test_a_bridged_reader_catches_up_with_another_process_writes(redis_url: str,
+                                                                 sends: list[tuple[str, int]]) -> None:
+    """Another process writes (here a sync db with its own connections): the bridged reader
+    finds the log moved and reads the index's cursors and purge mark on the loop, on
+    redis.asyncio, then answers with the other's writes."""
+    writer = EventLogDb(redis_url)
+    reader = AsyncEventLogDb(redis_url)
+    assert reader.io == "redis.asyncio" and reader.sync.indexer is not None
+    writer.upsert_session(AgentSession(session_id="s1", agent_id="a", user_id="u1", runs=[]))
+
+    async def reads() -> list[str | None]:
+        seen = []
+        for i in range(3):
+            writer.upsert_session(AgentSession(session_id="s1", agent_id="a", user_id="u1", runs=[],
+                                               session_data={"n": str(i)}))
+            sends.clear()
+            got = await reader.get_session("s1", SessionType.AGENT)
+            assert {kind for kind, _ in sends} == {"async"}  # (on the loop, on redis.asyncio)
+            seen.append(got.session_data.get("n") if got is not None and got.session_data else None)
+        return seen
+
+    assert run(reads()) == ["0", "1", "2"]
+    writer.close()

@@ -122,18 +122,13 @@ class RedisIndex(ReadIndex):
         return out
 
     def cursors_and_purge(self) -> tuple[dict[int, int], str]:
-        """One round trip on a single partition (the cursor and the mark share its tag)."""
+        """One MGET on a single partition: the mark is also a key of its own beside the
+        cursor (see `set_meta`). One command, not a pipeline: on an event loop the store's
+        client runs each command on redis.asyncio, and a pipeline would not."""
         if self.partitions != 1:
             return super().cursors_and_purge()
         ns = self._ns(0)
-
-        def both() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.get(f"{ns}:cur")
-            pipe.hget(f"{ns}:meta", "purged")
-            return list(pipe.execute())
-
-        cur, purged = self._call(both)
+        cur, purged = self._call(self.client.mget, f"{ns}:cur", f"{ns}:purged")
         return ({0: int(cur.split()[0])} if cur is not None else {}), (purged.decode() if purged else "")
 
     def get_many(self, kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
@@ -217,6 +212,8 @@ class RedisIndex(ReadIndex):
 
     def set_meta(self, key: str, value: str) -> None:
         self._call(self.client.hset, f"{self._ns(0)}:meta", key, value)
+        if key == "purged":  # (and a key of its own, read with the cursor: cursors_and_purge)
+            self._call(self.client.set, f"{self._ns(0)}:purged", value)
 
     # --- writing --------------------------------------------------------------------------
 
