@@ -123,8 +123,8 @@ class RedisIndex(ReadIndex):
 
     def cursors_and_purge(self) -> tuple[dict[int, int], str]:
         """One MGET on a single partition: the mark is also a key of its own beside the
-        cursor (see `set_meta`). One command, not a pipeline: on an event loop the store's
-        client runs each command on redis.asyncio, and a pipeline would not."""
+        cursor (see `set_meta`), so this is one plain command, which the event-loop bridge
+        runs on redis.asyncio like every other."""
         if self.partitions != 1:
             return super().cursors_and_purge()
         ns = self._ns(0)
