@@ -176,6 +176,9 @@ class MemoryManager:
             self.runner = ProjectionRunner(store, [])
             if decrypts(store):  # an encrypted log over Redis with the file fallback
                 store.on_erasure(self._after_erasure)  # type: ignore[attr-defined]
+                self._fallback.catch_up()
+                if not self._fallback.degraded and self._fallback.indexer().needs_purge():
+                    self._after_erasure("")  # (a purge a dead process left undone)
         else:
             self.runner = ProjectionRunner(store, all_projections())
         self.user_memory = UserMemory(self, user_id=user_id)
@@ -191,22 +194,29 @@ class MemoryManager:
         unless another reader already has, and drop the conversations cached from before."""
         if self._fallback is not None:
             self._fallback.after_erasure()
+            self._purged = self._fallback.purge_mark()
             return
         assert self._indexer is not None
         self._indexer.after_erasure()
         self._purged = self._indexer.purged
         self._states.conversations.clear()
 
+    def _purge_seen(self, mark: str | None, states: Any) -> None:
+        """A new purge mark (another process's erasure rebuilt the index): drop the cached
+        conversations (the first mark read is only noted)."""
+        if mark != self._purged:
+            if self._purged is not None:
+                states.conversations.clear()
+            self._purged = mark
+
     def _reading(self) -> Any:
         if self._indexer is not None:
             self._indexer.catch_up()
-            if self._indexer.purged != self._purged:  # a purge of the index (or its first read)
-                if self._purged is not None:
-                    self._states.conversations.clear()
-                self._purged = self._indexer.purged
+            self._purge_seen(self._indexer.purged, self._states)
             return nullcontext(self._states)
         if self._fallback is not None:
             self._fallback.catch_up()
+            self._purge_seen(self._fallback.purge_mark(), self._fallback.states)
             return self._fallback.reading()
         self.runner.catch_up()
         return self.runner.reading_all()

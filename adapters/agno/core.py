@@ -62,10 +62,6 @@ class EventLogCore:
             # is away (see projections.index.fallback_reads).
             self._fallback = FallbackReads(self.store, primary, self.cache_mb << 20, snapshots=snapshots)
             self._fallback.catch_up()
-            if decrypts(self.store) and not self._fallback.degraded and self._fallback.indexer().needs_purge():
-                log.warning("read index %s: an erasure (forget_user) was not followed by its purge; "
-                            "rebuilding the index from the log now", self._fallback.index.where)
-                self._fallback.after_erasure()
             self.runner = ProjectionRunner(self.store, [], use_snapshots=False)  # (nothing to fold)
         elif index is not None:
             # The shared read index (SQLite beside a file log, keys beside a Redis log): this
@@ -75,11 +71,6 @@ class EventLogCore:
             self._states: Any = IndexedStates(self.store, index, self.cache_mb << 20,
                                               self.indexer.stamp, snapshots=snapshots)
             self.runner = ProjectionRunner(self.store, [], use_snapshots=False)  # (nothing to fold)
-            if decrypts(self.store) and self.indexer.needs_purge():  # a purge a dead process left undone
-                log.warning("read index %s: an erasure (forget_user) was not followed by its purge; "
-                            "rebuilding the index from the log now", index.where)
-                self.indexer.purge()
-                self._purged = self.indexer.purged
         elif self.point is None:
             self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=snapshots)
             self.runner.catch_up()
@@ -95,8 +86,26 @@ class EventLogCore:
                 self.runner.apply(event)
         if self.point is None and decrypts(self.store):
             self.store.on_erasure(self._after_erasure)  # type: ignore[attr-defined]
+            if self._purge_left_undone():  # (a process died between an erasure and its purge)
+                log.warning("read index: an erasure (forget_user) was not followed by its purge; "
+                            "rebuilding the index from the log now")
+                self._after_erasure("")
 
     # --- erasures -------------------------------------------------------------------------
+
+    def _purge_mark(self) -> str | None:
+        """The shared index's purge mark as last read (None: no shared index, or not read)."""
+        if self.indexer is not None:
+            return self.indexer.purged
+        return self._fallback.purge_mark() if self._fallback is not None else None
+
+    def _purge_left_undone(self) -> bool:
+        """Whether the shared index holds an erasure no purge followed (see Indexer.needs_purge)."""
+        if self.indexer is not None:
+            return self.indexer.needs_purge()
+        if self._fallback is not None and not self._fallback.degraded:  # (Redis answers)
+            return self._fallback.indexer().needs_purge()
+        return False
 
     def _after_erasure(self, user_id: str) -> None:
         """`EncryptedStore.forget_user` just destroyed a key and recorded it: purge what this
@@ -106,13 +115,12 @@ class EventLogCore:
         with self._write_lock:
             if self.indexer is not None:
                 self.indexer.after_erasure()
-                self._purged = self.indexer.purged
             elif self._fallback is not None:
                 self._fallback.after_erasure()
-                self._purged = self._fallback.purge_mark()
             else:
                 self.runner = ProjectionRunner(self.store, all_projections(), use_snapshots=False)
                 self.runner.catch_up()
+            self._purged = self._purge_mark()
             self._drop_read_caches()
 
     # --- reading --------------------------------------------------------------------------
@@ -122,18 +130,15 @@ class EventLogCore:
         to raise)."""
         if self.indexer is not None:
             self.indexer.catch_up()
-            if self.indexer.purged != self._purged:  # a `forget_user` rebuilt the index
-                if self._purged is not None:
-                    self._drop_read_caches()
-                self._purged = self.indexer.purged
         elif self._fallback is not None:
             self._fallback.catch_up()
-            if self._fallback.purge_mark() != self._purged:  # (as above)
-                if self._purged is not None:
-                    self._drop_read_caches()
-                self._purged = self._fallback.purge_mark()
         elif self.point is None:
             self.runner.catch_up()
+        mark = self._purge_mark()
+        if mark != self._purged:  # a `forget_user` (here or elsewhere) rebuilt the shared index
+            if self._purged is not None:
+                self._drop_read_caches()
+            self._purged = mark
 
     def _drop_read_caches(self) -> None:
         """Forget what this process cached from the index (conversations, deserialized runs):
