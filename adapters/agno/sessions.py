@@ -18,14 +18,14 @@ from agno.db.utils import deserialize_history_run, deserialize_session, deserial
 from agno.session import AgentSession, TeamSession, WorkflowSession
 
 from adapters.agno.core import EventLogCore, actor_of, log
-from adapters.agno.rows import session_deltas, session_row
+from adapters.agno.rows import session_deltas, session_row, session_sort_dict
 from eventlog import RunDeleted, RunRecorded, SessionDeleted, SessionRenamed
 from eventlog.json_check import check_storable, to_plain
 from eventlog.names import session_stream
 from projections import Conversation, ConversationState, SessionRow, SessionsState, fork_session
 from projections.conversation import RunEntry
 from projections.index import runs as runs_index
-from projections.index.indexer import session_orderings
+from projections.index.indexer import search_name, session_orderings
 from projections.index.views import IndexedStates
 from projections.timetravel import Point
 
@@ -159,7 +159,7 @@ class SessionMethods(EventLogCore):
                 # that is the page with no `sort_by`, after one look at the first match
                 first, _ = _indexed_sessions(states, kind, user_id, component_id, session_name, start_timestamp,
                                              end_timestamp, 1, 1, None, None)
-                if not first or sort_by not in self._row_dict(states, first[0], with_runs=False):
+                if not first or not session_sort_dict(first[0], sort_by):
                     sort_by = None
             if isinstance(states, IndexedStates) and sort_by in _INDEXED_SORTS:
                 rows, total = _indexed_sessions(states, kind, user_id, component_id, session_name,
@@ -168,24 +168,24 @@ class SessionMethods(EventLogCore):
                 if not deserialize:
                     return dicts, total
                 return deserialize_sessions(session_type, dicts)
-            rows = []
-            for row in states["sessions"].sessions.values():
-                if user_id is not None and row.user_id != user_id:
-                    continue
-                if component_id is not None and not _owned_by(row, kind, component_id):
-                    continue
-                if start_timestamp is not None and row.created_at < start_timestamp:
-                    continue
-                if end_timestamp is not None and row.created_at > end_timestamp:
-                    continue
-                if session_name is not None and session_name.lower() not in (row.name or "").lower():
-                    continue
-                if kind is not None and row.session_type != kind:
-                    continue
-                rows.append(row)
-            dicts = [self._row_dict(states, r, with_runs=include_runs) for r in rows]
-        total = len(dicts)
-        dicts = _page(apply_sorting(dicts, sort_by, sort_order), limit, page)
+            if isinstance(states, IndexedStates):
+                # A column no ordering has: every match, in insertion order, from the most
+                # selective ordering (a user's sessions cost that user's), sorted below
+                rows, _ = _indexed_sessions(states, kind, user_id, component_id, session_name, start_timestamp,
+                                            end_timestamp, None, None, None, None)
+            else:
+                rows = [row for row in states["sessions"].sessions.values()
+                        if _matches(row, kind, user_id, component_id, session_name, start_timestamp, end_timestamp)]
+            # Sorted as InMemoryDb sorts the dicts it would return, by what of them the sort
+            # looks at (`session_sort_dict`); only the page's sessions are then built, with
+            # their runs.
+            total = len(rows)
+            if sort_by is not None:
+                keyed = ([session_sort_dict(r, sort_by) for r in rows] if sort_by != "runs"
+                         else [self._row_dict(states, r) for r in rows])  # (a sort by the runs themselves)
+                of = {id(d): r for d, r in zip(keyed, rows)}
+                rows = [of[id(d)] for d in apply_sorting(keyed, sort_by, sort_order)]
+            dicts = [self._row_dict(states, r, with_runs=include_runs) for r in _page(rows, limit, page)]
         if not deserialize:
             return dicts, total
         return deserialize_sessions(session_type, dicts)
@@ -482,12 +482,30 @@ def _indexed_sessions(states: IndexedStates, kind: str | None, user_id: str | No
                 and (end is None or row.created_at <= end)
                 and (needle is None or needle in (row.name or "").lower()))
 
-    exact = (session_name is None and start is None and end is None
+    exact = (start is None and end is None
              and (component_id is None or (user_id is None and role is not None)))
-    if exact:
+    if exact and needle is None:
         return states.session_page(orderings, desc=desc, offset=offset, limit=limit), states.count(orderings)
-    matches = [r for r in states.walk_sessions(orderings, desc=desc) if wanted(r)]
-    return (matches[offset:] if limit is None else matches[offset:offset + limit]), len(matches)
+    end_at = None if limit is None else offset + limit
+    if needle is not None:  # the names first (`named_like`): only the sessions they match are read
+        keys = states.session_keys_named(orderings, desc=desc, needle=needle)
+        if exact:
+            return states.session_rows.many(keys[offset:end_at]), len(keys)
+        matches = [r for r in states.session_rows.many(keys) if wanted(r)]
+    else:
+        matches = [r for r in states.walk_sessions(orderings, desc=desc) if wanted(r)]
+    return matches[offset:end_at], len(matches)
+
+
+def _matches(row: SessionRow, kind: str | None, user_id: str | None, component_id: str | None,
+             session_name: str | None, start: int | None, end: int | None) -> bool:
+    """InMemoryDb's filters of `get_sessions`, on a row."""
+    return ((user_id is None or row.user_id == user_id)
+            and (component_id is None or _owned_by(row, kind, component_id))
+            and (start is None or row.created_at >= start)
+            and (end is None or row.created_at <= end)
+            and (session_name is None or session_name.lower() in search_name(row))
+            and (kind is None or row.session_type == kind))
 
 
 def _owned_by(row: SessionRow, kind: str | None, component_id: str) -> bool:

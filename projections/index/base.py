@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
-INDEX_SCHEMA = 9
+INDEX_SCHEMA = 10
 """The shape of what an index holds. Bump it when a row type or an ordering changes: an index
 of another schema is rebuilt from the log, never served (Redis keys carry it in their names)."""
 
@@ -94,6 +94,18 @@ class ReadIndex(ABC):
 
     @abstractmethod
     def count(self, ordering: str) -> int: ...
+
+    def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes) -> list[Ranked]:
+        """The whole of `page(ordering)` (in its order) less the keys whose row of `kind` is
+        missing or does not contain `needle`: a substring search over small rows kept for it
+        (a session's name), which reads those rows, never the big rows they stand for."""
+        ranked = self.page(ordering, desc=desc, offset=0, limit=None)
+        out: list[Ranked] = []
+        for at in range(0, len(ranked), 5000):
+            chunk = ranked[at:at + 5000]
+            rows = self.get_many(kind, [r.key for r in chunk])
+            out += [r for r, data in zip(chunk, rows) if data is not None and needle in data]
+        return out
 
     @abstractmethod
     def meta(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from eventlog import EventStore
 from eventlog.store import Cursor
 from projections.index.base import ReadIndex
 from projections.index.indexer import (
+    NAME_KIND,
     decode_lstat,
     decode_memory,
     decode_record,
@@ -21,6 +22,7 @@ from projections.index.indexer import (
     decode_sstat,
     decode_tstat,
     decode_workflow,
+    search_name,
     session_orderings,
     stat_members,
 )
@@ -54,6 +56,8 @@ def index_differences(store: EventStore, index: ReadIndex, limit: int = 20) -> l
     states = runner.states
     out: list[str] = []
     _compare(out, "session", states["sessions"].sessions, dict(_rows(index, "session", decode_session)))
+    names = {sid: search_name(row) for sid, row in states["sessions"].sessions.items() if search_name(row)}
+    _compare(out, "session name", names, dict(_rows(index, NAME_KIND, bytes.decode)))
     _compare(out, "memory", states["memories"].memories, dict(_rows(index, "memory", decode_memory)))
     _compare(out, "workflow", states["workflows"].workflows, dict(_rows(index, "wf", decode_workflow)))
     tables: dict[str, dict[str, Any]] = states["records"].tables

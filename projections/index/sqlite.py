@@ -118,6 +118,17 @@ class SqliteIndex(ReadIndex):
                 (ordering, -1 if limit is None else limit, offset)).fetchall()
         return [Ranked(k, s) for k, s in rows]
 
+    def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes) -> list[Ranked]:
+        # One statement: the ordering's covering index joined to the rows' primary key, the
+        # test in SQLite (instr on BLOBs compares bytes, as `in` does on the generic path).
+        order = "DESC" if desc else "ASC"
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT o.key, o.score FROM ord o JOIN rows r ON r.kind=? AND r.key=o.key "
+                f"WHERE o.name=? AND instr(r.data, ?) > 0 ORDER BY o.score {order}, o.key {order}",
+                (kind, ordering, needle)).fetchall()
+        return [Ranked(k, s) for k, s in rows]
+
     def between(self, ordering: str, low: float, high: float, *, desc: bool, offset: int,
                 limit: int | None) -> list[Ranked]:
         order = "DESC" if desc else "ASC"

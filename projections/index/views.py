@@ -31,6 +31,7 @@ from projections.conversation import (
 )
 from projections.index.base import Ranked, ReadIndex
 from projections.index.indexer import (
+    NAME_KIND,
     decode_memory,
     decode_muser,
     decode_session,
@@ -399,14 +400,30 @@ class IndexedStates(Mapping[str, Any]):
         return self.session_rows.many(self._keys(ordering, desc, offset, limit))
 
     def walk_sessions(self, ordering: str | list[str], *, desc: bool, chunk: int = 500) -> Iterator[SessionRow]:
-        """Every session of an ordering (or a union of them) in order, read a chunk at a time."""
-        at = 0
-        while True:
-            keys = self._keys(ordering, desc, at, chunk)
-            yield from self.session_rows.many(keys)
-            if len(keys) < chunk:
-                return
-            at += chunk
+        """Every session of an ordering (or a union of them) in order, their rows read a chunk
+        at a time. (The keys are read once: a union read window by window re-read every
+        ordering from its start for each window.)"""
+        keys = self.session_keys(ordering, desc=desc)
+        for at in range(0, len(keys), chunk):
+            yield from self.session_rows.many(keys[at:at + chunk])
+
+    def session_keys(self, ordering: str | list[str], *, desc: bool) -> list[str]:
+        """Every session id of an ordering (or a union of them) in order: keys, no rows."""
+        return self._keys(ordering, desc, 0, None)
+
+    def session_keys_named(self, ordering: str | list[str], *, desc: bool, needle: str) -> list[str]:
+        """`session_keys` less the sessions whose `search_name` does not contain `needle`
+        (lower case), tested on the name rows (`NAME_KIND`): a few bytes per session, not
+        its row. The same order: each ordering filtered, then merged and (ascending time
+        orderings) each second's rows turned around, as `_keys` does for the whole."""
+        if not needle:
+            return self.session_keys(ordering, desc=desc)
+        orderings = [ordering] if isinstance(ordering, str) else ordering
+        runs = [self.index.page_containing(o, desc=desc, kind=NAME_KIND, needle=needle.encode()) for o in orderings]
+        window = runs[0] if len(runs) == 1 else list(heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc))
+        if desc or orderings[0].endswith("|seq"):
+            return [r.key for r in window]
+        return self._ascending_ties(orderings, 0, None, window)
 
     def _keys(self, ordering: str | list[str], desc: bool, offset: int, limit: int | None) -> list[str]:
         orderings = [ordering] if isinstance(ordering, str) else ordering
