@@ -57,9 +57,10 @@ LOAD_ORDER = ["SqliteDb", "EventLogDb(redis)", "EventLogDb(file, encrypted)", "R
 # field indexes in several round trips (50,000 sessions would take it 3 to 10 minutes alone on
 # a 2-core machine) and answers get_sessions by fetching every session, which 10,000 shows.
 CAPS = {"RedisDb": 10_000}
-READS = ["first", "second", "user_sessions", "user_memories", "page"]
+READS = ["first", "second", "user_sessions", "user_memories", "page", "search", "sort"]
 HEADINGS = {"first": "open + 1st get_session", "second": "2nd get_session", "user_sessions": "a user's sessions",
-            "user_memories": "a user's memories", "page": "AgentOS page (20, updated_at desc)"}
+            "user_memories": "a user's memories", "page": "AgentOS page (20, updated_at desc)",
+            "search": "AgentOS name search (1 match)", "sort": "AgentOS page by user_id"}
 
 
 def session_id(i: int) -> str:
@@ -200,6 +201,19 @@ page, total = db.get_sessions(session_type=SessionType.AGENT, limit=20, page=1, 
                               sort_order="desc", deserialize=False)
 t["page"] = time.perf_counter() - start
 assert len(page) == 20 and total == n, (len(page), total)
+# AgentOS's search box: a name substring (case-insensitive) that one session's name holds
+# at every size ("Conversation 250" at 1,000: "Conversation 2500" and up are not there)
+start = time.perf_counter()
+found, total = db.get_sessions(session_type=SessionType.AGENT, session_name=f"conversation {n // 4}", limit=20,
+                               page=1, sort_by="created_at", sort_order="desc", deserialize=False)
+t["search"] = time.perf_counter() - start
+assert total == 1 and found[0]["session_id"] == session_id(n // 4), (total, found)
+# A column header AgentOS's API sorts by that no db indexes
+start = time.perf_counter()
+page, total = db.get_sessions(session_type=SessionType.AGENT, limit=20, page=1, sort_by="user_id",
+                              sort_order="asc", deserialize=False)
+t["sort"] = time.perf_counter() - start
+assert total == n and [p["user_id"] for p in page] == sorted(p["user_id"] for p in page), total
 def peak_rss_mib():
     # VmHWM: this process image's own peak. ru_maxrss survives execve on Linux, so a process
     # started from a large parent (the benchmark runner after the 1M-event replay) reports
@@ -354,6 +368,9 @@ def run(settings: Settings) -> Result:
                         "would otherwise land in whichever timed call comes first), then open + get_session (the 'open' part shown apart), "
                         "a 2nd get_session of another session, get_sessions(user_id=...), get_user_memories(user_id=...), "
                         "get_sessions(limit=20, page=1, sort_by='updated_at', sort_order='desc', deserialize=False), "
+                        "the same page with session_name='conversation <n/4>' (AgentOS's search box; one match at "
+                        "every size) sorted by created_at, and the same page with sort_by='user_id', sort_order='asc' "
+                        "(a column no db here indexes: every db sorts every session of the type), "
                         "in that order; peak RSS = that process's own peak (VmHWM; ru_maxrss would carry its parent's over execve)")
     for kind, parts in loading.items():
         if kind in READS_OF:
