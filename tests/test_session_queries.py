@@ -164,3 +164,34 @@ def test_a_name_search_reads_name_rows_not_session_rows(tmp_path: Path) -> None:
     finally:
         db.close()
         store.close()
+
+
+def test_a_sort_by_an_id_column_decodes_heads_and_reads_only_the_pages_rows(tmp_path: Path) -> None:
+    """A page of 2,000 sessions sorted by `user_id` reads the rows (as `SessionHead`s, with
+    their ordering, in one statement on SQLite) and builds only the page's 20 sessions: the
+    rows it fetches by key are the page's."""
+    store = open_store(str(tmp_path / "log"))
+    db = EventLogDb(store=store)
+    try:
+        for i in range(2_000):
+            db.upsert_session(AgentSession(session_id=f"s{i:04d}", agent_id="a", user_id=f"u{(i * 7) % 97:02d}",
+                                           session_data={"session_state": {"big": "x" * 200}}))
+        index = db.indexer.index  # type: ignore[union-attr]
+        read: list[tuple[str, int]] = []
+        get_many = index.get_many
+
+        def counted(kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
+            read.append((kind, len(keys)))
+            return get_many(kind, keys, partition)
+
+        index.get_many = counted  # type: ignore[method-assign]
+        for order in ("asc", "desc"):
+            read.clear()
+            page, total = db.get_sessions(session_type=SessionType.AGENT, sort_by="user_id", sort_order=order,
+                                          limit=20, page=3, deserialize=False)
+            want = sorted(range(2_000), key=lambda i: f"u{(i * 7) % 97:02d}", reverse=order == "desc")
+            assert total == 2_000 and [p["session_id"] for p in page] == [f"s{i:04d}" for i in want[40:60]]
+            assert sum(n for kind, n in read if kind == "session") <= 21, read  # (+1: the first match's look)
+    finally:
+        db.close()
+        store.close()

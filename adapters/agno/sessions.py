@@ -9,7 +9,8 @@ same return shapes. Agent sessions reuse deserialized run objects between reads,
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import heapq
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from agno.db.base import SessionType
@@ -18,7 +19,7 @@ from agno.db.utils import deserialize_history_run, deserialize_session, deserial
 from agno.session import AgentSession, TeamSession, WorkflowSession
 
 from adapters.agno.core import EventLogCore, actor_of, log
-from adapters.agno.rows import session_deltas, session_row, session_sort_dict
+from adapters.agno.rows import HEAD_SORTS, head_sort_value, session_deltas, session_row, session_sort_dict
 from eventlog import RunDeleted, RunRecorded, SessionDeleted, SessionRenamed
 from eventlog.json_check import check_storable, to_plain
 from eventlog.names import session_stream
@@ -168,9 +169,30 @@ class SessionMethods(EventLogCore):
                 if not deserialize:
                     return dicts, total
                 return deserialize_sessions(session_type, dicts)
+            if isinstance(states, IndexedStates) and sort_by in HEAD_SORTS:
+                # An id column no ordering has: the page of the matches' `SessionHead`s (a
+                # user's sessions cost that user's), sorted as InMemoryDb would; then only the
+                # page's rows are read.
+                source = _head_source(states, kind, user_id, component_id)
+                chunks = states.session_heads(source)
+                if source is None and (user_id, component_id, session_name, start_timestamp,
+                                       end_timestamp) == (None,) * 5:  # (the usual page: by type only)
+                    parts = ([(head_sort_value(h, sort_by), seq, sid) for seq, sid, h in part
+                              if kind is None or h.session_type == kind] for part in chunks)
+                else:
+                    parts = ([(head_sort_value(h, sort_by), seq, sid) for seq, sid, h in part
+                              if _matches(h, kind, user_id, component_id, session_name, start_timestamp,
+                                          end_timestamp)] for part in chunks)
+                found = _agno_page(parts, sort_order, limit, page, ties=states.index.partitions > 1)
+                if found is not None:
+                    ids, total = found
+                    dicts = [self._row_dict(states, r, with_runs=include_runs) for r in states.session_rows.many(ids)]
+                    if not deserialize:
+                        return dicts, total
+                    return deserialize_sessions(session_type, dicts)
             if isinstance(states, IndexedStates):
-                # A column no ordering has: every match, in insertion order, from the most
-                # selective ordering (a user's sessions cost that user's), sorted below
+                # Any other column: every match, in insertion order, from the most selective
+                # ordering, sorted below
                 rows, _ = _indexed_sessions(states, kind, user_id, component_id, session_name, start_timestamp,
                                             end_timestamp, None, None, None, None)
             else:
@@ -464,13 +486,7 @@ def _indexed_sessions(states: IndexedStates, kind: str | None, user_id: str | No
     or type's sessions. Order as InMemoryDb's `apply_sorting`: descending unless
     `sort_order="asc"`; no `sort_by` keeps insertion order."""
     role = _ROLES.get(kind) if kind is not None else "c"
-    if user_id is not None:
-        scope = f"u={user_id}"
-    elif component_id is not None and role is not None:
-        scope = f"{role}={component_id}"
-    else:
-        scope = "all"
-    orderings = session_orderings(kind, scope, _INDEXED_SORTS[sort_by])
+    orderings = _scope_orderings(kind, user_id, component_id, _INDEXED_SORTS[sort_by])
     desc = sort_by is not None and sort_order != "asc"
     offset = (page - 1) * limit if limit is not None and page is not None else 0
     needle = session_name.lower() if session_name is not None else None
@@ -497,9 +513,85 @@ def _indexed_sessions(states: IndexedStates, kind: str | None, user_id: str | No
     return matches[offset:end_at], len(matches)
 
 
-def _matches(row: SessionRow, kind: str | None, user_id: str | None, component_id: str | None,
+def _scope_orderings(kind: str | None, user_id: str | None, component_id: str | None, sort: str) -> list[str]:
+    """The orderings (by `sort`) of the most selective scope the filters name: the user's
+    sessions, else the component's, else all of the type."""
+    role = _ROLES.get(kind) if kind is not None else "c"
+    if user_id is not None:
+        scope = f"u={user_id}"
+    elif component_id is not None and role is not None:
+        scope = f"{role}={component_id}"
+    else:
+        scope = "all"
+    return session_orderings(kind, scope, sort)
+
+
+def _head_source(states: IndexedStates, kind: str | None, user_id: str | None,
+                 component_id: str | None) -> list[str] | None:
+    """Where `session_heads` should read the sessions the filters can match: the most
+    selective scope's orderings when they hold under a quarter of all sessions, else every
+    head (None: one read of the kind, faster than an ordering joined key by key)."""
+    orderings = _scope_orderings(kind, user_id, component_id, "seq")
+    everything = session_orderings(None, "all", "seq")
+    if orderings != everything and states.count(orderings) * 4 < states.count(everything):
+        return orderings
+    return None
+
+
+class _Backwards:
+    """A string that sorts the other way round (a tie-break that must stay ascending inside
+    a descending `heapq.nlargest`)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __lt__(self, other: _Backwards) -> bool:
+        return self.text > other.text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Backwards) and self.text == other.text
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _agno_page(chunks: Iterator[list[tuple[Any, float, str]]], sort_order: str | None, limit: int | None,
+               page: int | None, *, ties: bool) -> tuple[list[str], int] | None:
+    """The page of (sort value, insertion number, session id) triples, given in chunks in
+    any order, that InMemoryDb's `apply_sorting` gives its dicts (the caller has checked
+    that the first match has the column): a stable sort on (is None, value) of the sessions
+    in insertion order (the index's: by number, then id), descending unless "asc"; and how
+    many there were. Only the best page's worth is kept between chunks (`heapq.nsmallest`
+    / `nlargest`), so memory is a chunk's and the page's, not the matches'. None when a
+    value is not a string: sorting mixed values can fail, and then InMemoryDb leaves the
+    order as it is, which only the whole list can tell. `ties`: insertion numbers can repeat
+    (one series per partition), so equal ones are told apart by id, ascending either way."""
+    start = (page - 1) * limit if limit is not None and page is not None else 0
+    want = None if limit is None else start + limit
+    desc = sort_order != "asc"
+    best: list[tuple[Any, ...]] = []
+    seen = 0
+    for part in chunks:
+        if any(v is not None and type(v) is not str for v, _, _ in part):
+            return None
+        seen += len(part)
+        if desc and ties:  # value down, ties still in insertion order (a stable sort, reverse=True)
+            keyed = [(v is None, v or "", -seq, _Backwards(sid), sid) for v, seq, sid in part]
+        elif desc:  # (numbers are unique: the id after them is never compared)
+            keyed = [(v is None, v or "", -seq, sid) for v, seq, sid in part]
+        else:  # value up, ties in insertion order
+            keyed = [(v is None, v or "", seq, sid) for v, seq, sid in part]
+        best += keyed
+        if want is not None and len(best) > want:
+            best = heapq.nlargest(want, best) if desc else heapq.nsmallest(want, best)
+    best.sort(reverse=desc)
+    return [t[-1] for t in best[start:want]], seen
+
+
+def _matches(row: Any, kind: str | None, user_id: str | None, component_id: str | None,
              session_name: str | None, start: int | None, end: int | None) -> bool:
-    """InMemoryDb's filters of `get_sessions`, on a row."""
+    """InMemoryDb's filters of `get_sessions`, on a `SessionRow` or a `SessionHead`."""
     return ((user_id is None or row.user_id == user_id)
             and (component_id is None or _owned_by(row, kind, component_id))
             and (start is None or row.created_at >= start)
@@ -508,7 +600,7 @@ def _matches(row: SessionRow, kind: str | None, user_id: str | None, component_i
             and (kind is None or row.session_type == kind))
 
 
-def _owned_by(row: SessionRow, kind: str | None, component_id: str) -> bool:
+def _owned_by(row: Any, kind: str | None, component_id: str) -> bool:
     if kind == SessionType.AGENT.value:
         return row.agent_id == component_id
     if kind == SessionType.TEAM.value:

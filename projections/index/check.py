@@ -9,21 +9,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from eventlog import EventStore
 from eventlog.store import Cursor
 from projections.index.base import ReadIndex
 from projections.index.indexer import (
+    HEAD_KIND,
     NAME_KIND,
     decode_lstat,
     decode_memory,
     decode_record,
     decode_record_seq,
     decode_session,
+    decode_session_head,
     decode_sstat,
     decode_tstat,
     decode_workflow,
+    head_bytes,
     search_name,
     session_orderings,
+    session_seq,
     stat_members,
 )
 from projections.index.tables import (
@@ -44,6 +50,8 @@ from projections.sessions import SessionsProjection
 from projections.timetravel import events_at
 from projections.workflows import WorkflowsProjection
 
+_enc = msgspec.msgpack.Encoder()
+
 
 def index_differences(store: EventStore, index: ReadIndex, limit: int = 20) -> list[str]:
     """What differs between `index` and a fresh fold of `store` up to the index's cursor
@@ -58,6 +66,11 @@ def index_differences(store: EventStore, index: ReadIndex, limit: int = 20) -> l
     _compare(out, "session", states["sessions"].sessions, dict(_rows(index, "session", decode_session)))
     names = {sid: search_name(row) for sid, row in states["sessions"].sessions.items() if search_name(row)}
     _compare(out, "session name", names, dict(_rows(index, NAME_KIND, bytes.decode)))
+    # (with the insertion number the index gave the session's row)
+    seqs = {sid: seq for sid, seq in _rows(index, "session", session_seq)}
+    heads = {sid: decode_session_head(head_bytes(_enc.encode((seqs.get(sid, -1), row))))
+             for sid, row in states["sessions"].sessions.items()}
+    _compare(out, "session head", heads, dict(_rows(index, HEAD_KIND, decode_session_head)))
     _compare(out, "memory", states["memories"].memories, dict(_rows(index, "memory", decode_memory)))
     _compare(out, "workflow", states["workflows"].workflows, dict(_rows(index, "wf", decode_workflow)))
     tables: dict[str, dict[str, Any]] = states["records"].tables

@@ -14,6 +14,8 @@ What is indexed (kind: key -> row; orderings by score, ties by key):
     session:  session id -> (seq, SessionRow)   s|<type>|<scope>|<seq|upd|cre>
               scope: `all`, `u=<user>`, `a=`/`t=`/`w=<agent/team/workflow id>`;
               and s|*|c=<any owner id>|...
+    sname:    session id -> its name, lower-cased (named sessions; what a name search reads)
+    shead:    session id -> (seq, SessionHead)   (what a sort by an id column reads)
     run:      run id -> (session, key, ...)      (where to look for a run; see projections.index.runs)
     gr:       run ordering key -> run id          g|all, g|a=/t=/w=<component>, g|s=<session>, g|odd
     memory:   memory id -> (seq, MemoryRow)      m|all|<seq|upd|cre>, m|u=<user>|<seq|upd|cre>, m|t=<topic>|seq
@@ -103,6 +105,93 @@ _WORKFLOW_TYPES = frozenset({WorkflowStateSaved, WorkflowStepCompleted})
 
 def decode_session(data: bytes) -> SessionRow:
     return _session_dec.decode(data)[1]
+
+
+HEAD_COLUMNS = ("session_id", "session_type", "agent_id", "team_id", "workflow_id", "user_id")
+"""The id columns of an Agno session dict a `SessionHead` can sort by."""
+
+
+class _RowFields(msgspec.Struct, gc=False):
+    """Of a `SessionRow.fields`, what the head needs: the columns the session type has
+    (`__columns__`, as the Agno adapter records them) and any of `HEAD_COLUMNS` among the
+    extra columns (the session dict lets those win). Every other key is skipped unread."""
+
+    columns: list[str] | None = msgspec.field(default=None, name="__columns__")
+    session_id: Any = msgspec.UNSET
+    session_type: Any = msgspec.UNSET
+    agent_id: Any = msgspec.UNSET
+    team_id: Any = msgspec.UNSET
+    workflow_id: Any = msgspec.UNSET
+    user_id: Any = msgspec.UNSET
+
+
+class _RowHead(msgspec.Struct, kw_only=True, gc=False):
+    """A stored `SessionRow` read for its head only (the attribute names are the row's)."""
+
+    session_id: str
+    session_type: str = "agent"
+    agent_id: str | None = None
+    team_id: str | None = None
+    workflow_id: str | None = None
+    user_id: str | None = None
+    name: str | None = None
+    created_at: int = 0
+    fields: _RowFields = msgspec.field(default_factory=_RowFields)
+
+
+class SessionHead(msgspec.Struct, array_like=True, gc=False):
+    """What `get_sessions` filters on and sorts by an id column with, of one session (the
+    attribute names are `SessionRow`'s): its ids, name and creation time; `absent`, those of
+    `HEAD_COLUMNS` its session dict has no key for (a workflow session has no `agent_id`);
+    `extra`, those among its extra columns, which the dict shows instead. Stored compact (an
+    array, ~100 bytes) and decoded fast: a sort by `user_id` reads one per session."""
+
+    session_id: str
+    session_type: str
+    agent_id: str | None
+    team_id: str | None
+    workflow_id: str | None
+    user_id: str | None
+    name: str | None
+    created_at: int
+    absent: tuple[str, ...] = ()
+    extra: dict[str, Any] | None = None
+
+
+_row_head_dec = msgspec.msgpack.Decoder(tuple[int, _RowHead])
+_head_dec = msgspec.msgpack.Decoder(tuple[int, SessionHead])
+_heads_dec = msgspec.msgpack.Decoder(list[tuple[int, SessionHead]])
+
+HEAD_KIND = "shead"
+"""Rows of each session's (seq, `SessionHead`), by session id: what a sort by an id column
+reads (~100 bytes a session instead of its row; rewritten only when one of them changes)."""
+
+
+def head_bytes(row_data: bytes) -> bytes:
+    """The `HEAD_KIND` row of a stored session row (`(seq, SessionRow)` bytes): its insertion
+    number and head, decoded from those bytes, so it holds exactly what the row does."""
+    seq, row = _row_head_dec.decode(row_data)
+    keys = row.fields.columns
+    absent = tuple(c for c in HEAD_COLUMNS if keys and c not in keys and c != "session_type")
+    extra = {c: v for c in HEAD_COLUMNS if (v := getattr(row.fields, c)) is not msgspec.UNSET}
+    return _enc.encode((seq, SessionHead(row.session_id, row.session_type, row.agent_id, row.team_id, row.workflow_id,
+                                         row.user_id, row.name, row.created_at, absent, extra or None)))
+
+
+def session_seq(data: bytes) -> int:
+    """The insertion number of a stored session row."""
+    return int(_row_head_dec.decode(data)[0])
+
+
+def decode_session_head(data: bytes) -> tuple[int, SessionHead]:
+    """A `HEAD_KIND` row: (seq, head)."""
+    return _head_dec.decode(data)
+
+
+def decode_session_heads(rows: list[bytes]) -> list[tuple[int, SessionHead]]:
+    """`decode_session_head` of each row, in one call: the rows joined behind a MessagePack
+    array header are one array of them (a walk of 50,000 heads was mostly call overhead)."""
+    return _heads_dec.decode(b"\xdd" + len(rows).to_bytes(4, "big") + b"".join(rows))
 
 
 def decode_memory(data: bytes) -> MemoryRow:
@@ -521,6 +610,7 @@ class Indexer:
         ids: set[str] = {e.payload.session_id for e in events}  # type: ignore[union-attr,misc]
         before: dict[str, tuple[int, bytes, list[Member]]] = {}
         names: dict[str, str] = {}  # the names searched before this fold (see `search_name`)
+        heads: dict[str, bytes] = {}  # the heads before (see `HEAD_KIND`)
         state = SessionsState({})
         for sid in ids:
             data = txn.get("session", sid)
@@ -528,6 +618,7 @@ class Indexer:
                 seq, row = _session_dec.decode(data)
                 before[sid] = (seq, data, session_members(seq, row))
                 names[sid] = search_name(row)
+                heads[sid] = head_bytes(data)
                 state.sessions[sid] = row
         self._sessions.fold(events, state)
         for sid in ids:
@@ -542,11 +633,15 @@ class Indexer:
             if new is None:
                 if old is not None:
                     txn.delete("session", sid, old[2])
+                    txn.delete(HEAD_KIND, sid, ())
                 continue
             seq = old[0] if old is not None else txn.next_seq()
             data = _enc.encode((seq, new))
             if old is None or data != old[1]:
                 txn.put("session", sid, data, old[2] if old is not None else (), session_members(seq, new))
+                head = head_bytes(data)
+                if head != heads.get(sid):
+                    txn.put(HEAD_KIND, sid, head, (), ())
 
     def _fold_memories(self, txn: IndexTxn, events: list[Event]) -> None:
         ids: dict[str, None] = {}

@@ -118,6 +118,16 @@ class SqliteIndex(ReadIndex):
                 (ordering, -1 if limit is None else limit, offset)).fetchall()
         return [Ranked(k, s) for k, s in rows]
 
+    def page_rows(self, ordering: str, *, desc: bool, kind: str, offset: int = 0,
+                  limit: int | None = None) -> list[tuple[Ranked, bytes]]:
+        order = "DESC" if desc else "ASC"
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT o.key, o.score, r.data FROM ord o JOIN rows r ON r.kind=? AND r.key=o.key "
+                f"WHERE o.name=? ORDER BY o.score {order}, o.key {order} LIMIT ? OFFSET ?",
+                (kind, ordering, -1 if limit is None else limit, offset)).fetchall()
+        return [(Ranked(k, s), data) for k, s, data in rows]
+
     def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes) -> list[Ranked]:
         # One statement: the ordering's covering index joined to the rows' primary key, the
         # test in SQLite (instr on BLOBs compares bytes, as `in` does on the generic path).
