@@ -68,6 +68,25 @@ return 1
 """
 
 
+# A substring search of one partition's rows of a kind (KEYS[1], a hash) among the keys an
+# ordering (KEYS[2]) holds: (key, score) pairs of the matches, in no order. `plain` find:
+# the needle is bytes to look for, not a pattern.
+_CONTAINING = """
+local rows = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #rows, 2 do
+  if string.find(rows[i + 1], ARGV[1], 1, true) then
+    local score = redis.call('ZSCORE', KEYS[2], rows[i])
+    if score then
+      out[#out + 1] = rows[i]
+      out[#out + 1] = score
+    end
+  end
+end
+return out
+"""
+
+
 class RedisIndex(ReadIndex):
     def __init__(self, store: Any, *, suffix: str = "", base: str = "") -> None:
         self._base = base  # which index of the log: "" (as stored), "d" (decrypted: an encrypted log's)
@@ -77,6 +96,7 @@ class RedisIndex(ReadIndex):
         self.partitions = int(store.partitions)
         self.where = f"{store.url} (rm{INDEX_SCHEMA}{base})"
         self._script = self.client.register_script(_COMMIT)
+        self._containing = self.client.register_script(_CONTAINING)
         # Per partition, what this process's last commit left: (position, seq) and the rows it
         # read or wrote then. Valid while nobody else commits — which the commit script checks
         # (the cursor must still be that position), so a transaction that follows this
@@ -187,6 +207,23 @@ class RedisIndex(ReadIndex):
             return runs[0] if num is not None or not offset else runs[0][offset:]
         merged = list(heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc))
         return merged[offset:] if limit is None else merged[offset:offset + limit]
+
+    def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes) -> list[Ranked]:
+        """Where the ordering holds a quarter of the kind's rows or more (a name search of
+        all sessions, or of an agent's that has most), the test runs in Redis: one script per
+        partition searches its rows of `kind` and scores the matches in the ordering, so only
+        the matches cross the network, not every key and row. A smaller ordering walks its
+        own keys and their rows, as the generic version does."""
+        rows = sum(int(self._call(self.client.hlen, f"{self._ns(p)}:r:{kind}")) for p in range(self.partitions))
+        if not needle or self.count(ordering) * 4 < rows:
+            return super().page_containing(ordering, desc=desc, kind=kind, needle=needle)
+        out: list[Ranked] = []
+        for p in range(self.partitions):
+            ns = self._ns(p)
+            got = self._call(self._containing, [f"{ns}:r:{kind}", f"{ns}:o:{ordering}"], [needle])
+            out += [Ranked(got[i].decode(), float(got[i + 1])) for i in range(0, len(got), 2)]
+        out.sort(key=lambda r: (r.score, r.key), reverse=desc)
+        return out
 
     def orderings(self, prefix: str) -> list[str]:
         names: set[str] = set()
