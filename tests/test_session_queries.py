@@ -195,3 +195,24 @@ def test_a_sort_by_an_id_column_decodes_heads_and_reads_only_the_pages_rows(tmp_
     finally:
         db.close()
         store.close()
+
+
+def test_scan_chunks_gives_every_row_once_a_chunk_at_a_time(url: Any) -> None:
+    """The walk a sort by an id column takes over every head: all of a kind's rows, each once,
+    in chunks of about the size asked (SQLite by key from where the last chunk ended, exactly;
+    Redis by HSCAN, whose COUNT is a hint and whose repeats are dropped), the same rows `scan`
+    gives."""
+    store = open_store(url())
+    db = EventLogDb(store=store)
+    try:
+        for i in range(1_200):
+            db.upsert_session(AgentSession(session_id=f"s{i:05d}", agent_id="a", user_id=f"u{i % 7}"))
+        index = db.indexer.index  # type: ignore[union-attr]
+        chunks = list(index.scan_chunks("shead", 100))
+        keys = [key for part in chunks for key, _ in part]
+        assert len(keys) == len(set(keys)) == 1_200
+        assert max(len(part) for part in chunks) <= (100 if "://" not in index.where else 300) and len(chunks) >= 4
+        assert dict(kv for part in chunks for kv in part) == dict(index.scan("shead"))
+    finally:
+        db.close()
+        store.close()

@@ -492,18 +492,14 @@ def _indexed_sessions(states: IndexedStates, kind: str | None, user_id: str | No
     needle = session_name.lower() if session_name is not None else None
 
     def wanted(row: SessionRow) -> bool:
-        return ((user_id is None or row.user_id == user_id)
-                and (component_id is None or _owned_by(row, kind, component_id))
-                and (start is None or row.created_at >= start)
-                and (end is None or row.created_at <= end)
-                and (needle is None or needle in (row.name or "").lower()))
+        return _matches(row, kind, user_id, component_id, session_name, start, end)
 
     exact = (start is None and end is None
              and (component_id is None or (user_id is None and role is not None)))
     if exact and needle is None:
         return states.session_page(orderings, desc=desc, offset=offset, limit=limit), states.count(orderings)
     end_at = None if limit is None else offset + limit
-    if needle is not None:  # the names first (`named_like`): only the sessions they match are read
+    if needle is not None:  # the names first (`session_keys_named`): only the sessions they match are read
         keys = states.session_keys_named(orderings, desc=desc, needle=needle)
         if exact:
             return states.session_rows.many(keys[offset:end_at]), len(keys)

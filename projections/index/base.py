@@ -81,6 +81,13 @@ class ReadIndex(ABC):
     def scan(self, kind: str) -> Iterator[tuple[str, bytes]]:
         """Every row of a kind (whole-table reads: small tables, checks, reindex)."""
 
+    def scan_chunks(self, kind: str, chunk: int = 5000) -> Iterator[list[tuple[str, bytes]]]:
+        """`scan(kind)` a chunk at a time, in no particular order, each row once: a walk of a
+        whole kind that holds a chunk at once, not the kind."""
+        rows = list(self.scan(kind))
+        for at in range(0, len(rows), chunk):
+            yield rows[at:at + chunk]
+
     @abstractmethod
     def page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[Ranked]:
         """Keys of a sorted set in order (score, then key; both reversed for `desc`),
@@ -112,13 +119,7 @@ class ReadIndex(ABC):
         """The whole of `page(ordering)` (in its order) less the keys whose row of `kind` is
         missing or does not contain `needle`: a substring search over small rows kept for it
         (a session's name), which reads those rows, never the big rows they stand for."""
-        ranked = self.page(ordering, desc=desc, offset=0, limit=None)
-        out: list[Ranked] = []
-        for at in range(0, len(ranked), 5000):
-            chunk = ranked[at:at + 5000]
-            rows = self.get_many(kind, [r.key for r in chunk])
-            out += [r for r, data in zip(chunk, rows) if data is not None and needle in data]
-        return out
+        return [r for r, data in self.page_rows(ordering, desc=desc, kind=kind) if needle in data]
 
     @abstractmethod
     def meta(self) -> dict[str, Any]:

@@ -239,7 +239,7 @@ def stat_members(found: tuple[int, dict[str, Any], float | None]) -> list[Member
 
 def _session_seq(txn: IndexTxn, sid: str) -> int | None:
     data = txn.get("session", sid)
-    return None if data is None else int(_session_dec.decode(data)[0])
+    return None if data is None else session_seq(data)
 
 
 def tie_score(seconds: int, seq: int) -> float:

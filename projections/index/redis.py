@@ -175,6 +175,22 @@ class RedisIndex(ReadIndex):
             rows.extend((k.decode(), v) for k, v in self._call(self.client.hgetall, f"{self._ns(p)}:r:{kind}").items())
         return iter(rows)
 
+    def scan_chunks(self, kind: str, chunk: int = 5000) -> Iterator[list[tuple[str, bytes]]]:
+        # HSCAN may return a field twice (the hash can be rehashed between calls): the keys
+        # seen are kept to drop the repeats, a few bytes each instead of every row at once
+        for p in range(self.partitions):
+            name = f"{self._ns(p)}:r:{kind}"
+            seen: set[bytes] = set()
+            cursor = 0
+            while True:
+                cursor, got = self._call(self.client.hscan, name, cursor, None, chunk)
+                rows = [(k.decode(), v) for k, v in got.items() if k not in seen]
+                seen.update(got)
+                if rows:
+                    yield rows
+                if not cursor:
+                    break
+
     def page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[Ranked]:
         stop = -1 if limit is None else offset + limit - 1
         start = offset if self.partitions == 1 else 0  # (else each partition's first offset + limit, merged)

@@ -110,6 +110,22 @@ class SqliteIndex(ReadIndex):
             rows = self._conn.execute("SELECT key, data FROM rows WHERE kind=?", (kind,)).fetchall()
         return iter(rows)
 
+    def scan_chunks(self, kind: str, chunk: int = 5000) -> Iterator[list[tuple[str, bytes]]]:
+        # By the primary key, from where the last chunk ended (no OFFSET to walk again)
+        after: str | None = None
+        while True:
+            with self._lock:
+                if after is None:
+                    rows = self._conn.execute("SELECT key, data FROM rows WHERE kind=? ORDER BY key LIMIT ?",
+                                              (kind, chunk)).fetchall()
+                else:
+                    rows = self._conn.execute("SELECT key, data FROM rows WHERE kind=? AND key>? ORDER BY key LIMIT ?",
+                                              (kind, after, chunk)).fetchall()
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+
     def page(self, ordering: str, *, desc: bool, offset: int, limit: int | None) -> list[Ranked]:
         order = "DESC" if desc else "ASC"
         with self._lock:

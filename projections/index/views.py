@@ -414,12 +414,10 @@ class IndexedStates(Mapping[str, Any]):
                       chunk: int = 5000) -> Iterator[list[tuple[float, str, SessionHead]]]:
         """(insertion number, session id, `SessionHead`) of every session of `ordering`(s), a
         chunk at a time (what is held at once is a chunk), from the `HEAD_KIND` rows: read
-        with the ordering; or, for None, every session's, in no particular order, in one
-        read of the kind (cheaper than joining an ordering that holds most of them)."""
+        with the ordering; or, for None, every session's, in no particular order, read by
+        the kind's own key (cheaper than joining an ordering that holds most of them)."""
         if ordering is None:
-            rows = list(self.index.scan(HEAD_KIND))
-            for at in range(0, len(rows), chunk):
-                part = rows[at:at + chunk]
+            for part in self.index.scan_chunks(HEAD_KIND, chunk):
                 heads = decode_session_heads([data for _, data in part])
                 yield [(float(seq), key, head) for (key, _), (seq, head) in zip(part, heads)]
             return
