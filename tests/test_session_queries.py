@@ -130,6 +130,19 @@ def test_name_searches_and_any_sort_answer_as_inmemorydb(
         store.close()
 
 
+def _count_rows_read(index: Any) -> list[tuple[str, int]]:
+    """(kind, how many keys) of every `get_many` on `index` from now on: the rows read by key."""
+    read: list[tuple[str, int]] = []
+    get_many = index.get_many
+
+    def counted(kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
+        read.append((kind, len(keys)))
+        return get_many(kind, keys, partition)  # type: ignore[no-any-return]
+
+    index.get_many = counted
+    return read
+
+
 def test_a_name_search_reads_name_rows_not_session_rows(tmp_path: Path) -> None:
     """A search over 2,000 sessions reads their name rows (one statement on SQLite) and the
     rows of the matches only, whatever their number: counted at the index's calls."""
@@ -140,14 +153,7 @@ def test_a_name_search_reads_name_rows_not_session_rows(tmp_path: Path) -> None:
             db.upsert_session(AgentSession(session_id=f"s{i:04d}", agent_id="a", user_id=f"u{i % 50}",
                                            session_data={"session_name": f"Trip to {'Rome' if i % 400 == 7 else 'Oslo'}"}))
         index = db.indexer.index  # type: ignore[union-attr]
-        read: list[tuple[str, int]] = []
-        get_many = index.get_many
-
-        def counted(kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
-            read.append((kind, len(keys)))
-            return get_many(kind, keys, partition)
-
-        index.get_many = counted  # type: ignore[method-assign]
+        read = _count_rows_read(index)
         found, total = db.get_sessions(session_type=SessionType.AGENT, component_id="a", session_name="rome",
                                        limit=20, page=1, sort_by="created_at", deserialize=False)
         assert total == 5 and sorted(s["session_id"] for s in found) == [f"s{i:04d}" for i in range(7, 2_000, 400)]
@@ -177,14 +183,7 @@ def test_a_sort_by_an_id_column_decodes_heads_and_reads_only_the_pages_rows(tmp_
             db.upsert_session(AgentSession(session_id=f"s{i:04d}", agent_id="a", user_id=f"u{(i * 7) % 97:02d}",
                                            session_data={"session_state": {"big": "x" * 200}}))
         index = db.indexer.index  # type: ignore[union-attr]
-        read: list[tuple[str, int]] = []
-        get_many = index.get_many
-
-        def counted(kind: str, keys: list[str], partition: int | None = None) -> list[bytes | None]:
-            read.append((kind, len(keys)))
-            return get_many(kind, keys, partition)
-
-        index.get_many = counted  # type: ignore[method-assign]
+        read = _count_rows_read(index)
         for order in ("asc", "desc"):
             read.clear()
             page, total = db.get_sessions(session_type=SessionType.AGENT, sort_by="user_id", sort_order=order,
