@@ -22,7 +22,7 @@ from eventlog import (
 )
 from projections import MemoryRow, SessionRow
 from projections.fold import epoch_of
-from projections.index.indexer import HEAD_COLUMNS, SessionHead
+from projections.index.indexer import HEAD_COLUMNS
 
 OWNER_KEYS = ("agent_id", "team_id", "workflow_id", "user_id")
 KEYS = "__columns__"
@@ -145,17 +145,6 @@ def session_sort_dict(row: SessionRow, column: str) -> dict[str, Any]:
 
 HEAD_SORTS = frozenset(HEAD_COLUMNS)
 """The columns a `SessionHead` can sort by (`head_sort_value`)."""
-
-
-def head_sort_value(head: SessionHead, column: str) -> Any:
-    """`session_sort_dict(row, column).get(column)` for a column of `HEAD_SORTS`, from the
-    row's `SessionHead`: the value sorting the session dicts by that column compares (None
-    where the dict has no such key)."""
-    if column in head.absent:
-        return None
-    if head.extra is not None and column in head.extra:
-        return head.extra[column]
-    return getattr(head, column)
 
 
 _MEMORY_CORE = ("memory_id", "memory", "topics", "input", "user_id")

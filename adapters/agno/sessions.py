@@ -19,14 +19,14 @@ from agno.db.utils import deserialize_history_run, deserialize_session, deserial
 from agno.session import AgentSession, TeamSession, WorkflowSession
 
 from adapters.agno.core import EventLogCore, actor_of, log
-from adapters.agno.rows import HEAD_SORTS, head_sort_value, session_deltas, session_row, session_sort_dict
+from adapters.agno.rows import HEAD_SORTS, session_deltas, session_row, session_sort_dict
 from eventlog import RunDeleted, RunRecorded, SessionDeleted, SessionRenamed
 from eventlog.json_check import check_storable, to_plain
 from eventlog.names import session_stream
 from projections import Conversation, ConversationState, SessionRow, SessionsState, fork_session
 from projections.conversation import RunEntry
 from projections.index import runs as runs_index
-from projections.index.indexer import search_name, session_orderings
+from projections.index.indexer import VALUE_SORTS, head_sort_value, search_name, session_orderings
 from projections.index.views import IndexedStates
 from projections.timetravel import Point
 
@@ -169,10 +169,22 @@ class SessionMethods(EventLogCore):
                 if not deserialize:
                     return dicts, total
                 return deserialize_sessions(session_type, dicts)
+            if isinstance(states, IndexedStates) and sort_by in VALUE_SORTS and limit is not None:
+                # A column of the value orderings: the page read from them (a user's or an
+                # agent's sessions among all of the type, where that is cheaper than sorting
+                # their heads)
+                found_ids = _value_page(states, kind, user_id, component_id, session_name, start_timestamp,
+                                        end_timestamp, limit, page, sort_by, sort_order)
+                if found_ids is not None:
+                    ids, total = found_ids
+                    dicts = [self._row_dict(states, r, with_runs=include_runs) for r in states.session_rows.many(ids)]
+                    if not deserialize:
+                        return dicts, total
+                    return deserialize_sessions(session_type, dicts)
             if isinstance(states, IndexedStates) and sort_by in HEAD_SORTS:
-                # An id column no ordering has: the page of the matches' `SessionHead`s (a
-                # user's sessions cost that user's), sorted as InMemoryDb would; then only the
-                # page's rows are read.
+                # An id column no ordering has (or a scope a value ordering would walk too
+                # much of): the page of the matches' `SessionHead`s (a user's sessions cost
+                # that user's), sorted as InMemoryDb would; then only the page's rows are read.
                 source = _head_source(states, kind, user_id, component_id)
                 chunks = states.session_heads(source)
                 if source is None and (user_id, component_id, session_name, start_timestamp,
@@ -183,7 +195,7 @@ class SessionMethods(EventLogCore):
                     parts = ([(head_sort_value(h, sort_by), seq, sid) for seq, sid, h in part
                               if _matches(h, kind, user_id, component_id, session_name, start_timestamp,
                                           end_timestamp)] for part in chunks)
-                found = _agno_page(parts, sort_order, limit, page, ties=states.index.partitions > 1)
+                found = _agno_page(parts, sort_order, limit, page)
                 if found is not None:
                     ids, total = found
                     dicts = [self._row_dict(states, r, with_runs=include_runs) for r in states.session_rows.many(ids)]
@@ -522,6 +534,43 @@ def _scope_orderings(kind: str | None, user_id: str | None, component_id: str | 
     return session_orderings(kind, scope, sort)
 
 
+def _value_page(states: IndexedStates, kind: str | None, user_id: str | None, component_id: str | None,
+                session_name: str | None, start: int | None, end: int | None, limit: int, page: int | None,
+                sort_by: str, sort_order: str | None) -> tuple[list[str], int] | None:
+    """(ids, total) of a page sorted by a column of `VALUE_SORTS`, from the value orderings
+    of the type — when the filters are a scope the orderings count (the type's sessions, a
+    user's, a component's) and, for a user or component, walking all of the type's in value
+    order until the page is full (≈ page × all / scope) reads less than sorting the scope's
+    heads (scope). None: sort the heads (`_head_source`)."""
+    role = _ROLES.get(kind) if kind is not None else "c"
+    if (session_name, start, end) != (None, None, None) or (
+            component_id is not None and (user_id is not None or role is None)):
+        return None
+    offset = (page - 1) * limit if page is not None else 0
+    desc = sort_order != "asc"
+    everything = states.count(session_orderings(kind, "all", "seq"))
+    if user_id is None and component_id is None:
+        ids = states.session_value_page(kind, sort_by, desc=desc, offset=offset, limit=limit)
+        return None if ids is None else (ids, everything)
+    scope = states.count(_scope_orderings(kind, user_id, component_id, "seq"))
+    if (offset + limit) * everything >= scope * scope or sort_by == _filtered_column(kind, user_id, component_id):
+        return None  # (sorted by the column filtered on: the scope is one value, wherever it falls)
+
+    def accept(head: Any) -> bool:
+        return _matches(head, kind, user_id, component_id, None, None, None)
+
+    ids = states.session_value_page(kind, sort_by, desc=desc, offset=offset, limit=limit, accept=accept,
+                                    accepted=scope)
+    return None if ids is None else (ids, scope)
+
+
+def _filtered_column(kind: str | None, user_id: str | None, component_id: str | None) -> str | None:
+    """The id column every session a scope holds has the same value of (None: none)."""
+    if user_id is not None:
+        return "user_id"
+    return f"{kind}_id" if component_id is not None and kind in _ROLES else None
+
+
 def _head_source(states: IndexedStates, kind: str | None, user_id: str | None,
                  component_id: str | None) -> list[str] | None:
     """Where `session_heads` should read the sessions the filters can match: the most
@@ -534,26 +583,8 @@ def _head_source(states: IndexedStates, kind: str | None, user_id: str | None,
     return None
 
 
-class _Backwards:
-    """A string that sorts the other way round (a tie-break that must stay ascending inside
-    a descending `heapq.nlargest`)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __lt__(self, other: _Backwards) -> bool:
-        return self.text > other.text
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Backwards) and self.text == other.text
-
-    __hash__ = None  # type: ignore[assignment]
-
-
 def _agno_page(chunks: Iterator[list[tuple[Any, float, str]]], sort_order: str | None, limit: int | None,
-               page: int | None, *, ties: bool) -> tuple[list[str], int] | None:
+               page: int | None) -> tuple[list[str], int] | None:
     """The page of (sort value, insertion number, session id) triples, given in chunks in
     any order, that InMemoryDb's `apply_sorting` gives its dicts (the caller has checked
     that the first match has the column): a stable sort on (is None, value) of the sessions
@@ -561,8 +592,10 @@ def _agno_page(chunks: Iterator[list[tuple[Any, float, str]]], sort_order: str |
     many there were. Only the best page's worth is kept between chunks (`heapq.nsmallest`
     / `nlargest`), so memory is a chunk's and the page's, not the matches'. None when a
     value is not a string: sorting mixed values can fail, and then InMemoryDb leaves the
-    order as it is, which only the whole list can tell. `ties`: insertion numbers can repeat
-    (one series per partition), so equal ones are told apart by id, ascending either way."""
+    order as it is, which only the whole list can tell. Insertion numbers repeat across
+    partitions (one series each): equal ones are told apart by id, ascending for an
+    ascending sort and descending for a descending one — as the value orderings give them
+    (`indexer.value_members`)."""
     start = (page - 1) * limit if limit is not None and page is not None else 0
     want = None if limit is None else start + limit
     desc = sort_order != "asc"
@@ -572,9 +605,7 @@ def _agno_page(chunks: Iterator[list[tuple[Any, float, str]]], sort_order: str |
         if any(v is not None and type(v) is not str for v, _, _ in part):
             return None
         seen += len(part)
-        if desc and ties:  # value down, ties still in insertion order (a stable sort, reverse=True)
-            keyed = [(v is None, v or "", -seq, _Backwards(sid), sid) for v, seq, sid in part]
-        elif desc:  # (numbers are unique: the id after them is never compared)
+        if desc:  # value down, ties still in insertion order (a stable sort, reverse=True)
             keyed = [(v is None, v or "", -seq, sid) for v, seq, sid in part]
         else:  # value up, ties in insertion order
             keyed = [(v is None, v or "", seq, sid) for v, seq, sid in part]

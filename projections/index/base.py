@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
-INDEX_SCHEMA = 11
+INDEX_SCHEMA = 12
 """The shape of what an index holds. Bump it when a row type or an ordering changes: an index
 of another schema is rebuilt from the log, never served (Redis keys carry it in their names)."""
 
@@ -47,6 +47,11 @@ class IndexTxn(ABC):
 
     @abstractmethod
     def delete(self, kind: str, key: str, old: Iterable[Member]) -> None: ...
+
+    @abstractmethod
+    def reorder(self, key: str, old: Iterable[Member], new: Iterable[Member]) -> None:
+        """Move `key` from the orderings `old` to `new`, with no row of its own: an ordering
+        whose keys stand for something else (`indexer.value_members`' encoded values)."""
 
     @abstractmethod
     def next_seq(self) -> int:

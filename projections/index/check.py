@@ -31,6 +31,7 @@ from projections.index.indexer import (
     session_orderings,
     session_seq,
     stat_members,
+    value_members,
 )
 from projections.index.tables import (
     learning_groups,
@@ -71,6 +72,7 @@ def index_differences(store: EventStore, index: ReadIndex, limit: int = 20) -> l
     heads = {sid: decode_session_head(head_bytes(_enc.encode((seqs.get(sid, -1), row))))
              for sid, row in states["sessions"].sessions.items()}
     _compare(out, "session head", heads, dict(_rows(index, HEAD_KIND, decode_session_head)))
+    _compare_value_orderings(out, index, heads)
     _compare(out, "memory", states["memories"].memories, dict(_rows(index, "memory", decode_memory)))
     _compare(out, "workflow", states["workflows"].workflows, dict(_rows(index, "wf", decode_workflow)))
     tables: dict[str, dict[str, Any]] = states["records"].tables
@@ -83,6 +85,22 @@ def index_differences(store: EventStore, index: ReadIndex, limit: int = 20) -> l
         if held != counts[name]:
             out.append(f"{name} orderings hold {held} keys, the fold {counts[name]} rows")
     return out[:limit]
+
+
+def _compare_value_orderings(out: list[str], index: ReadIndex, heads: dict[str, tuple[int, Any]]) -> None:
+    """Every session value ordering holds exactly the keys the fold's heads give."""
+    expected: dict[str, set[str]] = {}
+    for seq, head in heads.values():
+        for name, key in value_members(seq, head):
+            expected.setdefault(name, set()).add(key)
+    try:
+        names = {n for n in index.orderings("s|") if n.rsplit("|", 1)[-1][:2] in ("v:", "V:", "x:")}
+    except NotImplementedError:
+        names = set()
+    for name in sorted(names | expected.keys()):
+        got = {r.key for r in index.page(name, desc=False, offset=0, limit=None)}
+        if got != expected.get(name, set()):
+            out.append(f"session value ordering {name!r}: differs from a fresh fold")
 
 
 def _compare_record_orderings(out: list[str], index: ReadIndex, tables: dict[str, dict[str, Any]]) -> None:

@@ -178,6 +178,85 @@ def head_bytes(row_data: bytes) -> bytes:
                                          row.user_id, row.name, row.created_at, absent, extra or None)))
 
 
+def head_sort_value(head: SessionHead, column: str) -> Any:
+    """What sorting the session dicts by `column` (one of `HEAD_COLUMNS`) compares, from the
+    session's `SessionHead`: the dict's value (an extra column wins), None where the dict
+    has no such key."""
+    if column in head.absent:
+        return None
+    if head.extra is not None and column in head.extra:
+        return head.extra[column]
+    return getattr(head, column)
+
+
+VALUE_SORTS = ("session_id", "agent_id", "team_id", "workflow_id", "user_id")
+"""The id columns every session of a type is ordered by value in (`value_members`): a sort
+by one of them over a type's sessions is a page read, not a walk of every head."""
+
+_SEQ_TOP = (1 << 48) - 1  # insertion numbers are below 2^48 (12 hex digits)
+
+
+def value_orderings(kind: str | None, column: str, *, desc: bool) -> list[str]:
+    """The value ordering(s) of `column` that hold the sessions of `kind` (None: any), for an
+    ascending or a descending walk (see `value_members`)."""
+    mark = "V" if desc and column != "session_id" else "v"
+    return [f"s|{k}|all|{mark}:{column}" for k in ((kind,) if kind is not None else SESSION_TYPES)]
+
+
+def odd_orderings(kind: str | None, column: str) -> list[str]:
+    """Where the sessions whose `column` value no value ordering can hold are listed (a value
+    that is not a string, holds a control character below U+0002 or does not encode): while
+    any is, a sort by that column cannot be read from the value orderings."""
+    return [f"s|{k}|all|x:{column}" for k in ((kind,) if kind is not None else SESSION_TYPES)]
+
+
+def value_members(seq: int, head: SessionHead) -> list[tuple[str, str]]:
+    """(ordering, key) of each value ordering a session is in, within its type: per column of
+    `VALUE_SORTS`, an ascending one (`v:`) and a descending one (`V:`), each scored 0 so that
+    both backends order it by key (bytes of UTF-8: code point order, as Python compares
+    strings). A key is "1" value U+0001 seq-hex id, or "2" seq-hex id for None, so that
+    walked ascending it gives InMemoryDb's stable sort on (is None, value) — ties in
+    insertion order, None last — and `V:`, whose seq-hex counts down, walked descending gives
+    the stable reverse: None first, ties still in insertion order. `session_id` is unique
+    (its one ordering serves both ways); a session whose value cannot be held is in the
+    column's odd ordering instead (`odd_orderings`)."""
+    kind, sid = head.session_type, head.session_id
+    up, down = f"{seq:012x}{sid}", f"{_SEQ_TOP - seq:012x}{sid}"
+    out: list[tuple[str, str]] = []
+    for column in VALUE_SORTS:
+        value = head_sort_value(head, column)
+        if column == "session_id":
+            if value == sid and _holdable(sid):
+                out.append((f"s|{kind}|all|v:{column}", f"1{sid}\x01{up}"))
+            else:
+                out.append((f"s|{kind}|all|x:{column}", sid))
+        elif value is None:
+            out += [(f"s|{kind}|all|v:{column}", f"2{up}"), (f"s|{kind}|all|V:{column}", f"2{down}")]
+        elif type(value) is str and _holdable(value):
+            out += [(f"s|{kind}|all|v:{column}", f"1{value}\x01{up}"),
+                    (f"s|{kind}|all|V:{column}", f"1{value}\x01{down}")]
+        else:
+            out.append((f"s|{kind}|all|x:{column}", sid))
+    return out
+
+
+def _holdable(text: str) -> bool:
+    if "\x00" in text or "\x01" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # (a lone surrogate)
+        return False
+    return True
+
+
+def value_key_session(key: str) -> str:
+    """The session id of a value ordering's key (`value_members`)."""
+    if key[0] == "2":
+        return key[13:]
+    return key[key.index("\x01") + 13:]
+
+
 def session_seq(data: bytes) -> int:
     """The insertion number of a stored session row."""
     return int(_row_head_dec.decode(data)[0])
@@ -240,6 +319,19 @@ def stat_members(found: tuple[int, dict[str, Any], float | None]) -> list[Member
 def _session_seq(txn: IndexTxn, sid: str) -> int | None:
     data = txn.get("session", sid)
     return None if data is None else session_seq(data)
+
+
+def _move_values(txn: IndexTxn, old: bytes | None, new: bytes | None) -> None:
+    """Move a session in its value orderings from where its old head put it to where the new
+    one does (either None: not there)."""
+    before = dict(value_members(*decode_session_head(old))) if old is not None else {}
+    after = dict(value_members(*decode_session_head(new))) if new is not None else {}
+    for name, key in before.items():
+        if after.get(name) != key:
+            txn.reorder(key, [(name, 0.0)], ())
+    for name, key in after.items():
+        if before.get(name) != key:
+            txn.reorder(key, (), [(name, 0.0)])
 
 
 def tie_score(seconds: int, seq: int) -> float:
@@ -634,6 +726,7 @@ class Indexer:
                 if old is not None:
                     txn.delete("session", sid, old[2])
                     txn.delete(HEAD_KIND, sid, ())
+                    _move_values(txn, heads[sid], None)
                 continue
             seq = old[0] if old is not None else txn.next_seq()
             data = _enc.encode((seq, new))
@@ -642,6 +735,7 @@ class Indexer:
                 head = head_bytes(data)
                 if head != heads.get(sid):
                     txn.put(HEAD_KIND, sid, head, (), ())
+                    _move_values(txn, heads.get(sid), head)
 
     def _fold_memories(self, txn: IndexTxn, events: list[Event]) -> None:
         ids: dict[str, None] = {}

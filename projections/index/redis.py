@@ -425,14 +425,14 @@ class _RedisTxn(IndexTxn):
     def put(self, kind: str, key: str, data: bytes, old: Iterable[Member], new: Iterable[Member]) -> None:
         self._rows[(kind, key)] = data
         self._ops += ["H", self._ki(f"{self._ns}:r:{kind}"), key, data]
-        self._reorder(key, old, new)
+        self.reorder(key, old, new)
 
     def delete(self, kind: str, key: str, old: Iterable[Member]) -> None:
         self._rows[(kind, key)] = None
         self._ops += ["D", self._ki(f"{self._ns}:r:{kind}"), key]
-        self._reorder(key, old, ())
+        self.reorder(key, old, ())
 
-    def _reorder(self, key: str, old: Iterable[Member], new: Iterable[Member]) -> None:
+    def reorder(self, key: str, old: Iterable[Member], new: Iterable[Member]) -> None:
         before = dict(old)
         after = dict(new)
         for name in before.keys() - after.keys():

@@ -339,13 +339,13 @@ class _SqliteTxn(IndexTxn):
 
     def put(self, kind: str, key: str, data: bytes, old: Iterable[Member], new: Iterable[Member]) -> None:
         self._conn.execute("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", (kind, key, data))
-        self._reorder(key, old, new)
+        self.reorder(key, old, new)
 
     def delete(self, kind: str, key: str, old: Iterable[Member]) -> None:
         self._conn.execute("DELETE FROM rows WHERE kind=? AND key=?", (kind, key))
-        self._reorder(key, old, ())
+        self.reorder(key, old, ())
 
-    def _reorder(self, key: str, old: Iterable[Member], new: Iterable[Member]) -> None:
+    def reorder(self, key: str, old: Iterable[Member], new: Iterable[Member]) -> None:
         before = dict(old)
         after = dict(new)
         execute = self._conn.execute

@@ -37,9 +37,13 @@ from projections.index.indexer import (
     decode_memory,
     decode_muser,
     decode_session,
+    decode_session_head,
     decode_session_heads,
     decode_workflow,
+    odd_orderings,
     session_orderings,
+    value_key_session,
+    value_orderings,
 )
 from projections.index.runs import decode_run
 from projections.memories import MemoryRow
@@ -427,6 +431,42 @@ class IndexedStates(Mapping[str, Any]):
                 heads = decode_session_heads([data for _, data in pairs])
                 yield [(ranked.score, ranked.key, head) for (ranked, _), (_, head) in zip(pairs, heads)]
                 at += chunk
+
+    def session_value_page(self, kind: str | None, column: str, *, desc: bool, offset: int, limit: int,
+                           accept: Callable[[SessionHead], bool] | None = None,
+                           accepted: int = 0) -> list[str] | None:
+        """The ids of a page of the sessions of `kind` sorted by `column` (one of
+        `VALUE_SORTS`) as InMemoryDb's `apply_sorting` sorts them, read from the value
+        orderings (`value_members`): what is read is the page. `accept`: only the sessions
+        whose head it accepts count (a user's or an agent's among all of a type; `accepted`
+        says how many it takes) — the walk then reads heads a chunk at a time until the page
+        is full, so it costs the page over the share of sessions accepted. None when a
+        session's value is one no value ordering holds (`odd_orderings`), or when the walk
+        read as many heads as `accept` takes without filling the page (values that put the
+        scope's sessions late in the order): the caller sorts the scope's heads instead, so
+        a walk never costs more than twice that sort."""
+        if self.count(odd_orderings(kind, column)):
+            return None
+        orderings = value_orderings(kind, column, desc=desc)
+        if accept is None:
+            return [value_key_session(r.key) for r in self._ranked(orderings, desc, offset, limit)]
+        want = offset + limit
+        # (the first chunk sized to what the share accepted should need; each next one twice)
+        chunk = min(int(want * self.count(orderings) / max(accepted, 1) * 1.25) + 16, 5000)
+        found: list[str] = []
+        at = 0
+        while len(found) < want:
+            if at >= accepted + chunk:
+                return None
+            window = self._ranked(orderings, desc, at, chunk)
+            if not window:
+                break
+            at += len(window)
+            ids = [value_key_session(r.key) for r in window]
+            found += [sid for sid, data in zip(ids, self.index.get_many(HEAD_KIND, ids))
+                      if data is not None and accept(decode_session_head(data)[1])]
+            chunk = min(chunk * 2, 5000)
+        return found[offset:want]
 
     def session_keys(self, ordering: str | list[str], *, desc: bool) -> list[str]:
         """Every session id of an ordering (or a union of them) in order: keys, no rows."""
