@@ -121,7 +121,7 @@ def test_values_no_ordering_can_hold_fall_back_to_the_head_sort(db_pair: Any) ->
         for i, user in enumerate(users * 3):
             if user is not None and "\x01" in user:
                 target.delete_session(f"s{i:02d}")
-    assert db.indexer.index.count("s|agent|all|x:user_id") == 0
+    assert db.indexer.index.count("k:s|agent|all|x:user_id") == 0
     for order in ("asc", "desc"):
         kwargs = dict(session_type=SessionType.AGENT, sort_by="user_id", sort_order=order, limit=5, page=2,
                       deserialize=False)

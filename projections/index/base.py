@@ -13,9 +13,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
-INDEX_SCHEMA = 12
+INDEX_SCHEMA = 13
 """The shape of what an index holds. Bump it when a row type or an ordering changes: an index
 of another schema is rebuilt from the log, never served (Redis keys carry it in their names)."""
+
+KEY_ORDERED = "k:"
+"""Orderings whose names start with this hold every key at score 0: their keys order them
+(an encoded value, a session id). A backend may keep them without scores; SQLite keeps them
+without the second index by score that costs every other ordering a write per entry."""
 
 Member = tuple[str, float]
 """A row's place in one ordering: (sorted-set name, score)."""
@@ -120,11 +125,24 @@ class ReadIndex(ABC):
             out += [(r, data) for r, data in zip(chunk, rows) if data is not None]
         return out
 
-    def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes) -> list[Ranked]:
+    def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes,
+                        among: str | None = None) -> list[Ranked]:
         """The whole of `page(ordering)` (in its order) less the keys whose row of `kind` is
         missing or does not contain `needle`: a substring search over small rows kept for it
-        (a session's name), which reads those rows, never the big rows they stand for."""
-        return [r for r, data in self.page_rows(ordering, desc=desc, kind=kind) if needle in data]
+        (a session's name), which reads those rows, never the big rows they stand for.
+        `among`: an ordering whose keys hold every match (a trigram of the needle's): only
+        its keys are tested, then placed in `ordering` by their scores there."""
+        if among is None:
+            return [r for r, data in self.page_rows(ordering, desc=desc, kind=kind) if needle in data]
+        keys = [r.key for r in self.page(among, desc=False, offset=0, limit=None)]
+        hits = [k for k, data in zip(keys, self.get_many(kind, keys)) if data is not None and needle in data]
+        found = [Ranked(k, s) for k, s in zip(hits, self.scores(ordering, hits)) if s is not None]
+        found.sort(key=lambda r: (r.score, r.key), reverse=desc)
+        return found
+
+    @abstractmethod
+    def scores(self, ordering: str, keys: list[str]) -> list[float | None]:
+        """Each key's score in `ordering` (None: not in it), from whichever partition holds it."""
 
     @abstractmethod
     def meta(self) -> dict[str, Any]:

@@ -13,10 +13,11 @@ import msgspec
 
 from eventlog import EventStore
 from eventlog.store import Cursor
-from projections.index.base import ReadIndex
+from projections.index.base import KEY_ORDERED, ReadIndex
 from projections.index.indexer import (
     HEAD_KIND,
     NAME_KIND,
+    TRIGRAM_PREFIX,
     decode_lstat,
     decode_memory,
     decode_record,
@@ -31,6 +32,7 @@ from projections.index.indexer import (
     session_orderings,
     session_seq,
     stat_members,
+    trigram_members,
     value_members,
 )
 from projections.index.tables import (
@@ -67,6 +69,7 @@ def index_differences(store: EventStore, index: ReadIndex, limit: int = 20) -> l
     _compare(out, "session", states["sessions"].sessions, dict(_rows(index, "session", decode_session)))
     names = {sid: search_name(row) for sid, row in states["sessions"].sessions.items() if search_name(row)}
     _compare(out, "session name", names, dict(_rows(index, NAME_KIND, bytes.decode)))
+    _compare_trigram_orderings(out, index, names)
     # (with the insertion number the index gave the session's row)
     seqs = {sid: seq for sid, seq in _rows(index, "session", session_seq)}
     heads = {sid: decode_session_head(head_bytes(_enc.encode((seqs.get(sid, -1), row))))
@@ -87,6 +90,21 @@ def index_differences(store: EventStore, index: ReadIndex, limit: int = 20) -> l
     return out[:limit]
 
 
+def _compare_trigram_orderings(out: list[str], index: ReadIndex, names: dict[str, str]) -> None:
+    """Every trigram ordering holds exactly the sessions whose searched name has it."""
+    expected: dict[str, set[str]] = {}
+    for sid, name in names.items():
+        for ordering, _ in trigram_members(name):
+            expected.setdefault(ordering, set()).add(sid)
+    try:
+        held = set(index.orderings(TRIGRAM_PREFIX))
+    except NotImplementedError:
+        held = set()
+    for name in sorted(held | expected.keys()):
+        if {r.key for r in index.page(name, desc=False, offset=0, limit=None)} != expected.get(name, set()):
+            out.append(f"session name trigram ordering {name!r}: differs from a fresh fold")
+
+
 def _compare_value_orderings(out: list[str], index: ReadIndex, heads: dict[str, tuple[int, Any]]) -> None:
     """Every session value ordering holds exactly the keys the fold's heads give."""
     expected: dict[str, set[str]] = {}
@@ -94,7 +112,7 @@ def _compare_value_orderings(out: list[str], index: ReadIndex, heads: dict[str, 
         for name, key in value_members(seq, head):
             expected.setdefault(name, set()).add(key)
     try:
-        names = {n for n in index.orderings("s|") if n.rsplit("|", 1)[-1][:2] in ("v:", "V:", "x:")}
+        names = {n for n in index.orderings(KEY_ORDERED + "s|") if n.rsplit("|", 1)[-1][:2] in ("v:", "V:", "x:")}
     except NotImplementedError:
         names = set()
     for name in sorted(names | expected.keys()):

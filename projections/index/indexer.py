@@ -59,7 +59,7 @@ from eventlog import (
 from eventlog.aio_bridge import Broadcast, lock_for
 from eventlog.ids import new_id
 from eventlog.store import Cursor
-from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, ReadIndex
+from projections.index.base import INDEX_SCHEMA, KEY_ORDERED, IndexTxn, Member, ReadIndex
 from projections.index.runs import fold_runs
 from projections.index.tables import (
     LearningStat,
@@ -200,14 +200,14 @@ def value_orderings(kind: str | None, column: str, *, desc: bool) -> list[str]:
     """The value ordering(s) of `column` that hold the sessions of `kind` (None: any), for an
     ascending or a descending walk (see `value_members`)."""
     mark = "V" if desc and column != "session_id" else "v"
-    return [f"s|{k}|all|{mark}:{column}" for k in ((kind,) if kind is not None else SESSION_TYPES)]
+    return [f"{KEY_ORDERED}s|{k}|all|{mark}:{column}" for k in ((kind,) if kind is not None else SESSION_TYPES)]
 
 
 def odd_orderings(kind: str | None, column: str) -> list[str]:
     """Where the sessions whose `column` value no value ordering can hold are listed (a value
     that is not a string, holds a control character below U+0002 or does not encode): while
     any is, a sort by that column cannot be read from the value orderings."""
-    return [f"s|{k}|all|x:{column}" for k in ((kind,) if kind is not None else SESSION_TYPES)]
+    return [f"{KEY_ORDERED}s|{k}|all|x:{column}" for k in ((kind,) if kind is not None else SESSION_TYPES)]
 
 
 def value_members(seq: int, head: SessionHead) -> list[tuple[str, str]]:
@@ -222,21 +222,21 @@ def value_members(seq: int, head: SessionHead) -> list[tuple[str, str]]:
     column's odd ordering instead (`odd_orderings`)."""
     kind, sid = head.session_type, head.session_id
     up, down = f"{seq:012x}{sid}", f"{_SEQ_TOP - seq:012x}{sid}"
+    base = f"{KEY_ORDERED}s|{kind}|all|"
     out: list[tuple[str, str]] = []
     for column in VALUE_SORTS:
         value = head_sort_value(head, column)
         if column == "session_id":
             if value == sid and _holdable(sid):
-                out.append((f"s|{kind}|all|v:{column}", f"1{sid}\x01{up}"))
+                out.append((f"{base}v:{column}", f"1{sid}\x01{up}"))
             else:
-                out.append((f"s|{kind}|all|x:{column}", sid))
+                out.append((f"{base}x:{column}", sid))
         elif value is None:
-            out += [(f"s|{kind}|all|v:{column}", f"2{up}"), (f"s|{kind}|all|V:{column}", f"2{down}")]
+            out += [(f"{base}v:{column}", f"2{up}"), (f"{base}V:{column}", f"2{down}")]
         elif type(value) is str and _holdable(value):
-            out += [(f"s|{kind}|all|v:{column}", f"1{value}\x01{up}"),
-                    (f"s|{kind}|all|V:{column}", f"1{value}\x01{down}")]
+            out += [(f"{base}v:{column}", f"1{value}\x01{up}"), (f"{base}V:{column}", f"1{value}\x01{down}")]
         else:
-            out.append((f"s|{kind}|all|x:{column}", sid))
+            out.append((f"{base}x:{column}", sid))
     return out
 
 
@@ -361,6 +361,23 @@ reads instead of every session row (a few bytes per session, not a decoded row).
 def search_name(row: SessionRow) -> str:
     """What a `session_name` filter matches against: the name, lower-cased ("": none)."""
     return (row.name or "").lower()
+
+
+TRIGRAM_PREFIX = KEY_ORDERED + "n|"
+"""Orderings `n|<three characters>`: the sessions whose `search_name` holds those three
+characters (score 0, so by id): a name search of three characters or more reads the rarest
+of its needle's, not every name (see `IndexedStates.session_keys_named`)."""
+
+
+def trigrams(text: str) -> set[str]:
+    """The three-character pieces of `text` that name an ordering (none holding a control
+    character: names stay plain text on both backends)."""
+    return {text[i:i + 3] for i in range(len(text) - 2) if text[i:i + 3].isprintable()}
+
+
+def trigram_members(name: str) -> list[Member]:
+    """The trigram orderings a session of `search_name` `name` is in."""
+    return [(TRIGRAM_PREFIX + t, 0.0) for t in trigrams(name)]
 
 
 def session_members(seq: int, row: SessionRow) -> list[Member]:
@@ -718,10 +735,11 @@ class Indexer:
             old = before.get(sid)
             name = search_name(new) if new is not None else ""
             if name != names.get(sid, ""):
+                was = trigram_members(names.get(sid, ""))
                 if name:
-                    txn.put(NAME_KIND, sid, name.encode(), (), ())
+                    txn.put(NAME_KIND, sid, name.encode(), was, trigram_members(name))
                 else:
-                    txn.delete(NAME_KIND, sid, ())
+                    txn.delete(NAME_KIND, sid, was)
             if new is None:
                 if old is not None:
                     txn.delete("session", sid, old[2])

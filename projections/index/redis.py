@@ -71,6 +71,15 @@ return 1
 # A substring search of one partition's rows of a kind (KEYS[1], a hash) among the keys an
 # ordering (KEYS[2]) holds: (key, score) pairs of the matches, in no order. `plain` find:
 # the needle is bytes to look for, not a pattern.
+# ZMSCORE for any Redis (it came in 6.2): each ARGV's score in KEYS[1], or nil.
+_SCORES = """
+local out = {}
+for i, k in ipairs(ARGV) do
+  out[i] = redis.call('ZSCORE', KEYS[1], k) or false
+end
+return out
+"""
+
 _CONTAINING = """
 local rows = redis.call('HGETALL', KEYS[1])
 local out = {}
@@ -97,6 +106,7 @@ class RedisIndex(ReadIndex):
         self.where = f"{store.url} (rm{INDEX_SCHEMA}{base})"
         self._script = self.client.register_script(_COMMIT)
         self._containing = self.client.register_script(_CONTAINING)
+        self._scores = self.client.register_script(_SCORES)
         # Per partition, what this process's last commit left: (position, seq) and the rows it
         # read or wrote then. Valid while nobody else commits — which the commit script checks
         # (the cursor must still be that position), so a transaction that follows this
@@ -224,12 +234,15 @@ class RedisIndex(ReadIndex):
         merged = list(heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc))
         return merged[offset:] if limit is None else merged[offset:offset + limit]
 
-    def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes) -> list[Ranked]:
+    def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes,
+                        among: str | None = None) -> list[Ranked]:
         """Where the ordering holds a quarter of the kind's rows or more (a name search of
         all sessions, or of an agent's that has most), the test runs in Redis: one script per
         partition searches its rows of `kind` and scores the matches in the ordering, so only
         the matches cross the network, not every key and row. A smaller ordering walks its
         own keys and their rows, as the generic version does."""
+        if among is not None:  # (the candidates' names, then their scores: what is read is theirs)
+            return super().page_containing(ordering, desc=desc, kind=kind, needle=needle, among=among)
         rows = sum(int(self._call(self.client.hlen, f"{self._ns(p)}:r:{kind}")) for p in range(self.partitions))
         if not needle or self.count(ordering) * 4 < rows:
             return super().page_containing(ordering, desc=desc, kind=kind, needle=needle)
@@ -240,6 +253,17 @@ class RedisIndex(ReadIndex):
             out += [Ranked(got[i].decode(), float(got[i + 1])) for i in range(0, len(got), 2)]
         out.sort(key=lambda r: (r.score, r.key), reverse=desc)
         return out
+
+    def scores(self, ordering: str, keys: list[str]) -> list[float | None]:
+        found: list[float | None] = [None] * len(keys)
+        if not keys:
+            return found
+        for p in range(self.partitions):
+            got = self._call(self._scores, [f"{self._ns(p)}:o:{ordering}"], keys)
+            for i, score in enumerate(got):
+                if score is not None:
+                    found[i] = float(score)
+        return found
 
     def orderings(self, prefix: str) -> list[str]:
         names: set[str] = set()

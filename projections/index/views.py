@@ -33,6 +33,7 @@ from projections.index.base import Ranked, ReadIndex
 from projections.index.indexer import (
     HEAD_KIND,
     NAME_KIND,
+    TRIGRAM_PREFIX,
     SessionHead,
     decode_memory,
     decode_muser,
@@ -42,6 +43,7 @@ from projections.index.indexer import (
     decode_workflow,
     odd_orderings,
     session_orderings,
+    trigrams,
     value_key_session,
     value_orderings,
 )
@@ -480,11 +482,28 @@ class IndexedStates(Mapping[str, Any]):
         if not needle:
             return self.session_keys(ordering, desc=desc)
         orderings = [ordering] if isinstance(ordering, str) else ordering
-        runs = [self.index.page_containing(o, desc=desc, kind=NAME_KIND, needle=needle.encode()) for o in orderings]
+        among = self._rarest_trigram(needle, orderings)
+        if among == "":
+            return []
+        runs = [self.index.page_containing(o, desc=desc, kind=NAME_KIND, needle=needle.encode(), among=among)
+                for o in orderings]
         window = runs[0] if len(runs) == 1 else list(heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc))
         if desc or orderings[0].endswith("|seq"):
             return [r.key for r in window]
         return self._ascending_ties(orderings, 0, None, window)
+
+    def _rarest_trigram(self, needle: str, orderings: list[str]) -> str | None:
+        """The trigram ordering (`TRIGRAM_PREFIX`) of `needle`'s that holds fewest sessions,
+        when it holds fewer than half of what `orderings` do (a search then tests its
+        sessions, not the scope's); "" when one holds none (nothing can match); None: test
+        the scope's names (a needle under three characters, or trigrams as common as that)."""
+        pieces = trigrams(needle)
+        if not pieces:
+            return None
+        held = min((self.index.count(TRIGRAM_PREFIX + t), TRIGRAM_PREFIX + t) for t in sorted(pieces))
+        if held[0] == 0:
+            return ""
+        return held[1] if held[0] * 2 < self.count(orderings) else None
 
     def _keys(self, ordering: str | list[str], desc: bool, offset: int, limit: int | None) -> list[str]:
         orderings = [ordering] if isinstance(ordering, str) else ordering
