@@ -364,8 +364,8 @@ def search_name(row: SessionRow) -> str:
 
 
 TRIGRAM_PREFIX = KEY_ORDERED + "n|"
-"""Orderings `n|<three characters>`: the sessions whose `search_name` holds those three
-characters (score 0, so by id): a name search of three characters or more reads the rarest
+"""Orderings `k:n|<three characters>` (`KEY_ORDERED`): the sessions whose `search_name`
+holds those three characters (score 0, so by id): a name search of three characters or more reads the rarest
 of its needle's, not every name (see `IndexedStates.session_keys_named`)."""
 
 
