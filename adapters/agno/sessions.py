@@ -176,11 +176,7 @@ class SessionMethods(EventLogCore):
                 found_ids = _value_page(states, kind, user_id, component_id, session_name, start_timestamp,
                                         end_timestamp, limit, page, sort_by, sort_order)
                 if found_ids is not None:
-                    ids, total = found_ids
-                    dicts = [self._row_dict(states, r, with_runs=include_runs) for r in states.session_rows.many(ids)]
-                    if not deserialize:
-                        return dicts, total
-                    return deserialize_sessions(session_type, dicts)
+                    return self._sessions_page(states, *found_ids, include_runs, deserialize, session_type)
             if isinstance(states, IndexedStates) and sort_by in HEAD_SORTS:
                 # An id column no ordering has (or a scope a value ordering would walk too
                 # much of): the page of the matches' `SessionHead`s (a user's sessions cost
@@ -197,11 +193,7 @@ class SessionMethods(EventLogCore):
                                           end_timestamp)] for part in chunks)
                 found = _agno_page(parts, sort_order, limit, page)
                 if found is not None:
-                    ids, total = found
-                    dicts = [self._row_dict(states, r, with_runs=include_runs) for r in states.session_rows.many(ids)]
-                    if not deserialize:
-                        return dicts, total
-                    return deserialize_sessions(session_type, dicts)
+                    return self._sessions_page(states, *found, include_runs, deserialize, session_type)
             if isinstance(states, IndexedStates):
                 # Any other column: every match, in insertion order, from the most selective
                 # ordering, sorted below
@@ -220,6 +212,14 @@ class SessionMethods(EventLogCore):
                 of = {id(d): r for d, r in zip(keyed, rows)}
                 rows = [of[id(d)] for d in apply_sorting(keyed, sort_by, sort_order)]
             dicts = [self._row_dict(states, r, with_runs=include_runs) for r in _page(rows, limit, page)]
+        if not deserialize:
+            return dicts, total
+        return deserialize_sessions(session_type, dicts)
+
+    def _sessions_page(self, states: IndexedStates, ids: list[str], total: int, include_runs: bool,
+                       deserialize: bool | None, session_type: SessionType | None) -> Any:
+        """`get_sessions`' answer for a page of ids found in the index: only their rows built."""
+        dicts = [self._row_dict(states, r, with_runs=include_runs) for r in states.session_rows.many(ids)]
         if not deserialize:
             return dicts, total
         return deserialize_sessions(session_type, dicts)
