@@ -38,7 +38,6 @@ from projections.index.indexer import (
     decode_memory,
     decode_muser,
     decode_session,
-    decode_session_head,
     decode_session_heads,
     decode_workflow,
     odd_orderings,
@@ -465,8 +464,9 @@ class IndexedStates(Mapping[str, Any]):
                 break
             at += len(window)
             ids = [value_key_session(r.key) for r in window]
-            found += [sid for sid, data in zip(ids, self.index.get_many(HEAD_KIND, ids))
-                      if data is not None and accept(decode_session_head(data)[1])]
+            held = [(sid, data) for sid, data in zip(ids, self.index.get_many(HEAD_KIND, ids)) if data is not None]
+            heads = decode_session_heads([data for _, data in held])  # (the chunk in one call)
+            found += [sid for (sid, _), (_, head) in zip(held, heads) if accept(head)]
             chunk = min(chunk * 2, 5000)
         return found[offset:want]
 
