@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 from adapters.agno import EventLogDb
 from eventlog import open_store
 from projections.index.check import index_differences
-from projections.index.indexer import NAME_KIND, trigrams
+from projections.index.indexer import NAME_KIND, session_orderings, trigrams
 from tests.test_session_queries import _count_rows_read
 
+ORDERING = session_orderings("agent", "all", "cre")[0]  # (an agent session's place by creation)
 _WORDS = ["Trip", "to", "Oslo", "OSLO", "Rome", "roma", "Ünïcode", "tea", "   ", "ß", "İstanbul", "a\tb"]
 
 
@@ -150,3 +151,57 @@ def test_a_sqlite_search_costs_its_matches_not_the_sessions(tmp_path: Path) -> N
 def test_every_piece_of_a_name_is_held() -> None:
     assert trigrams("trip to") == {"tri", "rip", "ip ", "p t", " to"}
     assert trigrams("ab") == set() and trigrams("a\tbc") == set() and trigrams("xa\tbcd") == {"bcd"}
+
+
+def _crossed(db: Any, n: int) -> None:
+    """Names where each of "red owl"'s selective pieces is in a quarter of the sessions and
+    the needle in a sixteenth: "red", " ow", "owl" hold 1/4 each, "ed " 1/2, "d o" all."""
+    heads, tails = ["red", "bed", "kid", "mud"], ["owl", "oak", "orb", "oat"]
+    for i in range(n):
+        db.upsert_session(AgentSession(session_id=f"s{i:05d}", agent_id="a", user_id=f"u{i % 50}",
+                                       created_at=1_700_000_000 + i // 3,
+                                       session_data={"session_name": f"{heads[i % 4]} {tails[(i // 4) % 4]} #{i}"}))
+
+
+def _name_rows_tested(opened_db: Any, client: Any | None, search: Any) -> int:
+    """Name rows a search reads: by key through the index (`get_many`), and on Redis inside
+    its scripts too (the server's own count of HGET calls, which only they make)."""
+    read = _count_rows_read(opened_db.indexer.index)
+
+    def hgets() -> int:
+        return int(client.info("commandstats").get("cmdstat_hget", {}).get("calls", 0)) if client else 0
+
+    before = hgets()
+    search()
+    return sum(n for kind, n in read if kind == NAME_KIND) + hgets() - before
+
+
+def test_a_search_narrows_its_candidates_by_its_other_rare_pieces(opened: Any) -> None:
+    """"red owl" among 2,000 sessions: no piece is rare (each selective one is in 500 names)
+    but together they are (125). The search answers as InMemoryDb does, narrows by every
+    of its two rarest pieces (never "ed " or "d o": in half the names or more), answers the
+    same narrowed as not, and on Redis tests about 125 names where its rarest piece alone
+    would test 500, counted as name rows read, those inside the search script included
+    (SQLite tests in one statement; growth's benchmark times it)."""
+    db, _ = opened()
+    _crossed(db, 2_000)
+    memory = InMemoryDb()
+    _crossed(memory, 2_000)
+    for needle in ("red owl", "Red Owl #1", "bed oak", "kid orb #19"):
+        for order in ("asc", "desc"):
+            got, want = (d.get_sessions(session_type=SessionType.AGENT, session_name=needle, limit=7, page=2,
+                                        sort_by="created_at", sort_order=order, deserialize=False) for d in (db, memory))
+            assert [s["session_id"] for s in got[0]] == [s["session_id"] for s in want[0]], (needle, order)
+            assert got[1] == want[1] > 0, (needle, order)  # (updated_at is the write's own time: not compared)
+    states = db._states
+    among = states._trigram_orderings("red owl", [ORDERING])
+    assert among is not None and set(among) in ({"k:n| ow", "k:n|red"}, {"k:n|owl", "k:n|red"}), among
+    index = db.indexer.index
+    client = getattr(index, "client", None)
+    counted, found = {}, {}
+    for label, pieces in (("rarest only", among[:1]), ("narrowed", among)):
+        counted[label] = _name_rows_tested(db, client, lambda pieces=pieces, label=label: found.__setitem__(
+            label, index.page_containing(ORDERING, desc=True, kind=NAME_KIND, needle=b"red owl", among=pieces)))
+    assert len(found["narrowed"]) == 125 and found["narrowed"] == found["rarest only"]
+    if client is not None:
+        assert counted["rarest only"] >= 500 and 125 <= counted["narrowed"] <= 125 + 8, counted

@@ -10,7 +10,7 @@ slot and is one transaction with that partition's cursor.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 INDEX_SCHEMA = 13
@@ -21,6 +21,10 @@ KEY_ORDERED = "k:"
 """Orderings whose names start with this hold every key at score 0: their keys order them
 (an encoded value, a session id). A backend may keep them without scores; SQLite keeps them
 without the second index by score that costs every other ordering a write per entry."""
+
+FEW_CANDIDATES = 8
+"""A search's candidates (`page_containing`'s `among`) at which narrowing them by one more
+trigram stops: their few name rows are read and tested instead (one read either way)."""
 
 Member = tuple[str, float]
 """A row's place in one ordering: (sorted-set name, score)."""
@@ -126,19 +130,28 @@ class ReadIndex(ABC):
         return out
 
     def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes,
-                        among: str | None = None) -> list[Ranked]:
+                        among: Sequence[str] = ()) -> list[Ranked]:
         """The whole of `page(ordering)` (in its order) less the keys whose row of `kind` is
         missing or does not contain `needle`: a substring search over small rows kept for it
         (a session's name), which reads those rows, never the big rows they stand for.
-        `among`: an ordering whose keys hold every match (a trigram of the needle's): only
-        its keys are tested, then placed in `ordering` by their scores there."""
-        if among is None:
+        `among`: orderings each holding every match (trigrams of the needle's), the smallest
+        first: only the keys of the first that are in all the others are tested, then placed
+        in `ordering` by their scores there."""
+        if not among:
             return [r for r, data in self.page_rows(ordering, desc=desc, kind=kind) if needle in data]
-        keys = [r.key for r in self.page(among, desc=False, offset=0, limit=None)]
+        keys = [r.key for r in self.page(among[0], desc=False, offset=0, limit=None)]
+        for other in among[1:]:
+            if len(keys) <= FEW_CANDIDATES:  # (testing these few names costs less than a look)
+                break
+            keys = [k for k, s in zip(keys, self.scores(other, keys)) if s is not None]
         hits = [k for k, data in zip(keys, self.get_many(kind, keys)) if data is not None and needle in data]
         found = [Ranked(k, s) for k, s in zip(hits, self.scores(ordering, hits)) if s is not None]
         found.sort(key=lambda r: (r.score, r.key), reverse=desc)
         return found
+
+    def counts(self, orderings: Sequence[str]) -> list[int]:
+        """`count` of each ordering (one round trip where the backend can batch them)."""
+        return [self.count(o) for o in orderings]
 
     @abstractmethod
     def scores(self, ordering: str, keys: list[str]) -> list[float | None]:

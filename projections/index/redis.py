@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from projections.index.base import INDEX_SCHEMA, IndexTxn, Member, Ranked, ReadIndex
@@ -95,6 +95,38 @@ end
 return out
 """
 
+# A name search narrowed by trigrams (`page_containing`'s `among`), in Redis: the first
+# trigram's keys (KEYS[3]) that every other (KEYS[4..]) holds, whose row of the kind (KEYS[1])
+# contains the needle, with their scores in the ordering (KEYS[2]). A first trigram larger
+# than ARGV[2] is left to the client (false), so one call never blocks the server for long.
+_AMONG = """
+if redis.call('ZCARD', KEYS[3]) > tonumber(ARGV[2]) then
+  return false
+end
+local out = {}
+for _, k in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  local keep = true
+  for j = 4, #KEYS do
+    if not redis.call('ZSCORE', KEYS[j], k) then
+      keep = false
+      break
+    end
+  end
+  if keep then
+    local row = redis.call('HGET', KEYS[1], k)
+    if row and string.find(row, ARGV[1], 1, true) then
+      local score = redis.call('ZSCORE', KEYS[2], k)
+      if score then
+        out[#out + 1] = k
+        out[#out + 1] = score
+      end
+    end
+  end
+end
+return out
+"""
+AMONG_IN_SCRIPT = 20_000  # candidates a search script tests at most (~10 ms of the server's time)
+
 
 class RedisIndex(ReadIndex):
     def __init__(self, store: Any, *, suffix: str = "", base: str = "") -> None:
@@ -107,6 +139,7 @@ class RedisIndex(ReadIndex):
         self._script = self.client.register_script(_COMMIT)
         self._containing = self.client.register_script(_CONTAINING)
         self._scores = self.client.register_script(_SCORES)
+        self._among = self.client.register_script(_AMONG)
         # Per partition, what this process's last commit left: (position, seq) and the rows it
         # read or wrote then. Valid while nobody else commits — which the commit script checks
         # (the cursor must still be that position), so a transaction that follows this
@@ -235,14 +268,23 @@ class RedisIndex(ReadIndex):
         return merged[offset:] if limit is None else merged[offset:offset + limit]
 
     def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes,
-                        among: str | None = None) -> list[Ranked]:
+                        among: Sequence[str] = ()) -> list[Ranked]:
         """Where the ordering holds a quarter of the kind's rows or more (a name search of
         all sessions, or of an agent's that has most), the test runs in Redis: one script per
         partition searches its rows of `kind` and scores the matches in the ordering, so only
         the matches cross the network, not every key and row. A smaller ordering walks its
         own keys and their rows, as the generic version does."""
-        if among is not None:  # (the candidates' names, then their scores: what is read is theirs)
-            return super().page_containing(ordering, desc=desc, kind=kind, needle=needle, among=among)
+        if among:  # the candidates narrowed, tested and scored in one script per partition
+            found: list[Ranked] = []
+            for p in range(self.partitions):
+                ns = self._ns(p)
+                got = self._call(self._among, [f"{ns}:r:{kind}", f"{ns}:o:{ordering}",
+                                               *(f"{ns}:o:{a}" for a in among)], [needle, AMONG_IN_SCRIPT])
+                if got is None:  # (too many for one script: read the candidates here)
+                    return super().page_containing(ordering, desc=desc, kind=kind, needle=needle, among=among)
+                found += [Ranked(got[i].decode(), float(got[i + 1])) for i in range(0, len(got), 2)]
+            found.sort(key=lambda r: (r.score, r.key), reverse=desc)
+            return found
         rows = sum(int(self._call(self.client.hlen, f"{self._ns(p)}:r:{kind}")) for p in range(self.partitions))
         if not needle or self.count(ordering) * 4 < rows:
             return super().page_containing(ordering, desc=desc, kind=kind, needle=needle)
@@ -276,6 +318,19 @@ class RedisIndex(ReadIndex):
 
     def count(self, ordering: str) -> int:
         return sum(int(self._call(self.client.zcard, f"{self._ns(p)}:o:{ordering}")) for p in range(self.partitions))
+
+    def counts(self, orderings: Sequence[str]) -> list[int]:
+        # One pipeline for every partition (a name search counts each of its needle's trigrams)
+        keys = [f"{self._ns(p)}:o:{o}" for o in orderings for p in range(self.partitions)]
+
+        def zcards() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.zcard(key)
+            return pipe.execute()  # type: ignore[no-any-return]
+
+        got = [int(n) for n in self._call(zcards)] if keys else []
+        return [sum(got[i * self.partitions:(i + 1) * self.partitions]) for i in range(len(orderings))]
 
     def meta(self) -> dict[str, Any]:
         raw = self._call(self.client.hgetall, f"{self._ns(0)}:meta")

@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,23 +160,28 @@ class SqliteIndex(ReadIndex):
         return [(Ranked(k, s), data) for k, s, data in rows]
 
     def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes,
-                        among: str | None = None) -> list[Ranked]:
+                        among: Sequence[str] = ()) -> list[Ranked]:
         # One statement: the ordering's covering index joined to the rows' primary key, the
         # test in SQLite (instr on BLOBs compares bytes, as `in` does on the generic path);
-        # with `among`, its keys first, each looked up in the rows and the ordering.
+        # with `among`, the first's keys, each kept only if every other holds it too (a
+        # primary-key probe each, in that order: CROSS JOIN fixes SQLite's loop order), then
+        # looked up in the rows and the ordering.
         table, order = _table(ordering, desc)
         by = "o." + order.replace(", ", ", o.")
         with self._lock:
-            if among is None:
+            if not among:
                 rows = self._conn.execute(
                     f"SELECT o.key, o.score FROM {table} o JOIN rows r ON r.kind=? AND r.key=o.key "
                     f"WHERE o.name=? AND instr(r.data, ?) > 0 ORDER BY {by}",
                     (kind, ordering, needle)).fetchall()
             else:
+                narrow = "".join(f"CROSS JOIN {_table(other)[0]} t{i} ON t{i}.name=? AND t{i}.key=t.key "
+                                 for i, other in enumerate(among[1:]))
                 rows = self._conn.execute(
-                    f"SELECT o.key, o.score FROM {_table(among)[0]} t CROSS JOIN rows r ON r.kind=? AND r.key=t.key "
+                    f"SELECT o.key, o.score FROM {_table(among[0])[0]} t {narrow}"
+                    f"CROSS JOIN rows r ON r.kind=? AND r.key=t.key "
                     f"CROSS JOIN {table} o ON o.name=? AND o.key=t.key WHERE t.name=? AND instr(r.data, ?) > 0 "
-                    f"ORDER BY {by}", (kind, ordering, among, needle)).fetchall()
+                    f"ORDER BY {by}", (*among[1:], kind, ordering, among[0], needle)).fetchall()
         return [Ranked(k, s) for k, s in rows]
 
     def scores(self, ordering: str, keys: list[str]) -> list[float | None]:

@@ -55,6 +55,10 @@ T = TypeVar("T")
 
 DEFAULT_CACHE_MB = 64
 SNAPSHOT_KIND = "conv"  # index rows: session id -> a snapshot of its conversation (see ConversationCache)
+# Trigrams a name search narrows its candidates by: the rarest and the next (its candidates'
+# names are then read only where both hold them). Each is one more look per candidate; on
+# SQLite at 50,000 names a third and fourth cost more than the names they spare.
+SEARCH_PIECES = 2
 SNAPSHOT_AFTER = 128  # events folded in one read before the conversation is kept as a snapshot
 # A snapshot of another shape is not read. The form is the read model's schema with a
 # revision of the snapshot's encoding: x01, runs as MessagePack (`SnapshotRunEntry`); the
@@ -64,6 +68,17 @@ SNAPSHOT_FORMS_READ = (SNAPSHOT_FORM, ConversationProjection.schema)
 _encode_snapshot = msgspec.msgpack.Encoder().encode
 _decode_snapshot = msgspec.msgpack.Decoder(tuple[int, int, str, SnapshotConversation]).decode
 log = logging.getLogger("projections.index")
+
+
+def _occurrences(needle: str, ordering: str) -> list[set[int]]:
+    """The character positions of each place the trigram of `ordering` is in `needle`."""
+    piece = ordering[len(TRIGRAM_PREFIX):]
+    return [set(range(i, i + 3)) for i in range(len(needle) - 2) if needle[i:i + 3] == piece]
+
+
+def _spans(needle: str, piece: str) -> set[int]:
+    """Every character position of `needle` that one of `piece`'s places covers."""
+    return set().union(*_occurrences(needle, TRIGRAM_PREFIX + piece))
 
 
 class RowMap(Mapping[str, T], Generic[T]):
@@ -482,8 +497,8 @@ class IndexedStates(Mapping[str, Any]):
         if not needle:
             return self.session_keys(ordering, desc=desc)
         orderings = [ordering] if isinstance(ordering, str) else ordering
-        among = self._rarest_trigram(needle, orderings)
-        if among == "":
+        among = self._trigram_orderings(needle, orderings)
+        if among is None:
             return []
         runs = [self.index.page_containing(o, desc=desc, kind=NAME_KIND, needle=needle.encode(), among=among)
                 for o in orderings]
@@ -492,18 +507,35 @@ class IndexedStates(Mapping[str, Any]):
             return [r.key for r in window]
         return self._ascending_ties(orderings, 0, None, window)
 
-    def _rarest_trigram(self, needle: str, orderings: list[str]) -> str | None:
-        """The trigram ordering (`TRIGRAM_PREFIX`) of `needle`'s that holds fewest sessions,
-        when it holds fewer than half of what `orderings` do (a search then tests its
-        sessions, not the scope's); "" when one holds none (nothing can match); None: test
-        the scope's names (a needle under three characters, or trigrams as common as that)."""
-        pieces = trigrams(needle)
+    def _trigram_orderings(self, needle: str, orderings: list[str]) -> list[str] | None:
+        """The trigram orderings (`TRIGRAM_PREFIX`) of `needle`'s a search narrows its
+        candidates by: the one that holds fewest sessions first, when it holds fewer than half
+        of what `orderings` do (the search then tests its sessions that the next rarest
+        hold too, not the scope's), and up to `SEARCH_PIECES` in all, each under half of
+        the scope (a piece nearly every name has narrows nothing); None when one holds
+        none (nothing can match); [] to test the scope's names (a needle under three
+        characters, or trigrams as common as that). All pieces are counted in one read."""
+        pieces = sorted(TRIGRAM_PREFIX + t for t in trigrams(needle))
         if not pieces:
+            return []
+        counted = self.index.counts(pieces + orderings)
+        held, scope = sorted(zip(counted, pieces)), sum(counted[len(pieces):])
+        if held[0][0] == 0:
             return None
-        held = min((self.index.count(TRIGRAM_PREFIX + t), TRIGRAM_PREFIX + t) for t in sorted(pieces))
-        if held[0] == 0:
-            return ""
-        return held[1] if held[0] * 2 < self.count(orderings) else None
+        if held[0][0] * 2 >= scope:
+            return []
+        # Then the rarest piece that shares no character with those taken (pieces of one word
+        # overlap and come together: "owl" adds nothing to " ow"), else the next rarest; never
+        # one most of the scope holds (it would test nearly every candidate for nothing).
+        taken, spans = [held[0][1]], _spans(needle, held[0][1][len(TRIGRAM_PREFIX):])
+        rest = [name for n, name in held[1:] if n * 2 < scope]
+        while rest and len(taken) < SEARCH_PIECES:
+            apart = [name for name in rest if any(not spans & s for s in _occurrences(needle, name))]
+            pick = (apart or rest)[0]
+            rest.remove(pick)
+            taken.append(pick)
+            spans |= _spans(needle, pick[len(TRIGRAM_PREFIX):])
+        return taken
 
     def _keys(self, ordering: str | list[str], desc: bool, offset: int, limit: int | None) -> list[str]:
         orderings = [ordering] if isinstance(ordering, str) else ordering
