@@ -694,3 +694,41 @@ def test_an_earlier_schemas_index_is_reported_and_dropped_by_reindex(
     db = EventLogDb(url)
     assert db.get_session("s001", session_type=SessionType.AGENT) is not None
     db.close()
+
+
+def test_get_session_sees_what_others_appended_within_one_read(indexed_store: Callable[[], EventStore]) -> None:
+    """A reader's `get_session` looks at the log's end with its row (one round trip on Redis):
+    a session, a rename and a run that another writer appended to the log without folding
+    them into the index (a writer killed before its index update) are in the very next read,
+    as is a change another EventLogDb folded; a session it already read is not stale."""
+    store = indexed_store()
+    url = _url(store)
+    reader = EventLogDb(store=store)
+    writer_store = open_store(url)  # (a log writer with no index of its own: raw appends)
+    try:
+        assert reader.get_session("s1", SessionType.AGENT) is None
+        _append_all(writer_store, [(session_stream("s1"), SessionStarted(session_id="s1", user_id="u1",
+                                                                         session_type="agent", agent_id="a",
+                                                                         created_at=1000))])
+        got = reader.get_session("s1", SessionType.AGENT)
+        assert got is not None and got.user_id == "u1" and not got.runs
+        _append_all(writer_store, [(session_stream("s1"), SessionRenamed(session_id="s1", name="trip")),
+                                   (session_stream("s1"), RunRecorded(session_id="s1", run_id="r1",
+                                                                      run={"run_id": "r1", "agent_id": "a"}))])
+        got = reader.get_session("s1", SessionType.AGENT)
+        assert got is not None and (got.session_data or {}).get("session_name") == "trip"
+        assert [r.run_id for r in got.runs or []] == ["r1"]
+        other = EventLogDb(url)  # (another worker, folding its own write into the shared index)
+        try:
+            other.upsert_session(AgentSession(session_id="s2", agent_id="a", user_id="u2"))
+            assert reader.get_session("s2", user_id="u2") is not None
+            other.delete_session("s1")
+            assert reader.get_session("s1") is None
+        finally:
+            other.close()
+        index = open_index(store)
+        assert index is not None and index_differences(store, index) == []
+        index.close()
+    finally:
+        writer_store.close()
+        reader.close()

@@ -11,7 +11,7 @@ import atexit
 import json
 import logging
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -134,11 +134,31 @@ class EventLogCore:
             self._fallback.catch_up()
         elif self.point is None:
             self.runner.catch_up()
+        self._note_purge()
+
+    def _note_purge(self) -> None:
+        """After a catch-up: a `forget_user` (here or elsewhere) that rebuilt the shared index
+        drops what this process cached from it."""
         mark = self._purge_mark()
-        if mark != self._purged:  # a `forget_user` (here or elsewhere) rebuilt the shared index
+        if mark != self._purged:
             if self._purged is not None:
                 self._drop_read_caches()
             self._purged = mark
+
+    def _caught_up_reader(self) -> Callable[[str, str, int | None], bytes | None] | None:
+        """A read of one index row that also brings the read models up to the log, in one
+        round trip on Redis (`Indexer.get_caught_up`); None where catching up is apart
+        (`_reading`): SQLite (a look at a file costs no round trip), the fallback, as_of."""
+        indexer = self.indexer
+        if indexer is None or not indexer.index.reads_at_log_end:
+            return None
+
+        def read(kind: str, key: str, partition: int | None) -> bytes | None:
+            data = indexer.get_caught_up(kind, key, partition)
+            self._note_purge()
+            return data
+
+        return read
 
     def _drop_read_caches(self) -> None:
         """Forget what this process cached from the index (conversations, deserialized runs):

@@ -122,9 +122,10 @@ class SessionMethods(EventLogCore):
         deserialize: bool | None = True,
         runs_limit: int | None = None,
     ) -> AgentSession | TeamSession | WorkflowSession | dict[str, Any] | None:
-        with self._reading() as states:
+        read = self._caught_up_reader()  # (Redis: the look at the log's end and the row, one round trip)
+        with self._reading(caught_up=read is not None) as states:
             sessions: SessionsState = states["sessions"]
-            row = sessions.sessions.get(session_id)
+            row = sessions.sessions.get(session_id) if read is None else sessions.sessions.get_with(session_id, read)
             if row is None or (user_id is not None and row.user_id != user_id):
                 return None
             if (deserialize and runs_limit is None and row.session_type == SessionType.AGENT.value

@@ -296,6 +296,23 @@ class RedisReads(EventStore):
             offsets[p] = int(self._call(lambda k=key: self.client.get(k)) or 0)
         return Cursor(offsets)
 
+    def last_position_and(self, queue: Callable[[Any], None]) -> tuple[Cursor, list[Any]]:
+        """`last_position` and the commands `queue` adds to the same pipeline, in one round
+        trip: a reader's look at the log's end and its first read together. Each partition's
+        position is read before the commands on its node, so a read of a partition's keys
+        is at least as new as the position it comes with."""
+        seqs = [self._keys(p)[1] for p in range(self.partitions)]
+
+        def pipelined() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for key in seqs:
+                pipe.get(key)
+            queue(pipe)
+            return pipe.execute()  # type: ignore[no-any-return]
+
+        got = self._call(pipelined)
+        return Cursor({p: int(got[p] or 0) for p in range(self.partitions)}), got[self.partitions:]
+
 
 def _spans(versions: list[int]) -> str:
     """`[3, 4, 5, 9]` as "versions 3-5, 9" (for messages)."""

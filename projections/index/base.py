@@ -185,6 +185,16 @@ class ReadIndex(ABC):
     def get(self, kind: str, key: str, partition: int | None = None) -> bytes | None:
         return self.get_many(kind, [key], partition)[0]
 
+    reads_at_log_end = False
+    """Whether `get_at_log_end` can answer (a backend where the look costs a round trip)."""
+
+    def get_at_log_end(self, kind: str, key: str,
+                       partition: int | None = None) -> tuple[dict[int, int], bytes | None] | None:
+        """Where the log ends and the row of `kind` at `key`, read together so that the row
+        is at least as new as that end (one round trip on Redis: a reader's look at the log
+        and its first read); None: this index reads them apart."""
+        return None
+
     def orderings(self, prefix: str) -> list[str]:
         """The names of the non-empty orderings that start with `prefix` (checks only: a
         listing of names, not of their keys)."""

@@ -152,6 +152,18 @@ class RedisIndex(ReadIndex):
     def note_log_end(self, offsets: dict[int, int]) -> None:
         self._log_end = dict(offsets)
 
+    reads_at_log_end = True
+
+    def get_at_log_end(self, kind: str, key: str,
+                       partition: int | None = None) -> tuple[dict[int, int], bytes | None] | None:
+        last_and = getattr(self._store, "last_position_and", None)
+        if last_and is None or (partition is None and self.partitions != 1):
+            return None
+        row = f"{self._ns(partition or 0)}:r:{kind}"
+        cursor, (values,) = last_and(lambda pipe: pipe.hmget(row, [key]))
+        value: bytes | None = values[0]
+        return dict(cursor.offsets), value
+
     def _current_rows(self, partition: int) -> dict[tuple[str, str], bytes | None] | None:
         """The rows this process knows for `partition`, if nothing can have changed them: the
         log ends where this process's last commit left the index (nobody else can have

@@ -97,6 +97,14 @@ class RowMap(Mapping[str, T], Generic[T]):
         data = self._index.get(self._kind, key, self._partition(key))
         return default if data is None else self._decode(data)
 
+    def get_with(self, key: str, read: Callable[[str, str, int | None], bytes | None]) -> T | None:
+        """`get`, the row read by `read` instead (`Indexer.get_caught_up`: with the look at
+        the log's end in the same round trip)."""
+        if not isinstance(key, str):
+            return None
+        data = read(self._kind, key, self._partition(key))
+        return None if data is None else self._decode(data)
+
     def __getitem__(self, key: str) -> T:
         found = self.get(key)
         if found is None:
@@ -299,6 +307,12 @@ class _NotedRowMap(RowMap[SessionRow]):
         if found is None:
             return default
         self._recent.note_row(found)
+        return found
+
+    def get_with(self, key: str, read: Callable[[str, str, int | None], bytes | None]) -> SessionRow | None:
+        found = super().get_with(key, read)
+        if found is not None:
+            self._recent.note_row(found)
         return found
 
 
