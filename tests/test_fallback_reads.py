@@ -327,3 +327,48 @@ def test_the_memory_facade_on_redis_url_reads_the_shared_index(redis_url: str, t
     assert other.user_memory.recall("editor") == "emacs"  # another's write, within one read
     one.close()
     other.close()
+
+
+def test_get_session_catches_up_and_reads_in_one_go_and_an_outage_at_that_read_is_answered(
+        killable_redis: RedisServer, tmp_path: Path) -> None:
+    """`get_session` over the fallback looks at the log's end with its row (one round trip,
+    as on `redis://`): another writer's raw appends (no index update), events another process
+    left in the file, and a run written through another db are all in the very next read; and
+    when Redis is killed just before such a read, that read is still answered — from the
+    process's own fold, with its current session — rather than raising."""
+    url = killable_redis.url
+    db = _db(url, tmp_path / "fb")
+    raw = RedisStreamStore.from_url(url)  # (a log writer with no index: a writer killed before its update)
+    try:
+        assert db.get_session("s1", SessionType.AGENT) is None
+        raw.append(session_stream("s1"), [new_event(SessionStarted(session_id="s1", user_id="u1",
+                                                                   session_type="agent", agent_id="a"))])
+        raw.append(session_stream("s1"), [new_event(RunRecorded(session_id="s1", run_id="r1",
+                                                                 run={"run_id": "r1", "agent_id": "a"}))])
+        got = db.get_session("s1", SessionType.AGENT)
+        assert got is not None and got.user_id == "u1" and [r.run_id for r in got.runs or []] == ["r1"]
+        side = JsonlStore(tmp_path / "fb")  # what another process's fallback left in the file
+        side.append(session_stream("s1"), [new_event(RunRecorded(session_id="s1", run_id="r2",
+                                                                 run={"run_id": "r2", "agent_id": "a"}))])
+        side.close()
+        got = db.get_session("s1", SessionType.AGENT)
+        assert got is not None and [r.run_id for r in got.runs or []] == ["r1", "r2"]
+        assert db.store.pending() == 0  # type: ignore[attr-defined]
+        other = EventLogDb(url)
+        try:
+            agent = Agent(model=OfflineModel(), db=other, user_id="u1", session_id="s1")
+            agent.run("from another worker")
+        finally:
+            other.close()
+        got = db.get_session("s1", SessionType.AGENT)
+        assert got is not None and len(got.runs or []) == 3
+        assert got.runs[-1].input.input_content == "from another worker"  # type: ignore[index, union-attr]
+        assert db._fallback is not None and not db._fallback.degraded
+        killable_redis.kill()
+        assert not db.store.unreachable  # (nothing has noticed yet: the combined read is the first)
+        got = db.get_session("s1", SessionType.AGENT)
+        assert got is not None and [r.run_id for r in got.runs or []][:2] == ["r1", "r2"]
+        assert len(got.runs or []) == 3 and db._fallback.degraded
+    finally:
+        raw.close()
+        db.close()

@@ -147,14 +147,20 @@ class EventLogCore:
 
     def _caught_up_reader(self) -> Callable[[str, str, int | None], bytes | None] | None:
         """A read of one index row that also brings the read models up to the log, in one
-        round trip on Redis (`Indexer.get_caught_up`); None where catching up is apart
-        (`_reading`): SQLite (a look at a file costs no round trip), the fallback, as_of."""
+        round trip on Redis (`Indexer.get_caught_up`; SQLite looks at its file, then reads),
+        the fallback's included while Redis answers (a read that finds it away raises
+        `ReadAgain`: ask again through `_reading()`); None where catching up is apart
+        (`_reading`): the fallback's outage fold and as_of, which fold in this process."""
         indexer = self.indexer
-        if indexer is None or not indexer.index.reads_at_log_end:
+        if indexer is not None:
+            caught_up: Callable[[str, str, int | None], bytes | None] | None = indexer.get_caught_up
+        else:
+            caught_up = self._fallback.caught_up_reader() if self._fallback is not None else None
+        if caught_up is None:
             return None
 
         def read(kind: str, key: str, partition: int | None) -> bytes | None:
-            data = indexer.get_caught_up(kind, key, partition)
+            data = caught_up(kind, key, partition)
             self._note_purge()
             return data
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from agno.db.base import SessionType
@@ -26,6 +26,7 @@ from eventlog.names import session_stream
 from projections import Conversation, ConversationState, SessionRow, SessionsState, fork_session
 from projections.conversation import RunEntry
 from projections.index import runs as runs_index
+from projections.index.fallback_reads import ReadAgain
 from projections.index.indexer import VALUE_SORTS, head_sort_value, search_name, session_orderings
 from projections.index.views import IndexedStates
 from projections.timetravel import Point
@@ -123,6 +124,23 @@ class SessionMethods(EventLogCore):
         runs_limit: int | None = None,
     ) -> AgentSession | TeamSession | WorkflowSession | dict[str, Any] | None:
         read = self._caught_up_reader()  # (Redis: the look at the log's end and the row, one round trip)
+        if read is not None:
+            try:
+                return self._get_session(session_id, session_type, user_id, deserialize, runs_limit, read)
+            except ReadAgain:  # (the fallback found Redis away: its outage fold answers)
+                pass
+        return self._get_session(session_id, session_type, user_id, deserialize, runs_limit, None)
+
+    def _get_session(
+        self,
+        session_id: str,
+        session_type: SessionType | None,
+        user_id: str | None,
+        deserialize: bool | None,
+        runs_limit: int | None,
+        read: Callable[[str, str, int | None], bytes | None] | None,
+    ) -> AgentSession | TeamSession | WorkflowSession | dict[str, Any] | None:
+        """`get_session`, its row read by `read` (which also catches up) when one is given."""
         with self._reading(caught_up=read is not None) as states:
             sessions: SessionsState = states["sessions"]
             row = sessions.sessions.get(session_id) if read is None else sessions.sessions.get_with(session_id, read)

@@ -290,11 +290,10 @@ class RedisReads(EventStore):
         return self._fetch_head(self.partition_of(stream), stream)
 
     def last_position(self) -> Cursor:
-        offsets = {}
-        for p in range(self.partitions):
-            key = self._keys(p)[1]
-            offsets[p] = int(self._call(lambda k=key: self.client.get(k)) or 0)
-        return Cursor(offsets)
+        if self.partitions == 1:
+            key = self._keys(0)[1]
+            return Cursor({0: int(self._call(lambda: self.client.get(key)) or 0)})
+        return self.last_position_and(lambda pipe: None)[0]  # (every partition, one pipeline)
 
     def last_position_and(self, queue: Callable[[Any], None]) -> tuple[Cursor, list[Any]]:
         """`last_position` and the commands `queue` adds to the same pipeline, in one round

@@ -185,9 +185,6 @@ class ReadIndex(ABC):
     def get(self, kind: str, key: str, partition: int | None = None) -> bytes | None:
         return self.get_many(kind, [key], partition)[0]
 
-    reads_at_log_end = False
-    """Whether `get_at_log_end` can answer (a backend where the look costs a round trip)."""
-
     def get_at_log_end(self, kind: str, key: str,
                        partition: int | None = None) -> tuple[dict[int, int], bytes | None] | None:
         """Where the log ends and the row of `kind` at `key`, read together so that the row

@@ -132,6 +132,11 @@ class RecentSessions:
         return sessions, conversations
 
 
+class ReadAgain(Exception):
+    """A combined catch-up-and-read found Redis away (`FallbackReads.caught_up_reader`): ask
+    again with `catch_up()` and `reading()`, which now answer from this process's fold."""
+
+
 class FallbackReads:
     """The read side of an `EventLogDb` (or `MemoryManager`) over a fallback store: see the
     module docstring. `catch_up()` before reading, `reading()` to read, `fold_appended()`
@@ -195,6 +200,27 @@ class FallbackReads:
             if self._runner is None:
                 self._degrade(None)
             self._runner.catch_up()
+
+    def caught_up_reader(self) -> Callable[[str, str, int | None], bytes | None] | None:
+        """A read of one index row that also brings the index up to the log, in one round
+        trip (`Indexer.get_caught_up`): what `catch_up()` then a read cost two of. None while
+        this process answers from its own fold (Redis away). Redis found away by the read
+        raises `ReadAgain` once the next reads are sent to that fold, so the caller asks
+        again the usual way (`catch_up()` and `reading()`) and is answered, as it would
+        have been had `catch_up()` found Redis away."""
+        if self._runner is not None or self.store.unreachable:
+            return None
+
+        def read(kind: str, key: str, partition: int | None) -> bytes | None:
+            try:
+                if self.store.has_pending():
+                    self.store.sync()
+                return self.indexer().get_caught_up(kind, key, partition)
+            except StoreUnavailable as exc:
+                self.store.note_unreachable()
+                raise ReadAgain(str(exc)) from exc
+
+        return read
 
     def _index_catch_up(self) -> None:
         if self.store.has_pending():  # (written while Redis was away, here or by another process)

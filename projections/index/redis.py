@@ -152,8 +152,6 @@ class RedisIndex(ReadIndex):
     def note_log_end(self, offsets: dict[int, int]) -> None:
         self._log_end = dict(offsets)
 
-    reads_at_log_end = True
-
     def get_at_log_end(self, kind: str, key: str,
                        partition: int | None = None) -> tuple[dict[int, int], bytes | None] | None:
         last_and = getattr(self._store, "last_position_and", None)
