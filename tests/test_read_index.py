@@ -228,12 +228,13 @@ _TEAMS = st.sampled_from([None, "crew"])
        queries=st.lists(st.tuples(st.none() | _TOPICS, st.sampled_from([None, "alice", "bob"]),
                                   st.sampled_from([None, "updated_at", "created_at", "memory"]),
                                   st.sampled_from(["asc", "desc"]), st.integers(1, 4), st.integers(1, 3),
-                                  _AGENTS, _TEAMS, st.sampled_from([None, "M1", " 10"])),
-                        min_size=1, max_size=8))
+                                  _AGENTS, _TEAMS, st.sampled_from([None, "M1", " 10", "m", ""])),
+                        min_size=1, max_size=8),
+       few=st.sampled_from([0, 1, 3, 2000]))
 def test_memory_pages_and_topic_filters_answer_as_the_in_process_path(
         indexed_store: Callable[[], EventStore], ops: list[tuple[str, str, list[str], int, bool, str | None, str | None]],
         queries: list[tuple[list[str] | None, str | None, str | None, str, int, int, str | None, str | None, str | None]],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        few: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """`get_user_memories` over the index — a page of all memories or of a user's, an
     agent's or a team's by insertion, `updated_at` or `created_at`, or the memories of the
     filter's topics or of the smallest of its scopes with the filters (a search too) and
@@ -252,6 +253,10 @@ def test_memory_pages_and_topic_filters_answer_as_the_in_process_path(
             db.upsert_user_memory(UserMemory(memory=f"{memory_id} {second}", memory_id=memory_id, user_id=user,
                                              topics=topics, agent_id=agent, team_id=team))
         monkeypatch.undo()
+        # (a search of all memories places its few matches itself, and walks the ordering
+        # for many: each way, whatever counts as few)
+        monkeypatch.setattr("projections.index.sqlite.FEW_MATCHES", few)
+        monkeypatch.setattr("projections.index.redis.FEW_IN_SCRIPT", few)
         for topics, user, sort_by, order, limit, page, agent, team, search in queries:
             kwargs: dict[str, Any] = dict(topics=topics, user_id=user, sort_by=sort_by, sort_order=order, limit=limit,
                                           page=page, agent_id=agent, team_id=team, search_content=search,
@@ -259,6 +264,44 @@ def test_memory_pages_and_topic_filters_answer_as_the_in_process_path(
             mine, want = db.get_user_memories(**kwargs), ref.get_user_memories(**kwargs)
             assert [m["memory_id"] for m in mine[0]] == [m["memory_id"] for m in want[0]], kwargs
             assert mine[1] == want[1], kwargs
+        monkeypatch.undo()
+        assert db.indexer is not None and index_differences(store, db.indexer.index) == []
+    finally:
+        db.close()
+        ref.close()
+
+
+@pytest.mark.parametrize("few", [0, 7, 2000])
+def test_a_search_of_all_memories_answers_as_the_in_process_path(
+        indexed_store: Callable[[], EventStore], few: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AgentOS's memory search box over all memories, tested in the index: every sort, order
+    and page of a rare, a common and an absent needle equals the in-process fold's answer —
+    whether its matches are few enough to be placed by the search itself or many (then the
+    ordering is walked, or on SQLite the matches sorted, whichever reads less), with times
+    tied to the second, memories updated, moved and deleted."""
+    store = indexed_store()
+    db = EventLogDb(store=store)
+    ref = EventLogDb(store=store, shared_index=False)
+    try:
+        for i in range(60):
+            monkeypatch.setattr("time.time", lambda i=i: float(1000 + i // 4))  # (four to a second)
+            db.upsert_user_memory(UserMemory(memory=f"Fact {i} {'rare' if i % 13 == 5 else 'common'}",
+                                             memory_id=f"m{i:02d}", user_id=f"u{i % 3}"))
+        monkeypatch.setattr("time.time", lambda: 2000.0)
+        db.upsert_user_memory(UserMemory(memory="Fact 7 now RARE", memory_id="m07", user_id="u2"))
+        db.delete_user_memory("m18")
+        monkeypatch.undo()
+        monkeypatch.setattr("projections.index.sqlite.FEW_MATCHES", few)
+        monkeypatch.setattr("projections.index.redis.FEW_IN_SCRIPT", few)
+        for needle in ("RARE", "fact", "act 1", "absent", "c"):
+            for sort_by in (None, "updated_at", "created_at"):
+                for order in ("asc", "desc"):
+                    for limit, page in ((5, 1), (5, 3), (7, 2), (20, 4), (None, None)):
+                        kwargs: dict[str, Any] = dict(search_content=needle, sort_by=sort_by, sort_order=order,
+                                                      limit=limit, page=page, deserialize=False)
+                        mine, want = db.get_user_memories(**kwargs), ref.get_user_memories(**kwargs)
+                        assert [m["memory_id"] for m in mine[0]] == [m["memory_id"] for m in want[0]], kwargs
+                        assert mine[1] == want[1], kwargs
         assert db.indexer is not None and index_differences(store, db.indexer.index) == []
     finally:
         db.close()
@@ -319,6 +362,20 @@ def test_a_topics_filter_and_a_users_page_read_their_memories_not_the_table(tmp_
         assert total == 10 and {m["memory_id"] for m in found} == rare and index.read <= 2 * 10 + 5
         found, total = db.get_user_memories(user_id="u8", agent_id="rare-agent", deserialize=False)
         assert total == 0 and found == []
+        index.read = 0  # AgentOS's memory search box: the matches' keys, then the page's rows only
+        found, total = db.get_user_memories(search_content="FACT 7", limit=5, page=2, sort_by="updated_at",
+                                            sort_order="desc", deserialize=False)
+        ref = EventLogDb(str(path), shared_index=False)  # (the in-process fold: Agno's sort of every memory)
+        want, want_total = ref.get_user_memories(search_content="FACT 7", limit=5, page=2, sort_by="updated_at",
+                                                 sort_order="desc", deserialize=False)
+        ref.close()
+        assert total == want_total == 111 and [m["memory_id"] for m in found] == [m["memory_id"] for m in want]
+        assert len(found) == 5 and index.read <= total + 5
+        index.read = 0  # a user's: that user's memories tested, not the table's
+        found, total = db.get_user_memories(user_id="u7", search_content="act 10", deserialize=False)
+        assert sorted(m["memory_id"] for m in found) == sorted(f"m{i}" for i in range(7, 3000, 100)
+                                                                if "act 10" in f"fact {i}")
+        assert index.read <= 30 + total
     finally:
         db.close()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -386,6 +386,19 @@ class CountingIndex(SqliteIndex):
         found = super().between(ordering, low, high, desc=desc, offset=offset, limit=limit)
         self.read += len(found)
         return found
+
+    def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes,
+                        among: Sequence[str] = (), whole: bool = False) -> list[Ranked]:
+        found = super().page_containing(ordering, desc=desc, kind=kind, needle=needle, among=among, whole=whole)
+        self.read += len(found)  # (the matches it hands back: the rows it tests stay in SQLite)
+        return found
+
+    def window_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes, offset: int,
+                          limit: int | None, whole: bool = False) -> tuple[list[Ranked], int]:
+        found, total = super().window_containing(ordering, desc=desc, kind=kind, needle=needle, offset=offset,
+                                                 limit=limit, whole=whole)
+        self.read += len(found)  # (the page it hands back: the rows it tests and counts stay in SQLite)
+        return found, total
 
 
 N = 3000

@@ -95,7 +95,19 @@ class MemoryMethods(EventLogCore):
             scopes = _memory_scopes(user_id, agent_id, team_id) if indexed else []
             named = sum(v is not None for v in (user_id, agent_id, team_id))
             indexed = indexed and len(scopes) == named  # (an id that is not a string: the table)
-            if indexed and sort_by in _MEMORY_SORTS and named <= 1 and topics is None and search_content is None:
+            if indexed and sort_by in _MEMORY_SORTS and named <= 1 and topics is None and needle:
+                # a search of all memories, or of one user's, agent's or team's (AgentOS's
+                # memory page): tested in the index on the memories' texts, in the order of
+                # the page below; only the page's rows are read
+                offset = (page - 1) * limit if limit is not None and page is not None else 0
+                found, total = states.memories_containing(
+                    f"m|{scopes[0] if scopes else 'all'}|{_MEMORY_SORTS[sort_by]}",
+                    desc=sort_by is not None and sort_order != "asc", needle=needle, offset=offset, limit=limit)
+                page_rows = [memory_row(r) for r in found]
+                if not deserialize:
+                    return page_rows, total
+                return [UserMemory.from_dict(r) for r in page_rows]
+            if indexed and sort_by in _MEMORY_SORTS and named <= 1 and topics is None and not needle:
                 # all memories, or one user's, agent's or team's, unfiltered otherwise: a page
                 # of the index's ordering
                 offset = (page - 1) * limit if limit is not None and page is not None else 0

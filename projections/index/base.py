@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-INDEX_SCHEMA = 13
+INDEX_SCHEMA = 14
 """The shape of what an index holds. Bump it when a row type or an ordering changes: an index
 of another schema is rebuilt from the log, never served (Redis keys carry it in their names)."""
 
@@ -129,14 +129,23 @@ class ReadIndex(ABC):
             out += [(r, data) for r, data in zip(chunk, rows) if data is not None]
         return out
 
+    def window_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes, offset: int,
+                          limit: int | None, whole: bool = False) -> tuple[list[Ranked], int]:
+        """`page_containing(...)[offset:offset + limit]` and how many it holds in all: where
+        the backend sorts and counts the matches itself, only the page's cross over."""
+        found = self.page_containing(ordering, desc=desc, kind=kind, needle=needle, whole=whole)
+        return (found[offset:] if limit is None else found[offset:offset + limit]), len(found)
+
     def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes,
-                        among: Sequence[str] = ()) -> list[Ranked]:
+                        among: Sequence[str] = (), whole: bool = False) -> list[Ranked]:
         """The whole of `page(ordering)` (in its order) less the keys whose row of `kind` is
         missing or does not contain `needle`: a substring search over small rows kept for it
         (a session's name), which reads those rows, never the big rows they stand for.
         `among`: orderings each holding every match (trigrams of the needle's), the smallest
         first: only the keys of the first that are in all the others are tested, then placed
-        in `ordering` by their scores there."""
+        in `ordering` by their scores there. `whole`: the ordering holds (nearly) every row of
+        `kind` (all memories), so a backend may test the kind's rows as they lie and score
+        only the matches, rather than walk the ordering and look up each row."""
         if not among:
             return [r for r, data in self.page_rows(ordering, desc=desc, kind=kind) if needle in data]
         keys = [r.key for r in self.page(among[0], desc=False, offset=0, limit=None)]

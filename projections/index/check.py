@@ -16,6 +16,7 @@ from eventlog.store import Cursor
 from projections.index.base import KEY_ORDERED, ReadIndex
 from projections.index.indexer import (
     HEAD_KIND,
+    MEMORY_TEXT_KIND,
     NAME_KIND,
     TRIGRAM_PREFIX,
     decode_lstat,
@@ -28,6 +29,7 @@ from projections.index.indexer import (
     decode_tstat,
     decode_workflow,
     head_bytes,
+    memory_text,
     search_name,
     session_orderings,
     session_seq,
@@ -77,6 +79,8 @@ def index_differences(store: EventStore, index: ReadIndex, limit: int = 20) -> l
     _compare(out, "session head", heads, dict(_rows(index, HEAD_KIND, decode_session_head)))
     _compare_value_orderings(out, index, heads)
     _compare(out, "memory", states["memories"].memories, dict(_rows(index, "memory", decode_memory)))
+    texts = {mid: memory_text(row) for mid, row in states["memories"].memories.items() if memory_text(row)}
+    _compare(out, "memory text", texts, dict(_rows(index, MEMORY_TEXT_KIND, bytes.decode)))
     _compare(out, "workflow", states["workflows"].workflows, dict(_rows(index, "wf", decode_workflow)))
     tables: dict[str, dict[str, Any]] = states["records"].tables
     for table, rows in tables.items():

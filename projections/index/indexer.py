@@ -403,6 +403,17 @@ def session_members(seq: int, row: SessionRow) -> list[Member]:
     return out
 
 
+MEMORY_TEXT_KIND = "mtext"
+"""Rows of each memory's `memory_text`, by memory id: what a `search_content` search tests
+(in the index: one statement on SQLite, one script per partition on Redis) instead of
+reading and decoding every memory row it might keep."""
+
+
+def memory_text(row: MemoryRow) -> str:
+    """What a `search_content` filter matches against: the memory as text, lower-cased."""
+    return str(row.memory if row.memory is not None else "").lower()
+
+
 def memory_members(seq: int, row: MemoryRow) -> list[Member]:
     """All memories, a user's, an agent's and a team's, each by insertion, `updated_at` and
     `created_at` (AgentOS's memory page filters by any of them); and the memories of each
@@ -797,6 +808,12 @@ class Indexer:
             old = before.get(mid)
             if old is not None:
                 users.setdefault(old[2].user_id or "", []).append((old[2], None))
+            text, was = memory_text(new) if new is not None else "", memory_text(old[2]) if old is not None else ""
+            if text != was:  # (no row for an empty text: no needle a search tests is in it)
+                if text:
+                    txn.put(MEMORY_TEXT_KIND, mid, text.encode(), (), ())
+                else:
+                    txn.delete(MEMORY_TEXT_KIND, mid, ())
             if new is None:
                 if old is not None:
                     txn.delete("memory", mid, memory_members(old[0], old[2]))

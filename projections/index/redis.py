@@ -125,6 +125,59 @@ for _, k in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
 end
 return out
 """
+# A search of a whole kind, windowed (`window_containing`), in Redis: the kind's rows (KEYS[1])
+# that contain the needle (ARGV[1]) counted; up to ARGV[4] of them are scored in the ordering
+# (KEYS[2]) and all handed back (the client sorts them); more, and the ordering is walked in
+# its order (descending: ARGV[3] == '1') until the first ARGV[2] matches are found, so only
+# those cross the network. Returns {"few" or "many", total, key, score, key, score, ...}.
+_WINDOW = """
+local rows = redis.call('HGETALL', KEYS[1])
+local hit, total = {}, 0
+for i = 1, #rows, 2 do
+  if string.find(rows[i + 1], ARGV[1], 1, true) then
+    hit[rows[i]] = true
+    total = total + 1
+  end
+end
+local want = tonumber(ARGV[2])
+if want < 0 or total <= tonumber(ARGV[4]) then
+  local out = {'few', total}
+  for k, _ in pairs(hit) do
+    local score = redis.call('ZSCORE', KEYS[2], k)
+    if score then
+      out[#out + 1] = k
+      out[#out + 1] = score
+    end
+  end
+  return out
+end
+local out, n, start = {'many', total}, 0, 0
+while n < want do
+  local chunk
+  if ARGV[3] == '1' then
+    chunk = redis.call('ZREVRANGE', KEYS[2], start, start + 999, 'WITHSCORES')
+  else
+    chunk = redis.call('ZRANGE', KEYS[2], start, start + 999, 'WITHSCORES')
+  end
+  if #chunk == 0 then
+    break
+  end
+  for i = 1, #chunk, 2 do
+    if hit[chunk[i]] then
+      out[#out + 1] = chunk[i]
+      out[#out + 1] = chunk[i + 1]
+      n = n + 1
+      if n >= want then
+        break
+      end
+    end
+  end
+  start = start + 1000
+end
+return out
+"""
+FEW_IN_SCRIPT = 2_000  # a windowed search with this many matches or fewer hands them all back
+
 AMONG_IN_SCRIPT = 20_000  # candidates a search script tests at most (~10 ms of the server's time)
 
 
@@ -140,6 +193,7 @@ class RedisIndex(ReadIndex):
         self._containing = self.client.register_script(_CONTAINING)
         self._scores = self.client.register_script(_SCORES)
         self._among = self.client.register_script(_AMONG)
+        self._window = self.client.register_script(_WINDOW)
         # Per partition, what this process's last commit left: (position, seq) and the rows it
         # read or wrote then. Valid while nobody else commits — which the commit script checks
         # (the cursor must still be that position), so a transaction that follows this
@@ -278,7 +332,7 @@ class RedisIndex(ReadIndex):
         return merged[offset:] if limit is None else merged[offset:offset + limit]
 
     def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes,
-                        among: Sequence[str] = ()) -> list[Ranked]:
+                        among: Sequence[str] = (), whole: bool = False) -> list[Ranked]:
         """Where the ordering holds a quarter of the kind's rows or more (a name search of
         all sessions, or of an agent's that has most), the test runs in Redis: one script per
         partition searches its rows of `kind` and scores the matches in the ordering, so only
@@ -295,8 +349,11 @@ class RedisIndex(ReadIndex):
                 found += [Ranked(got[i].decode(), float(got[i + 1])) for i in range(0, len(got), 2)]
             found.sort(key=lambda r: (r.score, r.key), reverse=desc)
             return found
-        rows = sum(int(self._call(self.client.hlen, f"{self._ns(p)}:r:{kind}")) for p in range(self.partitions))
-        if not needle or self.count(ordering) * 4 < rows:
+        if not needle:
+            return super().page_containing(ordering, desc=desc, kind=kind, needle=needle)
+        rows = 0 if whole else sum(int(self._call(self.client.hlen, f"{self._ns(p)}:r:{kind}"))
+                                   for p in range(self.partitions))
+        if self.count(ordering) * 4 < rows:
             return super().page_containing(ordering, desc=desc, kind=kind, needle=needle)
         out: list[Ranked] = []
         for p in range(self.partitions):
@@ -305,6 +362,31 @@ class RedisIndex(ReadIndex):
             out += [Ranked(got[i].decode(), float(got[i + 1])) for i in range(0, len(got), 2)]
         out.sort(key=lambda r: (r.score, r.key), reverse=desc)
         return out
+
+    def window_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes, offset: int,
+                          limit: int | None, whole: bool = False) -> tuple[list[Ranked], int]:
+        """A search of a whole kind (all memories) runs in Redis, one script per partition:
+        each counts its matches and hands back only the first `offset + limit` of them in
+        the ordering's order (or all of them, when few), which are merged here."""
+        if not needle or not whole:
+            return super().window_containing(ordering, desc=desc, kind=kind, needle=needle, offset=offset,
+                                             limit=limit, whole=whole)
+        want = -1 if limit is None else offset + limit
+        runs: list[list[Ranked]] = []
+        total = 0
+        for p in range(self.partitions):
+            ns = self._ns(p)
+            got = self._call(self._window, [f"{ns}:r:{kind}", f"{ns}:o:{ordering}"],
+                             [needle, want, "1" if desc else "0", FEW_IN_SCRIPT])
+            found = [Ranked(got[i].decode(), float(got[i + 1])) for i in range(2, len(got), 2)]
+            if got[0] == b"few":  # (all of them, unordered: placed here)
+                found.sort(key=lambda r: (r.score, r.key), reverse=desc)
+                total += len(found)
+            else:
+                total += int(got[1])
+            runs.append(found)
+        merged = runs[0] if len(runs) == 1 else list(heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc))
+        return (merged[offset:] if limit is None else merged[offset:offset + limit]), total
 
     def scores(self, ordering: str, keys: list[str]) -> list[float | None]:
         found: list[float | None] = [None] * len(keys)

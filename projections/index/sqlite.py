@@ -24,6 +24,8 @@ from projections.index.base import KEY_ORDERED, IndexTxn, Member, Ranked, ReadIn
 
 log = logging.getLogger("projections.index")
 
+FEW_MATCHES = 2000  # a search of a whole kind with this many matches or fewer places them itself (`window_containing`)
+
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursor (p INTEGER PRIMARY KEY, pos INTEGER NOT NULL, seq INTEGER NOT NULL);
@@ -160,16 +162,22 @@ class SqliteIndex(ReadIndex):
         return [(Ranked(k, s), data) for k, s, data in rows]
 
     def page_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes,
-                        among: Sequence[str] = ()) -> list[Ranked]:
+                        among: Sequence[str] = (), whole: bool = False) -> list[Ranked]:
         # One statement: the ordering's covering index joined to the rows' primary key, the
         # test in SQLite (instr on BLOBs compares bytes, as `in` does on the generic path);
-        # with `among`, the first's keys, each kept only if every other holds it too (a
-        # primary-key probe each, in that order: CROSS JOIN fixes SQLite's loop order), then
-        # looked up in the rows and the ordering.
+        # `whole`, the kind's rows in their own order (one range of the primary key, no
+        # probe each) and only the matches looked up in the ordering; with `among`, the
+        # first's keys, each kept only if every other holds it too (a primary-key probe each,
+        # in that order: CROSS JOIN fixes SQLite's loop order), then looked up in the rows
+        # and the ordering.
         table, order = _table(ordering, desc)
         by = "o." + order.replace(", ", ", o.")
         with self._lock:
-            if not among:
+            if whole and not among:
+                rows = self._conn.execute(
+                    f"SELECT o.key, o.score FROM rows r CROSS JOIN {table} o ON o.name=? AND o.key=r.key "
+                    f"WHERE r.kind=? AND instr(r.data, ?) > 0 ORDER BY {by}", (ordering, kind, needle)).fetchall()
+            elif not among:
                 rows = self._conn.execute(
                     f"SELECT o.key, o.score FROM {table} o JOIN rows r ON r.kind=? AND r.key=o.key "
                     f"WHERE o.name=? AND instr(r.data, ?) > 0 ORDER BY {by}",
@@ -183,6 +191,52 @@ class SqliteIndex(ReadIndex):
                     f"CROSS JOIN {table} o ON o.name=? AND o.key=t.key WHERE t.name=? AND instr(r.data, ?) > 0 "
                     f"ORDER BY {by}", (*among[1:], kind, ordering, among[0], needle)).fetchall()
         return [Ranked(k, s) for k, s in rows]
+
+    def window_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes, offset: int,
+                          limit: int | None, whole: bool = False) -> tuple[list[Ranked], int]:
+        # `page_containing`'s statements, sorted, counted and cut to the page in SQLite (a
+        # search that matches every memory hands back 20 rows, not all of them). `whole`:
+        # the kind's rows are tested as they lie; up to `FEW_MATCHES` matches are all there
+        # is to place (scored in the ordering, sorted here: one pass over the rows). More are
+        # counted; when they are dense enough that the page is found within fewer rows of the
+        # ordering than there are matches, the ordering is walked in order and the walk stops
+        # at the page's end (no sort), else the matches are scored and sorted in SQLite.
+        table, order = _table(ordering, desc)
+        by = "o." + order.replace(", ", ", o.")
+        walk = (f"SELECT o.key, o.score, 0 FROM {table} o JOIN rows r ON r.kind=? AND r.key=o.key "
+                f"WHERE o.name=? AND instr(r.data, ?) > 0 ORDER BY {by} LIMIT ? OFFSET ?")
+        page = (-1 if limit is None else limit, offset)
+        with self._lock:
+            if whole:
+                keys = [k for (k,) in self._conn.execute(
+                    "SELECT key FROM rows WHERE kind=? AND instr(data, ?) > 0 LIMIT ?",
+                    (kind, needle, FEW_MATCHES + 1))]
+                if len(keys) <= FEW_MATCHES:  # (all of them, in one pass: scored and sorted here)
+                    found = [Ranked(k, s) for k, s in zip(keys, self.scores(ordering, keys)) if s is not None]
+                    found.sort(key=lambda r: (r.score, r.key), reverse=desc)
+                    return (found[offset:] if limit is None else found[offset:offset + limit]), len(found)
+                (total,) = self._conn.execute("SELECT count(*) FROM rows WHERE kind=? AND instr(data, ?) > 0",
+                                              (kind, needle)).fetchone()
+                if total == 0 or offset >= total:
+                    return [], total
+                if limit is not None and (offset + limit) * self.count(ordering) < total * total:
+                    rows = self._conn.execute(walk, (kind, ordering, needle, *page)).fetchall()
+                else:
+                    rows = self._conn.execute(
+                        f"SELECT o.key, o.score, 0 FROM rows r CROSS JOIN {table} o ON o.name=? AND o.key=r.key "
+                        f"WHERE r.kind=? AND instr(r.data, ?) > 0 ORDER BY {by} LIMIT ? OFFSET ?",
+                        (ordering, kind, needle, *page)).fetchall()
+            else:
+                rows = self._conn.execute(walk.replace(", 0 FROM", ", COUNT(*) OVER () FROM"),
+                                          (kind, ordering, needle, *page)).fetchall()
+                if rows:
+                    total = rows[0][2]
+                elif offset > 0:  # (a page past the end: still the count)
+                    return [], self.window_containing(ordering, desc=desc, kind=kind, needle=needle, offset=0,
+                                                      limit=1)[1]
+                else:
+                    total = 0
+        return [Ranked(k, s) for k, s, _ in rows], total
 
     def scores(self, ordering: str, keys: list[str]) -> list[float | None]:
         found: dict[str, float] = {}

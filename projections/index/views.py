@@ -32,6 +32,7 @@ from projections.conversation import (
 from projections.index.base import Ranked, ReadIndex
 from projections.index.indexer import (
     HEAD_KIND,
+    MEMORY_TEXT_KIND,
     NAME_KIND,
     TRIGRAM_PREFIX,
     SessionHead,
@@ -624,6 +625,25 @@ class IndexedStates(Mapping[str, Any]):
         keys = self._keys(ordering, desc, offset, limit)
         rows: RowMap[MemoryRow] = self._states["memories"].memories
         return rows.many(keys)
+
+    def memories_containing(self, ordering: str, *, desc: bool, needle: str, offset: int,
+                            limit: int | None) -> tuple[list[MemoryRow], int]:
+        """A page of the memories of `ordering` whose `memory_text` contains `needle` (lower
+        case, not empty), in the order `memory_page` gives, and how many there are: the test
+        runs in the index over the text rows (`MEMORY_TEXT_KIND`), and only the page's
+        memory rows are read."""
+        rows: RowMap[MemoryRow] = self._states["memories"].memories
+        whole = ordering.startswith("m|all|")
+        if desc or ordering.endswith("|seq"):  # (the index's order is the answer's: only the page crosses)
+            window, total = self.index.window_containing(ordering, desc=desc, kind=MEMORY_TEXT_KIND,
+                                                         needle=needle.encode(), offset=offset, limit=limit,
+                                                         whole=whole)
+            return rows.many([r.key for r in window]), total
+        # ascending by time: each second's matches turned around (`_ascending_ties`), so all of them
+        found = self.index.page_containing(ordering, desc=desc, kind=MEMORY_TEXT_KIND, needle=needle.encode(),
+                                           whole=whole)
+        keys = self._ascending_ties([ordering], 0, None, found)
+        return rows.many(keys[offset:] if limit is None else keys[offset:offset + limit]), len(keys)
 
     def memories_of_scope(self, scope: str) -> list[MemoryRow]:
         """Every memory of one scope (`u=<user>`, `a=<agent>`, `tm=<team>`), in insertion order."""
