@@ -57,10 +57,11 @@ LOAD_ORDER = ["SqliteDb", "EventLogDb(redis)", "EventLogDb(file, encrypted)", "R
 # field indexes in several round trips (50,000 sessions would take it 3 to 10 minutes alone on
 # a 2-core machine) and answers get_sessions by fetching every session, which 10,000 shows.
 CAPS = {"RedisDb": 10_000}
-READS = ["first", "second", "user_sessions", "user_memories", "page", "search", "sort"]
+READS = ["first", "second", "user_sessions", "user_memories", "page", "search", "sort", "msearch"]
 HEADINGS = {"first": "open + 1st get_session", "second": "2nd get_session", "user_sessions": "a user's sessions",
             "user_memories": "a user's memories", "page": "AgentOS page (20, updated_at desc)",
-            "search": "AgentOS name search (1 match)", "sort": "AgentOS page by user_id"}
+            "search": "AgentOS name search (1 match)", "sort": "AgentOS page by user_id",
+            "msearch": "AgentOS memory search (all users)"}
 
 
 def session_id(i: int) -> str:
@@ -214,6 +215,12 @@ page, total = db.get_sessions(session_type=SessionType.AGENT, limit=20, page=1, 
                               sort_order="asc", deserialize=False)
 t["sort"] = time.perf_counter() - start
 assert total == n and [p["user_id"] for p in page] == sorted(p["user_id"] for p in page), total
+# AgentOS's memory search box over every user's memories: one user's memories match
+start = time.perf_counter()
+found, total = db.get_user_memories(search_content=f"{user_id(n // 4)} FACT", limit=20, page=1,
+                                    sort_by="updated_at", sort_order="desc", deserialize=False)
+t["msearch"] = time.perf_counter() - start
+assert total == MEMORIES_PER_USER and len(found) == MEMORIES_PER_USER, (total, found)
 def peak_rss_mib():
     # VmHWM: this process image's own peak. ru_maxrss survives execve on Linux, so a process
     # started from a large parent (the benchmark runner after the 1M-event replay) reports
@@ -371,6 +378,9 @@ def run(settings: Settings) -> Result:
                         "the same page with session_name='conversation <n/4>' (AgentOS's search box; one match at "
                         "every size) sorted by created_at, and the same page with sort_by='user_id', sort_order='asc' "
                         "(a column no db here indexes: every db sorts every session of the type), "
+                        "then get_user_memories(search_content='<a user> FACT', limit=20, sort_by='updated_at') over every "
+                        "user's memories (AgentOS's memory search box; that user's 5 match: a substring test of every "
+                        "memory's text in every db here, EventLogDb's in its index), "
                         "in that order; peak RSS = that process's own peak (VmHWM; ru_maxrss would carry its parent's over execve)")
     for kind, parts in loading.items():
         if kind in READS_OF:
