@@ -13,9 +13,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-INDEX_SCHEMA = 14
+INDEX_SCHEMA = 15
 """The shape of what an index holds. Bump it when a row type or an ordering changes: an index
 of another schema is rebuilt from the log, never served (Redis keys carry it in their names)."""
+
+MEMORY_TEXT_KIND = "mtext"
+"""Rows of each memory's text, lower-cased, by memory id (see `indexer.memory_text`): what a
+`search_content` search tests instead of reading and decoding every memory row it might keep."""
+
+TEXT_KINDS = frozenset({MEMORY_TEXT_KIND})
+"""Kinds whose rows are UTF-8 text a substring search tests (`page_containing`): a backend
+with a text index keeps them in it too (SQLite: an FTS5 trigram table), so a search reads the
+rows holding the needle's pieces, not every row of the kind."""
 
 KEY_ORDERED = "k:"
 """Orderings whose names start with this hold every key at score 0: their keys order them

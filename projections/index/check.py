@@ -13,10 +13,9 @@ import msgspec
 
 from eventlog import EventStore
 from eventlog.store import Cursor
-from projections.index.base import KEY_ORDERED, ReadIndex
+from projections.index.base import KEY_ORDERED, MEMORY_TEXT_KIND, ReadIndex
 from projections.index.indexer import (
     HEAD_KIND,
-    MEMORY_TEXT_KIND,
     NAME_KIND,
     TRIGRAM_PREFIX,
     decode_lstat,
@@ -81,6 +80,9 @@ def index_differences(store: EventStore, index: ReadIndex, limit: int = 20) -> l
     _compare(out, "memory", states["memories"].memories, dict(_rows(index, "memory", decode_memory)))
     texts = {mid: memory_text(row) for mid, row in states["memories"].memories.items() if memory_text(row)}
     _compare(out, "memory text", texts, dict(_rows(index, MEMORY_TEXT_KIND, bytes.decode)))
+    held = getattr(index, "texts_held", None)  # (a backend's text index: SQLite's trigram table)
+    if held is not None:
+        _compare(out, "memory text (trigram index)", texts, held(MEMORY_TEXT_KIND))
     _compare(out, "workflow", states["workflows"].workflows, dict(_rows(index, "wf", decode_workflow)))
     tables: dict[str, dict[str, Any]] = states["records"].tables
     for table, rows in tables.items():

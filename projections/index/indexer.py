@@ -59,7 +59,8 @@ from eventlog import (
 from eventlog.aio_bridge import Broadcast, lock_for
 from eventlog.ids import new_id
 from eventlog.store import Cursor
-from projections.index.base import INDEX_SCHEMA, KEY_ORDERED, IndexTxn, Member, ReadIndex
+from projections.fold import epoch_of
+from projections.index.base import INDEX_SCHEMA, KEY_ORDERED, MEMORY_TEXT_KIND, IndexTxn, Member, ReadIndex
 from projections.index.runs import fold_runs
 from projections.index.tables import (
     LearningStat,
@@ -403,12 +404,6 @@ def session_members(seq: int, row: SessionRow) -> list[Member]:
     return out
 
 
-MEMORY_TEXT_KIND = "mtext"
-"""Rows of each memory's `memory_text`, by memory id: what a `search_content` search tests
-(in the index: one statement on SQLite, one script per partition on Redis) instead of
-reading and decoding every memory row it might keep."""
-
-
 def memory_text(row: MemoryRow) -> str:
     """What a `search_content` filter matches against: the memory as text, lower-cased."""
     return str(row.memory if row.memory is not None else "").lower()
@@ -419,7 +414,9 @@ def memory_members(seq: int, row: MemoryRow) -> list[Member]:
     `created_at` (AgentOS's memory page filters by any of them); and the memories of each
     topic, by insertion (a topics filter reads the union of its topics)."""
     user = f"u={row.user_id or ''}"
-    upd, cre = tie_score(row.updated_at, seq), tie_score(row.created_at, seq)
+    # (by the times the memory's Agno dict shows, which Agno's sort compares: a `created_at`
+    # the writer passed again is shown, though the row keeps the first one)
+    upd, cre = tie_score(row.updated_at, seq), tie_score(epoch_of(row.fields.get("created_at"), row.created_at), seq)
     out: list[Member] = [("m|all|seq", seq), ("m|all|upd", upd), ("m|all|cre", cre),
                          (f"m|{user}|seq", seq), (f"m|{user}|upd", upd), (f"m|{user}|cre", cre)]
     for scope in (f"a={row.agent_id}" if isinstance(row.agent_id, str) else None,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from projections.index.base import KEY_ORDERED, IndexTxn, Member, Ranked, ReadIndex
+from projections.index.base import KEY_ORDERED, TEXT_KINDS, IndexTxn, Member, Ranked, ReadIndex
 
 log = logging.getLogger("projections.index")
 
@@ -37,7 +37,37 @@ CREATE INDEX IF NOT EXISTS ord_by_score ON ord (name, score, key);
 CREATE TABLE IF NOT EXISTS kord (name TEXT NOT NULL, key TEXT NOT NULL, score REAL NOT NULL,
                                  PRIMARY KEY (name, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counts (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(kind UNINDEXED, key UNINDEXED, body,
+                                                    tokenize='trigram case_sensitive 1');
+CREATE TABLE IF NOT EXISTS textids (kind TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL,
+                                    PRIMARY KEY (kind, key)) WITHOUT ROWID;
 """
+# `texts`: the rows of `TEXT_KINDS` again, in an FTS5 trigram index (a substring search of
+# three characters or more reads the rows holding its pieces: `_text_matches`), found by
+# `textids` when they change. Their text is already lower-cased, so the index compares
+# characters as they are (case_sensitive 1): what `in` does.
+_TABLES = ("rows", "ord", "kord", "counts", "cursor", "meta", "textids")
+
+
+def _matching(kind: str, needle: bytes) -> tuple[str, tuple[Any, ...]]:
+    """(a subquery of the keys of `kind`'s rows that contain `needle`, its parameters): from
+    the trigram index for a kind it holds and a needle of three characters or more (the rows
+    holding the needle's pieces, in sequence: the substring), else every row of the kind
+    tested (`instr` on the bytes, as `in`)."""
+    phrase = _phrase(needle) if kind in TEXT_KINDS else None
+    if phrase is not None:
+        return "(SELECT key FROM texts WHERE texts MATCH ? AND kind=?)", (phrase, kind)
+    return "(SELECT key FROM rows WHERE kind=? AND instr(data, ?) > 0)", (kind, needle)
+
+
+def _phrase(needle: bytes) -> str | None:
+    """`needle` as an FTS5 phrase of the trigram index (the substring itself), or None when it
+    is too short for one (under three characters) or not text."""
+    try:
+        text = needle.decode()
+    except UnicodeDecodeError:
+        return None
+    return '"' + text.replace('"', '""') + '"' if len(text) >= 3 and "\x00" not in text else None
 
 
 def _table(name: str, desc: bool = False) -> tuple[str, str]:
@@ -174,9 +204,10 @@ class SqliteIndex(ReadIndex):
         by = "o." + order.replace(", ", ", o.")
         with self._lock:
             if whole and not among:
+                matching, args = _matching(kind, needle)
                 rows = self._conn.execute(
-                    f"SELECT o.key, o.score FROM rows r CROSS JOIN {table} o ON o.name=? AND o.key=r.key "
-                    f"WHERE r.kind=? AND instr(r.data, ?) > 0 ORDER BY {by}", (ordering, kind, needle)).fetchall()
+                    f"SELECT o.key, o.score FROM {matching} m CROSS JOIN {table} o ON o.name=? AND o.key=m.key "
+                    f"ORDER BY {by}", (*args, ordering)).fetchall()
             elif not among:
                 rows = self._conn.execute(
                     f"SELECT o.key, o.score FROM {table} o JOIN rows r ON r.kind=? AND r.key=o.key "
@@ -196,8 +227,9 @@ class SqliteIndex(ReadIndex):
                           limit: int | None, whole: bool = False) -> tuple[list[Ranked], int]:
         # `page_containing`'s statements, sorted, counted and cut to the page in SQLite (a
         # search that matches every memory hands back 20 rows, not all of them). `whole`:
-        # the kind's rows are tested as they lie; up to `FEW_MATCHES` matches are all there
-        # is to place (scored in the ordering, sorted here: one pass over the rows). More are
+        # the kind's matching rows (`_matching`: from the trigram index, or the rows tested as
+        # they lie); up to `FEW_MATCHES` are all there is to place (scored in the ordering,
+        # sorted here). More are
         # counted; when they are dense enough that the page is found within fewer rows of the
         # ordering than there are matches, the ordering is walked in order and the walk stops
         # at the page's end (no sort), else the matches are scored and sorted in SQLite.
@@ -208,13 +240,15 @@ class SqliteIndex(ReadIndex):
         page = (-1 if limit is None else limit, offset)
         with self._lock:
             if whole:
-                keys = [k for (k,) in self._conn.execute(
-                    "SELECT key FROM rows WHERE kind=? AND instr(data, ?) > 0 LIMIT ?",
-                    (kind, needle, FEW_MATCHES + 1))]
+                matching, args = _matching(kind, needle)
+                keys = [k for (k,) in self._conn.execute(f"SELECT key FROM {matching} LIMIT ?",
+                                                         (*args, FEW_MATCHES + 1))]
                 if len(keys) <= FEW_MATCHES:  # (all of them, in one pass: scored and sorted here)
                     found = [Ranked(k, s) for k, s in zip(keys, self.scores(ordering, keys)) if s is not None]
                     found.sort(key=lambda r: (r.score, r.key), reverse=desc)
                     return (found[offset:] if limit is None else found[offset:offset + limit]), len(found)
+                # (many: counted by testing the rows as they lie, which for a needle this common
+                # costs less than the trigram index's position checks)
                 (total,) = self._conn.execute("SELECT count(*) FROM rows WHERE kind=? AND instr(data, ?) > 0",
                                               (kind, needle)).fetchone()
                 if total == 0 or offset >= total:
@@ -223,9 +257,8 @@ class SqliteIndex(ReadIndex):
                     rows = self._conn.execute(walk, (kind, ordering, needle, *page)).fetchall()
                 else:
                     rows = self._conn.execute(
-                        f"SELECT o.key, o.score, 0 FROM rows r CROSS JOIN {table} o ON o.name=? AND o.key=r.key "
-                        f"WHERE r.kind=? AND instr(r.data, ?) > 0 ORDER BY {by} LIMIT ? OFFSET ?",
-                        (ordering, kind, needle, *page)).fetchall()
+                        f"SELECT o.key, o.score, 0 FROM {matching} m CROSS JOIN {table} o ON o.name=? "
+                        f"AND o.key=m.key ORDER BY {by} LIMIT ? OFFSET ?", (*args, ordering, *page)).fetchall()
             else:
                 rows = self._conn.execute(walk.replace(", 0 FROM", ", COUNT(*) OVER () FROM"),
                                           (kind, ordering, needle, *page)).fetchall()
@@ -237,6 +270,18 @@ class SqliteIndex(ReadIndex):
                 else:
                     total = 0
         return [Ranked(k, s) for k, s, _ in rows], total
+
+    def texts_held(self, kind: str) -> dict[str, str]:
+        """What the trigram index holds of `kind`, by key, each entry found by its id (checks
+        only: `index_differences` compares it with a fresh fold)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT i.key, t.body FROM textids i JOIN texts t ON t.rowid = i.id "
+                                      "WHERE i.kind=? AND t.kind=i.kind AND t.key=i.key", (kind,)).fetchall()
+            (entries,) = self._conn.execute("SELECT count(*) FROM texts WHERE kind=?", (kind,)).fetchone()
+        held = {k: b for k, b in rows}
+        if entries != len(held):  # (an entry no id leads to: it would match searches)
+            held["<entries without an id>"] = str(entries - len(held))
+        return held
 
     def scores(self, ordering: str, keys: list[str]) -> list[float | None]:
         found: dict[str, float] = {}
@@ -290,7 +335,7 @@ class SqliteIndex(ReadIndex):
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for table in ("rows", "ord", "kord", "counts", "cursor", "meta"):
+                for table in (*_TABLES, "texts"):
                     self._conn.execute(f"DELETE FROM {table}")
                 self._conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(schema),))
                 self._drop_cached()  # (under the writer lock: nobody folds meanwhile)
@@ -389,12 +434,16 @@ class SqliteIndex(ReadIndex):
             try:
                 finish()
                 with shadow._lock:
-                    for table in ("rows", "ord", "kord", "counts", "cursor", "meta"):
+                    for table in _TABLES:
                         conn.execute(f"DELETE FROM {table}")
                         rows = shadow._conn.execute(f"SELECT * FROM {table}")
                         marks = ",".join("?" * len(rows.description))
                         while batch := rows.fetchmany(5000):
                             conn.executemany(f"INSERT INTO {table} VALUES ({marks})", batch)
+                    conn.execute("DELETE FROM texts")
+                    rows = shadow._conn.execute("SELECT rowid, kind, key, body FROM texts")
+                    while batch := rows.fetchmany(5000):
+                        conn.executemany("INSERT INTO texts (rowid, kind, key, body) VALUES (?, ?, ?, ?)", batch)
                 self._drop_cached()
                 conn.execute("COMMIT")
             except BaseException:
@@ -440,11 +489,28 @@ class _SqliteTxn(IndexTxn):
 
     def put(self, kind: str, key: str, data: bytes, old: Iterable[Member], new: Iterable[Member]) -> None:
         self._conn.execute("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", (kind, key, data))
+        if kind in TEXT_KINDS:
+            self._put_text(kind, key, data.decode("utf-8", "replace"))
         self.reorder(key, old, new)
 
     def delete(self, kind: str, key: str, old: Iterable[Member]) -> None:
         self._conn.execute("DELETE FROM rows WHERE kind=? AND key=?", (kind, key))
+        if kind in TEXT_KINDS:
+            self._put_text(kind, key, None)
         self.reorder(key, old, ())
+
+    def _put_text(self, kind: str, key: str, text: str | None) -> None:
+        """The row's text in the trigram index (None: out of it)."""
+        got = self._conn.execute("SELECT id FROM textids WHERE kind=? AND key=?", (kind, key)).fetchone()
+        if got is not None:
+            self._conn.execute("DELETE FROM texts WHERE rowid=?", got)
+            if text is None:
+                self._conn.execute("DELETE FROM textids WHERE kind=? AND key=?", (kind, key))
+                return
+        if text is None:
+            return
+        cur = self._conn.execute("INSERT INTO texts (kind, key, body) VALUES (?, ?, ?)", (kind, key, text))
+        self._conn.execute("INSERT OR REPLACE INTO textids VALUES (?, ?, ?)", (kind, key, cur.lastrowid))
 
     def reorder(self, key: str, old: Iterable[Member], new: Iterable[Member]) -> None:
         before = dict(old)

@@ -29,10 +29,9 @@ from projections.conversation import (
     ConversationState,
     SnapshotConversation,
 )
-from projections.index.base import Ranked, ReadIndex
+from projections.index.base import MEMORY_TEXT_KIND, Ranked, ReadIndex
 from projections.index.indexer import (
     HEAD_KIND,
-    MEMORY_TEXT_KIND,
     NAME_KIND,
     TRIGRAM_PREFIX,
     SessionHead,
