@@ -26,7 +26,9 @@ log = logging.getLogger("projections.index")
 
 FEW_MATCHES = 2000  # a search of a whole kind with this many matches or fewer places them itself (`window_containing`)
 
-_DDL = """
+_TEXTS_DDL = ("CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(kind UNINDEXED, key UNINDEXED, body, "
+              "tokenize='trigram case_sensitive 1')")
+_DDL = f"""
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursor (p INTEGER PRIMARY KEY, pos INTEGER NOT NULL, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rows (kind TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL,
@@ -37,8 +39,7 @@ CREATE INDEX IF NOT EXISTS ord_by_score ON ord (name, score, key);
 CREATE TABLE IF NOT EXISTS kord (name TEXT NOT NULL, key TEXT NOT NULL, score REAL NOT NULL,
                                  PRIMARY KEY (name, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counts (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
-CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(kind UNINDEXED, key UNINDEXED, body,
-                                                    tokenize='trigram case_sensitive 1');
+{_TEXTS_DDL};
 CREATE TABLE IF NOT EXISTS textids (kind TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL,
                                     PRIMARY KEY (kind, key)) WITHOUT ROWID;
 """
@@ -47,6 +48,14 @@ CREATE TABLE IF NOT EXISTS textids (kind TEXT NOT NULL, key TEXT NOT NULL, id IN
 # `textids` when they change. Their text is already lower-cased, so the index compares
 # characters as they are (case_sensitive 1): what `in` does.
 _TABLES = ("rows", "ord", "kord", "counts", "cursor", "meta", "textids")
+
+
+def _empty_texts(conn: sqlite3.Connection) -> None:
+    """Empty the trigram index by dropping and making it again: deleting its rows would leave
+    their pieces in its older segments until a merge (after `forget_user`, text that must be
+    gone), while a dropped table's pages are freed (zeroed, with `secure_delete`)."""
+    conn.execute("DROP TABLE IF EXISTS texts")
+    conn.execute(_TEXTS_DDL)
 
 
 def _matching(kind: str, needle: bytes) -> tuple[str, tuple[Any, ...]]:
@@ -335,8 +344,9 @@ class SqliteIndex(ReadIndex):
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for table in (*_TABLES, "texts"):
+                for table in _TABLES:
                     self._conn.execute(f"DELETE FROM {table}")
+                _empty_texts(self._conn)
                 self._conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(schema),))
                 self._drop_cached()  # (under the writer lock: nobody folds meanwhile)
                 self._conn.execute("COMMIT")
@@ -440,7 +450,7 @@ class SqliteIndex(ReadIndex):
                         marks = ",".join("?" * len(rows.description))
                         while batch := rows.fetchmany(5000):
                             conn.executemany(f"INSERT INTO {table} VALUES ({marks})", batch)
-                    conn.execute("DELETE FROM texts")
+                    _empty_texts(conn)
                     rows = shadow._conn.execute("SELECT rowid, kind, key, body FROM texts")
                     while batch := rows.fetchmany(5000):
                         conn.executemany("INSERT INTO texts (rowid, kind, key, body) VALUES (?, ?, ?, ?)", batch)
