@@ -309,6 +309,34 @@ def test_a_search_of_all_memories_answers_as_the_in_process_path(
         ref.close()
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(alphabet=st.sampled_from('aAbß" *()\'-:ÉéİiΣσς🙂\\NEAR'), max_size=12),
+                      min_size=1, max_size=12),
+       needles=st.lists(st.text(alphabet=st.sampled_from('aAbß" *()\'-:ÉéİiΣσς🙂\\NEAR'), min_size=1, max_size=6),
+                        min_size=1, max_size=6))
+def test_a_memory_search_of_any_text_answers_as_the_in_process_path(
+        indexed_store: Callable[[], EventStore], texts: list[str], needles: list[str]) -> None:
+    """Whatever the memories and the needle hold — quotes, FTS5 operators, case pairs whose
+    lower-casing changes their length, letters outside ASCII, a needle that is a piece of a
+    character's lower case — the index's search (SQLite's trigram index, Redis's script)
+    finds what the in-process test (`needle.lower() in memory.lower()`) finds."""
+    store = indexed_store()
+    db = EventLogDb(store=store)
+    ref = EventLogDb(store=store, shared_index=False)
+    try:
+        for i, text in enumerate(texts):
+            db.upsert_user_memory(UserMemory(memory=text, memory_id=f"m{i}", user_id="u"))
+        for needle in needles:
+            kwargs: dict[str, Any] = dict(search_content=needle, sort_by="updated_at", sort_order="desc",
+                                          deserialize=False)
+            mine, want = db.get_user_memories(**kwargs), ref.get_user_memories(**kwargs)
+            assert sorted(m["memory_id"] for m in mine[0]) == sorted(m["memory_id"] for m in want[0]), needle
+            assert mine[1] == want[1], needle
+    finally:
+        db.close()
+        ref.close()
+
+
 def test_a_memory_search_on_the_file_store_visits_what_holds_its_pieces_not_every_memory(tmp_path: Path) -> None:
     """The file store's index keeps the memories' texts in a trigram index too (FTS5): a
     search of all memories for a rare needle visits the rows that hold it and the trigram
