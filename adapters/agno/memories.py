@@ -95,35 +95,29 @@ class MemoryMethods(EventLogCore):
             scopes = _memory_scopes(user_id, agent_id, team_id) if indexed else []
             named = sum(v is not None for v in (user_id, agent_id, team_id))
             indexed = indexed and len(scopes) == named  # (an id that is not a string: the table)
-            if indexed and sort_by in _MEMORY_SORTS and named <= 1 and topics is None and needle:
-                # a search of all memories, or of one user's, agent's or team's (AgentOS's
-                # memory page): tested in the index on the memories' texts, in the order of
-                # the page below; only the page's rows are read
+            if indexed and sort_by in _MEMORY_SORTS and named <= 1 and topics is None:
+                # all memories, or one user's, agent's or team's, unfiltered otherwise: a page
+                # of the index's ordering; with a search (AgentOS's memory search box), the
+                # memories' texts tested in the index, in that order. Only the page's rows are read.
                 offset = (page - 1) * limit if limit is not None and page is not None else 0
-                found, total = states.memories_containing(
-                    f"m|{scopes[0] if scopes else 'all'}|{_MEMORY_SORTS[sort_by]}",
-                    desc=sort_by is not None and sort_order != "asc", needle=needle, offset=offset, limit=limit)
+                ordering = f"m|{scopes[0] if scopes else 'all'}|{_MEMORY_SORTS[sort_by]}"
+                desc = sort_by is not None and sort_order != "asc"
+                if needle:
+                    found, total = states.memories_containing(ordering, desc=desc, needle=needle, offset=offset,
+                                                              limit=limit)
+                else:
+                    found = states.memory_page(ordering, desc=desc, offset=offset, limit=limit)
+                    total = states.count(ordering) if not deserialize else 0
                 page_rows = [memory_row(r) for r in found]
                 if not deserialize:
                     return page_rows, total
-                return [UserMemory.from_dict(r) for r in page_rows]
-            if indexed and sort_by in _MEMORY_SORTS and named <= 1 and topics is None and not needle:
-                # all memories, or one user's, agent's or team's, unfiltered otherwise: a page
-                # of the index's ordering
-                offset = (page - 1) * limit if limit is not None and page is not None else 0
-                ordering = f"m|{scopes[0] if scopes else 'all'}|{_MEMORY_SORTS[sort_by]}"
-                found = states.memory_page(ordering, desc=sort_by is not None and sort_order != "asc",
-                                           offset=offset, limit=limit)
-                page_rows = [memory_row(r) for r in found]
-                if not deserialize:
-                    return page_rows, states.count(ordering)
                 return [UserMemory.from_dict(r) for r in page_rows]
             if indexed and topics is not None and all(isinstance(t, str) for t in topics):
                 # a topics filter (AgentOS's memory page): only the memories of those topics
                 # (or the user's, when fewer) are read; the filters and the sort run on them
                 source = states.memories_of_topics(topics, user_id)
             elif indexed and (agent_id is not None or team_id is not None):
-                # several of user/agent/team, or a search or a sort the orderings lack: the
+                # several of user/agent/team (a search too), or a sort the orderings lack: the
                 # memories of the smallest of those scopes, filtered and sorted here
                 source = states.memories_of_scope(min(scopes, key=lambda o: states.count(f"m|{o}|seq")))
             else:

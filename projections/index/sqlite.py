@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS textids (kind TEXT NOT NULL, key TEXT NOT NULL, id IN
                                     PRIMARY KEY (kind, key)) WITHOUT ROWID;
 """
 # `texts`: the rows of `TEXT_KINDS` again, in an FTS5 trigram index (a substring search of
-# three characters or more reads the rows holding its pieces: `_text_matches`), found by
+# three characters or more reads the rows holding its pieces: `_matching`), found by
 # `textids` when they change. Their text is already lower-cased, so the index compares
 # characters as they are (case_sensitive 1): what `in` does.
 _TABLES = ("rows", "ord", "kord", "counts", "cursor", "meta", "textids")
@@ -236,12 +236,12 @@ class SqliteIndex(ReadIndex):
                           limit: int | None, whole: bool = False) -> tuple[list[Ranked], int]:
         # `page_containing`'s statements, sorted, counted and cut to the page in SQLite (a
         # search that matches every memory hands back 20 rows, not all of them). `whole`:
-        # the kind's matching rows (`_matching`: from the trigram index, or the rows tested as
-        # they lie); up to `FEW_MATCHES` are all there is to place (scored in the ordering,
-        # sorted here). More are
-        # counted; when they are dense enough that the page is found within fewer rows of the
-        # ordering than there are matches, the ordering is walked in order and the walk stops
-        # at the page's end (no sort), else the matches are scored and sorted in SQLite.
+        # the kind's matching rows (`_matching`: from the trigram index, or the rows tested
+        # as they lie); up to `FEW_MATCHES` are all there is to place (scored in the
+        # ordering, sorted here). More are counted; when they are dense enough that the page
+        # is found within fewer rows of the ordering than there are matches, the ordering is
+        # walked in order and the walk stops at the page's end (no sort), else the matches
+        # are scored and sorted in SQLite.
         table, order = _table(ordering, desc)
         by = "o." + order.replace(", ", ", o.")
         walk = (f"SELECT o.key, o.score, 0 FROM {table} o JOIN rows r ON r.kind=? AND r.key=o.key "
