@@ -178,6 +178,22 @@ return out
 """
 FEW_IN_SCRIPT = 2_000  # a windowed search with this many matches or fewer hands them all back
 
+# One slice of a search of a kind's rows (KEYS[1]) too many for one script: HSCAN from cursor
+# ARGV[2], COUNT ARGV[3], the keys whose row contains ARGV[1]. Returns {next cursor, key, ...}.
+_SLICE = """
+local got = redis.call('HSCAN', KEYS[1], ARGV[2], 'COUNT', ARGV[3])
+local out = {got[1]}
+local kv = got[2]
+for i = 1, #kv, 2 do
+  if string.find(kv[i + 1], ARGV[1], 1, true) then
+    out[#out + 1] = kv[i]
+  end
+end
+return out
+"""
+SEARCH_IN_SCRIPT = 50_000  # rows a search tests in one script at most (~25 ms of the server's time)
+SEARCH_SLICE = 5_000  # rows per slice beyond that
+
 AMONG_IN_SCRIPT = 20_000  # candidates a search script tests at most (~10 ms of the server's time)
 
 
@@ -194,6 +210,7 @@ class RedisIndex(ReadIndex):
         self._scores = self.client.register_script(_SCORES)
         self._among = self.client.register_script(_AMONG)
         self._window = self.client.register_script(_WINDOW)
+        self._slice = self.client.register_script(_SLICE)
         # Per partition, what this process's last commit left: (position, seq) and the rows it
         # read or wrote then. Valid while nobody else commits — which the commit script checks
         # (the cursor must still be that position), so a transaction that follows this
@@ -336,8 +353,9 @@ class RedisIndex(ReadIndex):
         """Where the ordering holds a quarter of the kind's rows or more (a name search of
         all sessions, or of an agent's that has most), the test runs in Redis: one script per
         partition searches its rows of `kind` and scores the matches in the ordering, so only
-        the matches cross the network, not every key and row. A smaller ordering walks its
-        own keys and their rows, as the generic version does."""
+        the matches cross the network, not every key and row (a partition with more than
+        `SEARCH_IN_SCRIPT` rows is tested in slices, so no call holds the server for long). A
+        smaller ordering walks its own keys and their rows, as the generic version does."""
         if among:  # the candidates narrowed, tested and scored in one script per partition
             found: list[Ranked] = []
             for p in range(self.partitions):
@@ -351,13 +369,15 @@ class RedisIndex(ReadIndex):
             return found
         if not needle:
             return super().page_containing(ordering, desc=desc, kind=kind, needle=needle)
-        rows = 0 if whole else sum(int(self._call(self.client.hlen, f"{self._ns(p)}:r:{kind}"))
-                                   for p in range(self.partitions))
-        if self.count(ordering) * 4 < rows:
+        held = [int(self._call(self.client.hlen, f"{self._ns(p)}:r:{kind}")) for p in range(self.partitions)]
+        if not whole and self.count(ordering) * 4 < sum(held):
             return super().page_containing(ordering, desc=desc, kind=kind, needle=needle)
         out: list[Ranked] = []
         for p in range(self.partitions):
             ns = self._ns(p)
+            if held[p] > SEARCH_IN_SCRIPT:  # (too many rows for one script: tested a slice at a time)
+                out += self._sliced(p, ordering, kind, needle, desc)
+                continue
             got = self._call(self._containing, [f"{ns}:r:{kind}", f"{ns}:o:{ordering}"], [needle])
             out += [Ranked(got[i].decode(), float(got[i + 1])) for i in range(0, len(got), 2)]
         out.sort(key=lambda r: (r.score, r.key), reverse=desc)
@@ -376,6 +396,11 @@ class RedisIndex(ReadIndex):
         total = 0
         for p in range(self.partitions):
             ns = self._ns(p)
+            if int(self._call(self.client.hlen, f"{ns}:r:{kind}")) > SEARCH_IN_SCRIPT:
+                found = self._sliced(p, ordering, kind, needle, desc)
+                runs.append(found)
+                total += len(found)
+                continue
             got = self._call(self._window, [f"{ns}:r:{kind}", f"{ns}:o:{ordering}"],
                              [needle, want, "1" if desc else "0", FEW_IN_SCRIPT])
             found = [Ranked(got[i].decode(), float(got[i + 1])) for i in range(2, len(got), 2)]
@@ -387,6 +412,29 @@ class RedisIndex(ReadIndex):
             runs.append(found)
         merged = runs[0] if len(runs) == 1 else list(heapq.merge(*runs, key=lambda r: (r.score, r.key), reverse=desc))
         return (merged[offset:] if limit is None else merged[offset:offset + limit]), total
+
+    def _sliced(self, p: int, ordering: str, kind: str, needle: bytes, desc: bool) -> list[Ranked]:
+        """Partition `p`'s rows of `kind` that contain `needle`, placed in `ordering`, tested
+        `SEARCH_SLICE` at a time (one short script each) so that no call holds the server
+        for long: a kind too large for one script. (HSCAN may hand a key back twice.)"""
+        ns, cursor, keys = self._ns(p), b"0", {}
+        while True:
+            got = self._call(self._slice, [f"{ns}:r:{kind}"], [needle, cursor, SEARCH_SLICE])
+            keys.update(dict.fromkeys(k.decode() for k in got[1:]))
+            cursor = got[0]
+            if cursor in (b"0", 0, "0"):
+                break
+        order = list(keys)
+        found = [Ranked(k, s) for k, s in zip(order, self._scores_in(p, ordering, order)) if s is not None]
+        found.sort(key=lambda r: (r.score, r.key), reverse=desc)
+        return found
+
+    def _scores_in(self, p: int, ordering: str, keys: list[str]) -> list[float | None]:
+        out: list[float | None] = []
+        for at in range(0, len(keys), 5000):
+            got = self._call(self._scores, [f"{self._ns(p)}:o:{ordering}"], keys[at:at + 5000])
+            out += [float(s) if s is not None else None for s in got]
+        return out
 
     def scores(self, ordering: str, keys: list[str]) -> list[float | None]:
         found: list[float | None] = [None] * len(keys)
