@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-INDEX_SCHEMA = 15
+INDEX_SCHEMA = 16
 """The shape of what an index holds. Bump it when a row type or an ordering changes: an index
 of another schema is rebuilt from the log, never served (Redis keys carry it in their names)."""
 

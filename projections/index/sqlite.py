@@ -58,25 +58,20 @@ def _empty_texts(conn: sqlite3.Connection) -> None:
     conn.execute(_TEXTS_DDL)
 
 
-def _matching(kind: str, needle: bytes) -> tuple[str, tuple[Any, ...]]:
-    """(a subquery of the keys of `kind`'s rows that contain `needle`, its parameters): from
-    the trigram index for a kind it holds and a needle of three characters or more (the rows
-    holding the needle's pieces, in sequence: the substring), else every row of the kind
-    tested (`instr` on the bytes, as `in`)."""
-    phrase = _phrase(needle) if kind in TEXT_KINDS else None
-    if phrase is not None:
-        return "(SELECT key FROM texts WHERE texts MATCH ? AND kind=?)", (phrase, kind)
-    return "(SELECT key FROM rows WHERE kind=? AND instr(data, ?) > 0)", (kind, needle)
+def _pieces(text: str) -> set[str]:
+    """The trigram index's pieces of `text`: every three characters in a row (FTS5's trigram
+    tokenizer's tokens)."""
+    return {text[i:i + 3] for i in range(len(text) - 2)}
 
 
-def _phrase(needle: bytes) -> str | None:
-    """`needle` as an FTS5 phrase of the trigram index (the substring itself), or None when it
-    is too short for one (under three characters) or not text."""
-    try:
-        text = needle.decode()
-    except UnicodeDecodeError:
-        return None
-    return '"' + text.replace('"', '""') + '"' if len(text) >= 3 and "\x00" not in text else None
+def _piece_count(kind: str, piece: str) -> str:
+    """The `counts` row of how many rows of `kind` hold `piece` (not an ordering's name)."""
+    return f"~t|{kind}|{piece}"
+
+
+def _quoted(piece: str) -> str:
+    """`piece` as an FTS5 string (itself, whatever characters it holds)."""
+    return '"' + piece.replace('"', '""') + '"'
 
 
 def _table(name: str, desc: bool = False) -> tuple[str, str]:
@@ -213,7 +208,7 @@ class SqliteIndex(ReadIndex):
         by = "o." + order.replace(", ", ", o.")
         with self._lock:
             if whole and not among:
-                matching, args = _matching(kind, needle)
+                matching, args = self._matching(kind, needle)
                 rows = self._conn.execute(
                     f"SELECT o.key, o.score FROM {matching} m CROSS JOIN {table} o ON o.name=? AND o.key=m.key "
                     f"ORDER BY {by}", (*args, ordering)).fetchall()
@@ -232,6 +227,29 @@ class SqliteIndex(ReadIndex):
                     f"ORDER BY {by}", (*among[1:], kind, ordering, among[0], needle)).fetchall()
         return [Ranked(k, s) for k, s in rows]
 
+    def _matching(self, kind: str, needle: bytes) -> tuple[str, tuple[Any, ...]]:
+        """(a subquery of the keys of `kind`'s rows that contain `needle`, its parameters).
+        For a kind the trigram index holds and a needle of three characters or more: the
+        rows that hold its two rarest pieces (how many rows hold each is counted as they are
+        written, `_piece_count`), tested for the needle itself — a piece in most rows would
+        make FTS5 read its long list for nothing, as a phrase of every piece does. Else every
+        row of the kind tested (`instr` on the bytes, as `in`). (Called under the lock.)"""
+        try:
+            text = needle.decode()
+        except UnicodeDecodeError:
+            text = ""
+        if kind in TEXT_KINDS and len(text) >= 3 and "\x00" not in text:
+            pieces = sorted(_pieces(text))
+            names = [_piece_count(kind, p) for p in pieces]
+            held = dict(self._conn.execute(f"SELECT name, n FROM counts WHERE name IN ({','.join('?' * len(names))})",
+                                           names).fetchall())
+            counted = sorted((held.get(n, 0), p) for n, p in zip(names, pieces))
+            if counted[0][0] <= 0:  # (a piece no row holds: nothing matches)
+                return "(SELECT key FROM texts WHERE 0)", ()
+            return ("(SELECT key FROM texts WHERE texts MATCH ? AND kind=? AND instr(body, ?) > 0)",
+                    (" AND ".join(_quoted(p) for _, p in counted[:2]), kind, text))
+        return "(SELECT key FROM rows WHERE kind=? AND instr(data, ?) > 0)", (kind, needle)
+
     def window_containing(self, ordering: str, *, desc: bool, kind: str, needle: bytes, offset: int,
                           limit: int | None, whole: bool = False) -> tuple[list[Ranked], int]:
         # `page_containing`'s statements, sorted, counted and cut to the page in SQLite (a
@@ -249,7 +267,7 @@ class SqliteIndex(ReadIndex):
         page = (-1 if limit is None else limit, offset)
         with self._lock:
             if whole:
-                matching, args = _matching(kind, needle)
+                matching, args = self._matching(kind, needle)
                 keys = [k for (k,) in self._conn.execute(f"SELECT key FROM {matching} LIMIT ?",
                                                          (*args, FEW_MATCHES + 1))]
                 if len(keys) <= FEW_MATCHES:  # (all of them, in one pass: scored and sorted here)
@@ -287,9 +305,18 @@ class SqliteIndex(ReadIndex):
             rows = self._conn.execute("SELECT i.key, t.body FROM textids i JOIN texts t ON t.rowid = i.id "
                                       "WHERE i.kind=? AND t.kind=i.kind AND t.key=i.key", (kind,)).fetchall()
             (entries,) = self._conn.execute("SELECT count(*) FROM texts WHERE kind=?", (kind,)).fetchone()
+            counted = {n[len(_piece_count(kind, "")):]: c for n, c in self._conn.execute(
+                "SELECT name, n FROM counts WHERE substr(name, 1, ?) = ? AND n != 0",
+                (len(_piece_count(kind, "")), _piece_count(kind, ""))).fetchall()}
         held = {k: b for k, b in rows}
         if entries != len(held):  # (an entry no id leads to: it would match searches)
             held["<entries without an id>"] = str(entries - len(held))
+        pieces: dict[str, int] = {}
+        for body in held.values():
+            for piece in _pieces(body):
+                pieces[piece] = pieces.get(piece, 0) + 1
+        if pieces != counted:  # (a search picks its pieces by these counts)
+            held["<pieces counted wrong>"] = str(sorted(set(pieces.items()) ^ set(counted.items()))[:5])
         return held
 
     def scores(self, ordering: str, keys: list[str]) -> list[float | None]:
@@ -510,10 +537,18 @@ class _SqliteTxn(IndexTxn):
         self.reorder(key, old, ())
 
     def _put_text(self, kind: str, key: str, text: str | None) -> None:
-        """The row's text in the trigram index (None: out of it)."""
-        got = self._conn.execute("SELECT id FROM textids WHERE kind=? AND key=?", (kind, key)).fetchone()
+        """The row's text in the trigram index (None: out of it), and how many rows hold each
+        of its pieces (`_piece_count`, kept with the orderings' counts)."""
+        got = self._conn.execute("SELECT t.rowid, t.body FROM textids i JOIN texts t ON t.rowid = i.id "
+                                 "WHERE i.kind=? AND i.key=?", (kind, key)).fetchone()
+        was = _pieces(got[1]) if got is not None else set()
+        now = _pieces(text) if text is not None else set()
+        counts = self._counts
+        for piece, change in [*((p, -1) for p in was - now), *((p, 1) for p in now - was)]:
+            name = _piece_count(kind, piece)
+            counts[name] = counts.get(name, 0) + change
         if got is not None:
-            self._conn.execute("DELETE FROM texts WHERE rowid=?", got)
+            self._conn.execute("DELETE FROM texts WHERE rowid=?", (got[0],))
             if text is None:
                 self._conn.execute("DELETE FROM textids WHERE kind=? AND key=?", (kind, key))
                 return
