@@ -342,6 +342,15 @@ def test_a_memory_search_of_any_text_answers_as_the_in_process_path(
             mine, want = db.get_user_memories(**kwargs), ref.get_user_memories(**kwargs)
             assert sorted(m["memory_id"] for m in mine[0]) == sorted(m["memory_id"] for m in want[0]), needle
             assert mine[1] == want[1], needle
+        long = "".join([*(chr(0x4E00 + i) for i in range(20_000)), *(chr(0x10000 + i) for i in range(20_000))])
+        # (40,000 different characters: more pieces than SQLite takes parameters in one statement,
+        # at the 999 of older builds too)
+        if isinstance(db.indexer.index if db.indexer is not None else None, SqliteIndex):
+            import sqlite3
+            db.indexer.index._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # type: ignore[union-attr]
+        db.upsert_user_memory(UserMemory(memory="x" + long, memory_id="long", user_id="u"))
+        found, total = db.get_user_memories(search_content=long, deserialize=False)
+        assert total == 1 and [m["memory_id"] for m in found] == ["long"]
     finally:
         db.close()
         ref.close()

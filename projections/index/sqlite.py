@@ -239,7 +239,7 @@ class SqliteIndex(ReadIndex):
         except UnicodeDecodeError:
             text = ""
         if kind in TEXT_KINDS and len(text) >= 3 and "\x00" not in text:
-            pieces = sorted(_pieces(text))
+            pieces = sorted(_pieces(text))[:500]  # (any of its pieces narrows: a long needle is not read whole)
             names = [_piece_count(kind, p) for p in pieces]
             held = dict(self._conn.execute(f"SELECT name, n FROM counts WHERE name IN ({','.join('?' * len(names))})",
                                            names).fetchall())
