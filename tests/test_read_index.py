@@ -876,3 +876,41 @@ def test_get_session_sees_what_others_appended_within_one_read(indexed_store: Ca
     finally:
         writer_store.close()
         reader.close()
+
+
+def test_without_fts5_the_file_store_keeps_an_index_of_its_own_and_searches_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some Pythons' SQLite lacks FTS5 (python-build-standalone's, uv's, in some releases).
+    Such a process keeps no trigram index: it reads and writes an index file of its own
+    (`readmodels-notext.sqlite3`, since it could not keep another process's trigram index
+    current), searches by testing the text rows, and answers as a process with FTS5 does,
+    while both write one log."""
+    from projections.index import sqlite as sqlite_index
+
+    url = str(tmp_path / "log")
+    full = EventLogDb(url)
+    monkeypatch.setattr(sqlite_index, "_FTS5", [False])
+    bare = EventLogDb(url)
+    monkeypatch.undo()
+    try:
+        assert isinstance(bare.indexer.index if bare.indexer is not None else None, SqliteIndex)
+        assert isinstance(full.indexer.index if full.indexer is not None else None, SqliteIndex)
+        assert not bare.indexer.index.texts and full.indexer.index.texts  # type: ignore[union-attr]
+        assert bare.indexer.index.path.name == "readmodels-notext.sqlite3"  # type: ignore[union-attr]
+        assert full.indexer.index.path.name == "readmodels.sqlite3"  # type: ignore[union-attr]
+        for i in range(40):
+            writer = full if i % 2 else bare
+            writer.upsert_user_memory(UserMemory(memory=f"Fact {i} about {'tea' if i % 7 == 3 else 'coffee'}",
+                                                 memory_id=f"m{i}", user_id=f"u{i % 4}"))
+        bare.delete_user_memory("m10")
+        full.upsert_user_memory(UserMemory(memory="Fact 3 now about water", memory_id="m3", user_id="u3"))
+        for needle in ("TEA", "fact 1", "water", "about", "zz"):
+            kwargs: dict[str, Any] = dict(search_content=needle, limit=5, page=1, sort_by="updated_at",
+                                          sort_order="desc", deserialize=False)
+            a, b = full.get_user_memories(**kwargs), bare.get_user_memories(**kwargs)
+            assert [m["memory_id"] for m in a[0]] == [m["memory_id"] for m in b[0]] and a[1] == b[1], needle
+        for db in (full, bare):
+            assert db.indexer is not None and index_differences(db.store, db.indexer.index) == []
+    finally:
+        full.close()
+        bare.close()

@@ -287,9 +287,11 @@ def open_index(store: Any, *, path: Any = None) -> ReadIndex | None:
         store = store.inner
     names = {cls.__name__ for cls in type(store).__mro__}
     if "JsonlStore" in names:
-        from projections.index.sqlite import SqliteIndex
+        from projections.index.sqlite import SqliteIndex, fts5_available
 
         name = DECRYPTED_SQLITE_NAME if decrypted else "readmodels.sqlite3"
+        if not fts5_available():  # (an index without the trigram index is a file of its own: see fts5_available)
+            name = name.replace(".sqlite3", "-notext.sqlite3")
         return SqliteIndex(path if path is not None else store.path / name, secure_delete=decrypted)
     if "RedisStreamStore" in names:
         from projections.index.redis import RedisIndex

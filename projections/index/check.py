@@ -81,8 +81,9 @@ def index_differences(store: EventStore, index: ReadIndex, limit: int = 20) -> l
     texts = {mid: memory_text(row) for mid, row in states["memories"].memories.items() if memory_text(row)}
     _compare(out, "memory text", texts, dict(_rows(index, MEMORY_TEXT_KIND, bytes.decode)))
     held = getattr(index, "texts_held", None)  # (a backend's text index: SQLite's trigram table)
-    if held is not None:
-        _compare(out, "memory text (trigram index)", texts, held(MEMORY_TEXT_KIND))
+    in_text_index = held(MEMORY_TEXT_KIND) if held is not None else None
+    if in_text_index is not None:
+        _compare(out, "memory text (trigram index)", texts, in_text_index)
     _compare(out, "workflow", states["workflows"].workflows, dict(_rows(index, "wf", decode_workflow)))
     tables: dict[str, dict[str, Any]] = states["records"].tables
     for table, rows in tables.items():

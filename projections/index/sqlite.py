@@ -28,7 +28,7 @@ FEW_MATCHES = 2000  # a search of a whole kind with this many matches or fewer p
 
 _TEXTS_DDL = ("CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(kind UNINDEXED, key UNINDEXED, body, "
               "tokenize='trigram case_sensitive 1')")
-_DDL = f"""
+_DDL = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursor (p INTEGER PRIMARY KEY, pos INTEGER NOT NULL, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rows (kind TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL,
@@ -39,7 +39,6 @@ CREATE INDEX IF NOT EXISTS ord_by_score ON ord (name, score, key);
 CREATE TABLE IF NOT EXISTS kord (name TEXT NOT NULL, key TEXT NOT NULL, score REAL NOT NULL,
                                  PRIMARY KEY (name, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counts (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
-{_TEXTS_DDL};
 CREATE TABLE IF NOT EXISTS textids (kind TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL,
                                     PRIMARY KEY (kind, key)) WITHOUT ROWID;
 """
@@ -48,6 +47,26 @@ CREATE TABLE IF NOT EXISTS textids (kind TEXT NOT NULL, key TEXT NOT NULL, id IN
 # `textids` when they change. Their text is already lower-cased, so the index compares
 # characters as they are (case_sensitive 1): what `in` does.
 _TABLES = ("rows", "ord", "kord", "counts", "cursor", "meta", "textids")
+
+
+_FTS5: list[bool] = []
+
+
+def fts5_available() -> bool:
+    """Whether this Python's SQLite has FTS5 (some builds lack it: python-build-standalone's,
+    uv's, in some releases; Android's). Without it an index keeps no trigram index and a
+    search tests the text rows as they lie; such an index is a file of its own
+    (`base.open_index`), since it cannot keep another process's trigram index current."""
+    if not _FTS5:
+        conn = sqlite3.connect(":memory:")
+        try:
+            conn.execute("CREATE VIRTUAL TABLE t USING fts5(body, tokenize='trigram')")
+            _FTS5.append(True)
+        except sqlite3.OperationalError:
+            _FTS5.append(False)
+        finally:
+            conn.close()
+    return _FTS5[0]
 
 
 def _empty_texts(conn: sqlite3.Connection) -> None:
@@ -84,9 +103,12 @@ def _table(name: str, desc: bool = False) -> tuple[str, str]:
 
 
 class SqliteIndex(ReadIndex):
-    def __init__(self, path: str | os.PathLike[str], *, secure_delete: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, secure_delete: bool = False,
+                 texts: bool | None = None) -> None:
         self.path = Path(path)
         self.where = str(self.path)
+        # The trigram index of `TEXT_KINDS` (FTS5): where this SQLite has it, unless told
+        self.texts = fts5_available() if texts is None else texts
         # An encrypted log's index: deleted content is zeroed in the file, not left in free
         # pages (after `forget_user`, its rebuild deletes every row that held decrypted data).
         self._secure_delete = secure_delete
@@ -122,6 +144,8 @@ class SqliteIndex(ReadIndex):
             if self._secure_delete:
                 conn.execute("PRAGMA secure_delete=ON")
             conn.executescript(_DDL)
+            if self.texts:
+                conn.execute(_TEXTS_DDL)
             conn.execute("SELECT count(*) FROM meta").fetchone()
         except sqlite3.DatabaseError:
             conn.close()
@@ -238,7 +262,7 @@ class SqliteIndex(ReadIndex):
             text = needle.decode()
         except UnicodeDecodeError:
             text = ""
-        if kind in TEXT_KINDS and len(text) >= 3 and "\x00" not in text:
+        if self.texts and kind in TEXT_KINDS and len(text) >= 3 and "\x00" not in text:
             pieces = sorted(_pieces(text))[:500]  # (any of its pieces narrows: a long needle is not read whole)
             names = [_piece_count(kind, p) for p in pieces]
             held = dict(self._conn.execute(f"SELECT name, n FROM counts WHERE name IN ({','.join('?' * len(names))})",
@@ -298,9 +322,11 @@ class SqliteIndex(ReadIndex):
                     total = 0
         return [Ranked(k, s) for k, s, _ in rows], total
 
-    def texts_held(self, kind: str) -> dict[str, str]:
+    def texts_held(self, kind: str) -> dict[str, str] | None:
         """What the trigram index holds of `kind`, by key, each entry found by its id (checks
-        only: `index_differences` compares it with a fresh fold)."""
+        only: `index_differences` compares it with a fresh fold); None: it keeps none."""
+        if not self.texts:
+            return None
         with self._lock:
             rows = self._conn.execute("SELECT i.key, t.body FROM textids i JOIN texts t ON t.rowid = i.id "
                                       "WHERE i.kind=? AND t.kind=i.kind AND t.key=i.key", (kind,)).fetchall()
@@ -373,7 +399,8 @@ class SqliteIndex(ReadIndex):
             try:
                 for table in _TABLES:
                     self._conn.execute(f"DELETE FROM {table}")
-                _empty_texts(self._conn)
+                if self.texts:
+                    _empty_texts(self._conn)
                 self._conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(schema),))
                 self._drop_cached()  # (under the writer lock: nobody folds meanwhile)
                 self._conn.execute("COMMIT")
@@ -445,7 +472,7 @@ class SqliteIndex(ReadIndex):
         path = self.path.with_name(f"{self.path.name}.rebuild")
         for suffix in ("", "-wal", "-shm"):  # what a rebuild that died left
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return SqliteIndex(path, secure_delete=self._secure_delete)
+        return SqliteIndex(path, secure_delete=self._secure_delete, texts=self.texts)
 
     def scrub(self) -> None:
         """Checkpoint the write-ahead log into the database and truncate it: the WAL still
@@ -477,10 +504,12 @@ class SqliteIndex(ReadIndex):
                         marks = ",".join("?" * len(rows.description))
                         while batch := rows.fetchmany(5000):
                             conn.executemany(f"INSERT INTO {table} VALUES ({marks})", batch)
-                    _empty_texts(conn)
-                    rows = shadow._conn.execute("SELECT rowid, kind, key, body FROM texts")
-                    while batch := rows.fetchmany(5000):
-                        conn.executemany("INSERT INTO texts (rowid, kind, key, body) VALUES (?, ?, ?, ?)", batch)
+                    if self.texts:
+                        _empty_texts(conn)
+                        rows = shadow._conn.execute("SELECT rowid, kind, key, body FROM texts")
+                        while batch := rows.fetchmany(5000):
+                            conn.executemany("INSERT INTO texts (rowid, kind, key, body) VALUES (?, ?, ?, ?)",
+                                             batch)
                 self._drop_cached()
                 conn.execute("COMMIT")
             except BaseException:
@@ -526,13 +555,13 @@ class _SqliteTxn(IndexTxn):
 
     def put(self, kind: str, key: str, data: bytes, old: Iterable[Member], new: Iterable[Member]) -> None:
         self._conn.execute("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", (kind, key, data))
-        if kind in TEXT_KINDS:
+        if kind in TEXT_KINDS and self._index.texts:
             self._put_text(kind, key, data.decode("utf-8", "replace"))
         self.reorder(key, old, new)
 
     def delete(self, kind: str, key: str, old: Iterable[Member]) -> None:
         self._conn.execute("DELETE FROM rows WHERE kind=? AND key=?", (kind, key))
-        if kind in TEXT_KINDS:
+        if kind in TEXT_KINDS and self._index.texts:
             self._put_text(kind, key, None)
         self.reorder(key, old, ())
 
