@@ -130,6 +130,13 @@ def _unlink(state: MemoriesState, row: MemoryRow) -> None:
             del state.by_user[row.user_id or ""]
 
 
+def memory_text(row: MemoryRow) -> str:
+    """What a `search_content` filter matches against: the memory as text, lower-cased (a
+    memory of None holds no text). The in-process filters and the shared index's text rows
+    (`projections.index`) both test this."""
+    return str(row.memory if row.memory is not None else "").lower()
+
+
 def query_memories(
     state: MemoriesState,
     *,
@@ -156,7 +163,7 @@ def query_memories(
         if (agent_id is None or r.agent_id == agent_id)
         and (team_id is None or r.team_id == team_id)
         and (wanted is None or wanted.intersection(r.topics))
-        and (needle is None or needle in str(r.memory).lower())
+        and (needle is None or needle in memory_text(r))
     ]
     total = len(rows)
     key = sort_by or "updated_at"

@@ -338,3 +338,17 @@ def test_epoch_is_int_timestamp() -> None:
         tz = rnd.choice([timezone.utc, timezone(timedelta(hours=rnd.randint(-12, 12))), None])
         at = (datetime(1970, 1, 1) + timedelta(microseconds=rnd.randint(-10**15, 10**17))).replace(tzinfo=tz)
         assert epoch(at) == int(at.timestamp()) == epoch(at), at
+
+
+def test_a_memory_search_tests_the_memory_as_text_a_memory_of_none_holding_none() -> None:
+    """`query_memories` (the memory facade) and the Agno adapter test the same text
+    (`memory_text`): a memory stored as a dict is searched as its string form, and one stored
+    as None holds no text (not the word "none")."""
+    from projections.memories import MemoriesState, UserMemoriesProjection, memory_text
+
+    state = UserMemoriesProjection().fold(
+        [new_event(UserMemoryAdded(memory_id="m1", user_id="u", memory=None)),
+         new_event(UserMemoryAdded(memory_id="m2", user_id="u", memory={"Likes": "None of it"}))],
+        MemoriesState({}, {}))
+    assert memory_text(state.memories["m1"]) == ""
+    assert [r.memory_id for r in query_memories(state, search_content="NONE")[0]] == ["m2"]

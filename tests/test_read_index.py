@@ -363,7 +363,7 @@ def test_a_memory_search_on_the_file_store_visits_what_holds_its_pieces_not_ever
     trigram index's own page reads included, counted by SQLite's progress handler) grow far
     slower than the memories — a test of every memory takes several steps per memory, ten
     times as many among 20,000 as among 2,000 (measured: ~10,000 and ~100,000 against the
-    index's ~220 and ~840) — and stay well under one step per memory."""
+    index's ~220 and ~500) — and stay well under one step per memory."""
     steps: dict[int, int] = {}
     for n in (2_000, 20_000):
         store = open_store(str(tmp_path / f"log{n}"))

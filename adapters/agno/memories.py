@@ -22,6 +22,7 @@ from eventlog import UserMemoriesCleared, UserMemoryDeleted
 from eventlog.names import user_stream
 from projections import MemoriesState, MemoryRow, memory_stats
 from projections.index.views import IndexedStates, RowMap
+from projections.memories import memory_text
 
 CLEAR_STREAM = "memories/all"
 _MEMORY_SORTS = {None: "seq", "updated_at": "upd", "created_at": "cre"}
@@ -129,7 +130,7 @@ class MemoryMethods(EventLogCore):
                 and (agent_id is None or r.agent_id == agent_id)
                 and (team_id is None or r.team_id == team_id)
                 and (topics is None or any(t in r.topics for t in topics))
-                and (needle is None or needle in str(r.memory if r.memory is not None else "").lower())
+                and (needle is None or needle in memory_text(r))
             ]
         total = len(rows)
         rows = _page(apply_sorting(rows, sort_by, sort_order), limit, page)

@@ -28,7 +28,6 @@ from projections.index.indexer import (
     decode_tstat,
     decode_workflow,
     head_bytes,
-    memory_text,
     search_name,
     session_orderings,
     session_seq,
@@ -47,7 +46,7 @@ from projections.index.tables import (
     span_group_stats,
     user_learning_stats,
 )
-from projections.memories import UserMemoriesProjection
+from projections.memories import UserMemoriesProjection, memory_text
 from projections.records import RecordsProjection
 from projections.runner import ProjectionRunner
 from projections.sessions import SessionsProjection

@@ -81,7 +81,7 @@ from projections.index.tables import (
     trace_stats_step,
     user_learning_stats,
 )
-from projections.memories import MemoriesState, MemoryRow, UserMemoriesProjection
+from projections.memories import MemoriesState, MemoryRow, UserMemoriesProjection, memory_text
 from projections.sessions import _SESSION_EVENTS, SessionRow, SessionsProjection, SessionsState
 from projections.workflows import WorkflowRow, WorkflowsProjection, WorkflowsState, workflow_key
 
@@ -402,11 +402,6 @@ def session_members(seq: int, row: SessionRow) -> list[Member]:
         base = f"s|{k}|{scope}|"
         out += [(base + "seq", seq), (base + "upd", upd), (base + "cre", cre)]
     return out
-
-
-def memory_text(row: MemoryRow) -> str:
-    """What a `search_content` filter matches against: the memory as text, lower-cased."""
-    return str(row.memory if row.memory is not None else "").lower()
 
 
 def memory_members(seq: int, row: MemoryRow) -> list[Member]:
